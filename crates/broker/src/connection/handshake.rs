@@ -1,0 +1,209 @@
+//! The CONNECT exchange (§3.1, §3.2): read the first packet within the connect deadline,
+//! validate it, negotiate limits (keep alive, session expiry, receive maximum, packet size,
+//! topic aliases), and attach the session in its partition, which sends CONNACK.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use edgeplane_codec::{
+    ConnAck, Connect, Packet, Properties, ProtocolError, ProtocolVersion, Publish,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Context;
+use crate::router::{Cmd, ConnSignals, ConnectRequest, Outgoing, WillMsg};
+
+/// What the rest of the connection needs after a successful CONNECT.
+pub struct Negotiated {
+    pub version: ProtocolVersion,
+    pub client_id: Arc<str>,
+    pub keep_alive: Option<Duration>,
+    pub session_expiry: u32,
+    pub client_max_packet: usize,
+    pub client_alias_max: u16,
+    pub incoming_qos2: Vec<u16>,
+}
+
+/// The connection is refused (answered already where the specification asks): close it.
+pub struct Refused;
+
+impl From<std::io::Error> for Refused {
+    fn from(_: std::io::Error) -> Self {
+        Refused
+    }
+}
+
+/// Read CONNECT from `stream` (bytes beyond it stay in `rbuf`).
+pub async fn read_connect<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+    ctx: &Context,
+) -> Result<Box<Connect>, Refused> {
+    let max = ctx.settings.clients.max_packet_size as usize;
+    let read = async {
+        loop {
+            match edgeplane_codec::decode(rbuf, ProtocolVersion::V5, max) {
+                Ok(Some(Packet::Connect(c))) => return Ok(c),
+                // The first packet must be CONNECT [MQTT-3.1.0-1].
+                Ok(Some(_)) => return Err(Refused),
+                Ok(None) => {}
+                Err(e) => return Err(refuse_malformed(stream, rbuf, e).await),
+            }
+            if stream.read_buf(rbuf).await? == 0 {
+                return Err(Refused);
+            }
+        }
+    };
+    match tokio::time::timeout(ctx.settings.connect_timeout, read).await {
+        Ok(r) => r,
+        Err(_) => Err(Refused),
+    }
+}
+
+/// Answer a CONNECT that failed to decode: MQTT 3.1.1 gets return code 0x01 for an unknown
+/// protocol level [MQTT-3.1.2-2]; an MQTT 5 CONNECT gets the violation's reason code.
+async fn refuse_malformed<S: AsyncWrite + Unpin>(stream: &mut S, rbuf: &BytesMut, e: ProtocolError) -> Refused {
+    tracing::debug!(error = %e, "refusing CONNECT");
+    let (version, code) = match (e.connect_return_code(), peek_level(rbuf)) {
+        (Some(rc), level) if level != Some(5) => (ProtocolVersion::V311, rc),
+        (_, Some(5)) => (ProtocolVersion::V5, e.reason_code().0),
+        _ => return Refused,
+    };
+    let ack = ConnAck { session_present: false, code, properties: Properties::default() };
+    let mut out = BytesMut::new();
+    edgeplane_codec::encode(&Packet::ConnAck(ack), version, &mut out);
+    let _ = stream.write_all(&out).await;
+    Refused
+}
+
+/// The protocol level byte of a CONNECT still in the buffer, if it can be read.
+fn peek_level(buf: &[u8]) -> Option<u8> {
+    let (_, n) = edgeplane_codec::decode_varint(buf.get(1..)?).ok()??;
+    let start = 1 + n;
+    let name_len = u16::from_be_bytes([*buf.get(start)?, *buf.get(start + 1)?]) as usize;
+    buf.get(start + 2 + name_len).copied()
+}
+
+/// Validate CONNECT, attach the session, and return the negotiated parameters.
+pub async fn attach<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    connect: Box<Connect>,
+    ctx: &Context,
+    conn_id: u64,
+    tx: mpsc::Sender<Outgoing>,
+    signals: Arc<ConnSignals>,
+) -> Result<Negotiated, Refused> {
+    let c = *connect;
+    let v5 = c.protocol == ProtocolVersion::V5;
+    let limits = &ctx.settings.clients;
+    let mut props = Properties::default();
+
+    let client_id: Arc<str> = if c.client_id.is_empty() {
+        if !v5 && !c.clean_start {
+            // A zero-byte client id needs Clean Session in 3.1.1 [MQTT-3.1.3-8].
+            let ack = ConnAck { session_present: false, code: 0x02, properties: Properties::default() };
+            write_packet(stream, Packet::ConnAck(ack), c.protocol).await?;
+            return Err(Refused);
+        }
+        let id = format!("edgeplane-{:016x}", rand_id(conn_id));
+        if v5 {
+            props.assigned_client_identifier = Some(id.clone());
+        }
+        id.into()
+    } else {
+        c.client_id.into()
+    };
+
+    let keep_alive = match limits.max_keep_alive_secs {
+        Some(max) if c.keep_alive == 0 || c.keep_alive > max => {
+            if v5 {
+                props.server_keep_alive = Some(max);
+            }
+            max
+        }
+        _ => c.keep_alive,
+    };
+
+    let requested_expiry = if v5 {
+        c.properties.session_expiry_interval.unwrap_or(0)
+    } else if c.clean_start {
+        0
+    } else {
+        u32::MAX
+    };
+    let session_expiry = requested_expiry.min(limits.max_session_expiry_secs);
+    if v5 && session_expiry != requested_expiry {
+        props.session_expiry_interval = Some(session_expiry);
+    }
+    if v5 {
+        if ctx.settings.receive_maximum != u16::MAX {
+            props.receive_maximum = Some(ctx.settings.receive_maximum);
+        }
+        props.maximum_packet_size = Some(limits.max_packet_size);
+        if ctx.settings.topic_alias_maximum > 0 {
+            props.topic_alias_maximum = Some(ctx.settings.topic_alias_maximum);
+        }
+    }
+
+    let will = c.will.map(|w| {
+        let mut properties = w.properties;
+        let delay = properties.will_delay_interval.take().unwrap_or(0);
+        let publish = Publish {
+            dup: false,
+            qos: w.qos,
+            retain: w.retain,
+            topic: w.topic,
+            packet_id: 0,
+            properties,
+            payload: w.payload,
+        };
+        WillMsg { publish, delay }
+    });
+
+    let window = c.properties.receive_maximum.unwrap_or(u16::MAX).min(limits.max_receive_maximum);
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let request = ConnectRequest {
+        client_id: Arc::clone(&client_id),
+        conn_id,
+        version: c.protocol,
+        clean_start: c.clean_start,
+        session_expiry,
+        will,
+        window,
+        tx,
+        signals,
+        connack: ConnAck { session_present: false, code: 0, properties: props },
+        reply: reply_tx,
+    };
+    let partition = ctx.router.partition_of(&client_id);
+    if !ctx.router.send(partition, Cmd::Connect(Box::new(request))).await {
+        return Err(Refused);
+    }
+    let reply = reply_rx.await.map_err(|_| Refused)?;
+    Ok(Negotiated {
+        version: c.protocol,
+        client_id,
+        keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        session_expiry,
+        client_max_packet: c.properties.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+        client_alias_max: c.properties.topic_alias_maximum.unwrap_or(0),
+        incoming_qos2: reply.incoming_qos2,
+    })
+}
+
+async fn write_packet<S: AsyncWrite + Unpin>(s: &mut S, p: Packet, v: ProtocolVersion) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    edgeplane_codec::encode(&p, v, &mut out);
+    s.write_all(&out).await
+}
+
+/// A client id suffix unique per process run: connection counter mixed with the clock.
+fn rand_id(conn_id: u64) -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut x = t ^ conn_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^ (x >> 33)
+}

@@ -1,0 +1,160 @@
+//! Packets from the client after CONNECT: each is checked against the rules that belong to
+//! the connection (aliases, receive maximum, QoS 2 receive state, DISCONNECT expiry rules)
+//! and turned into router commands and immediate acknowledgements.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use edgeplane_codec::{Ack, Disconnect, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
+
+use super::{Conn, Context, Stop};
+use crate::message::Message;
+use crate::router::{AckKind, Cmd, Ending};
+use crate::stats::Stats;
+
+/// Decode and handle every whole packet in `rbuf`. `Some(stop)` ends the connection.
+pub(super) async fn process(rbuf: &mut BytesMut, conn: &mut Conn, ctx: &Context) -> Option<Stop> {
+    let max = ctx.settings.clients.max_packet_size as usize;
+    loop {
+        match edgeplane_codec::decode(rbuf, conn.version, max) {
+            Ok(Some(packet)) => {
+                if let Some(stop) = handle(packet, conn, ctx).await {
+                    return Some(stop);
+                }
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(client_id = %conn.client_id, error = %e, "protocol violation");
+                conn.disconnect(e.reason_code());
+                return Some(Stop::Ended(Ending::Abnormal));
+            }
+        }
+    }
+}
+
+fn violation(conn: &mut Conn, reason: ReasonCode, why: &str) -> Option<Stop> {
+    tracing::debug!(client_id = %conn.client_id, %reason, why, "protocol violation");
+    conn.disconnect(reason);
+    Some(Stop::Ended(Ending::Abnormal))
+}
+
+async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> {
+    let client = || Arc::clone(&conn.client_id);
+    match packet {
+        Packet::Publish(p) => return publish(p, conn, ctx).await,
+        Packet::PubAck(a) => ack(conn, ctx, a.packet_id, AckKind::PubAck).await,
+        Packet::PubRec(a) => {
+            let failed = a.reason.is_error();
+            if !failed {
+                conn.write(&Packet::PubRel(Ack::new(a.packet_id, ReasonCode::SUCCESS)));
+            }
+            ack(conn, ctx, a.packet_id, AckKind::PubRec { failed }).await;
+        }
+        Packet::PubComp(a) => ack(conn, ctx, a.packet_id, AckKind::PubComp).await,
+        Packet::PubRel(a) => {
+            let reason = if conn.incoming_qos2.remove(&a.packet_id) {
+                let cmd = Cmd::IncomingQos2 { client: client(), conn: conn.conn_id, packet_id: a.packet_id, released: true };
+                ctx.router.send(conn.partition, cmd).await;
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+            };
+            conn.write(&Packet::PubComp(Ack::new(a.packet_id, reason)));
+        }
+        Packet::Subscribe(s) => {
+            ctx.router.send(conn.partition, Cmd::Subscribe { client: client(), conn: conn.conn_id, packet: s }).await;
+        }
+        Packet::Unsubscribe(u) => {
+            ctx.router.send(conn.partition, Cmd::Unsubscribe { client: client(), conn: conn.conn_id, packet: u }).await;
+        }
+        Packet::PingReq => conn.write(&Packet::PingResp),
+        Packet::Disconnect(d) => return disconnect(d, conn),
+        Packet::Connect(_) => return violation(conn, ReasonCode::PROTOCOL_ERROR, "second CONNECT [MQTT-3.1.0-2]"),
+        Packet::Auth(_) => {
+            return violation(conn, ReasonCode::PROTOCOL_ERROR, "AUTH without an authentication method [MQTT-4.12.0-1]")
+        }
+        other => {
+            let why = format!("{} is never sent by a client", other.name());
+            return violation(conn, ReasonCode::PROTOCOL_ERROR, &why);
+        }
+    }
+    None
+}
+
+async fn ack(conn: &Conn, ctx: &Context, packet_id: u16, kind: AckKind) {
+    let cmd = Cmd::Ack { client: Arc::clone(&conn.client_id), conn: conn.conn_id, packet_id, kind };
+    ctx.router.send(conn.partition, cmd).await;
+}
+
+fn disconnect(d: Disconnect, conn: &mut Conn) -> Option<Stop> {
+    let expiry = d.properties.session_expiry_interval;
+    if conn.session_expiry == 0 && expiry.is_some_and(|e| e > 0) {
+        return violation(conn, ReasonCode::PROTOCOL_ERROR, "session expiry set on DISCONNECT after 0 on CONNECT [MQTT-3.14.2-2]");
+    }
+    Some(Stop::Ended(Ending::Graceful {
+        publish_will: d.reason == ReasonCode::DISCONNECT_WITH_WILL,
+        session_expiry: expiry,
+    }))
+}
+
+async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop> {
+    Stats::add(&ctx.stats.messages_received, 1);
+    if conn.version == ProtocolVersion::V5 {
+        if !p.properties.subscription_identifiers.is_empty() {
+            return violation(conn, ReasonCode::PROTOCOL_ERROR, "subscription identifier from a client [MQTT-3.3.4-6]");
+        }
+        if let Some(alias) = p.properties.topic_alias {
+            if alias > ctx.settings.topic_alias_maximum {
+                return violation(conn, ReasonCode::TOPIC_ALIAS_INVALID, "topic alias above our maximum [MQTT-3.3.2-9]");
+            }
+            if p.topic.is_empty() {
+                match conn.inbound_aliases.get(&alias) {
+                    Some(t) => p.topic = t.clone(),
+                    None => return violation(conn, ReasonCode::PROTOCOL_ERROR, "unknown topic alias [MQTT-3.3.2-8]"),
+                }
+            } else {
+                conn.inbound_aliases.insert(alias, p.topic.clone());
+            }
+        }
+    }
+    let refused = if p.topic.starts_with("$SYS") || p.topic.starts_with("$share") {
+        Some(ReasonCode::NOT_AUTHORIZED)
+    } else if p.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&p.payload).is_err() {
+        Some(ReasonCode::PAYLOAD_FORMAT_INVALID)
+    } else {
+        None
+    };
+    let (qos, packet_id) = (p.qos, p.packet_id);
+    if qos == QoS::ExactlyOnce {
+        if conn.incoming_qos2.contains(&packet_id) {
+            // A re-sent PUBLISH whose first copy was already routed [MQTT-4.3.3-10].
+            conn.write(&Packet::PubRec(Ack::new(packet_id, ReasonCode::SUCCESS)));
+            return None;
+        }
+        if conn.incoming_qos2.len() >= usize::from(ctx.settings.receive_maximum) {
+            return violation(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, "more QoS 2 in flight than Receive Maximum [MQTT-3.3.4-9]");
+        }
+    }
+    match refused {
+        Some(reason) => {
+            tracing::debug!(client_id = %conn.client_id, topic = %p.topic, %reason, "publish refused");
+        }
+        None => {
+            if qos == QoS::ExactlyOnce {
+                conn.incoming_qos2.insert(packet_id);
+                let cmd = Cmd::IncomingQos2 { client: Arc::clone(&conn.client_id), conn: conn.conn_id, packet_id, released: false };
+                ctx.router.send(conn.partition, cmd).await;
+            }
+            let max_expiry = ctx.settings.clients.max_message_expiry_secs;
+            let msg = Message::from_publish(p, Some(Arc::clone(&conn.client_id)), max_expiry);
+            ctx.router.publish(Arc::new(msg)).await;
+        }
+    }
+    let reason = refused.unwrap_or(ReasonCode::SUCCESS);
+    match qos {
+        QoS::AtMostOnce => {}
+        QoS::AtLeastOnce => conn.write(&Packet::PubAck(Ack::new(packet_id, reason))),
+        QoS::ExactlyOnce => conn.write(&Packet::PubRec(Ack::new(packet_id, reason))),
+    }
+    None
+}

@@ -1,0 +1,216 @@
+//! One task per network connection: reads and decodes packets, applies the per-connection
+//! protocol rules (topic aliases, receive maximum, keep alive, QoS 2 receive state) and sends
+//! commands to the router; writes what the router hands back, batched into one socket write
+//! per wake-up. The session itself lives in the router and outlives this task.
+
+mod handshake;
+mod inbound;
+mod outbound;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use edgeplane_codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::router::{Cmd, ConnSignals, Ending, Outgoing, Router};
+use crate::settings::Settings;
+use crate::stats::Stats;
+
+/// Outgoing channel capacity per connection; beyond it messages wait in the session queue.
+const OUTGOING_CAPACITY: usize = 1024;
+const OUT_BATCH: usize = 256;
+
+/// What every connection task shares.
+pub struct Context {
+    pub router: Arc<Router>,
+    pub settings: Arc<Settings>,
+    pub stats: Arc<Stats>,
+    pub shutdown: watch::Receiver<bool>,
+    pub next_conn_id: AtomicU64,
+}
+
+/// Why the main loop stopped.
+enum Stop {
+    /// The session was told how it ended (or must be).
+    Ended(Ending),
+    /// The router detached us (takeover, kill): nothing to report.
+    Detached,
+    Shutdown,
+}
+
+/// Per-connection protocol state.
+struct Conn {
+    version: ProtocolVersion,
+    client_id: Arc<str>,
+    conn_id: u64,
+    partition: usize,
+    session_expiry: u32,
+    client_max_packet: usize,
+    client_alias_max: u16,
+    inbound_aliases: HashMap<u16, String>,
+    outbound_aliases: HashMap<String, u16>,
+    incoming_qos2: HashSet<u16>,
+    wbuf: BytesMut,
+}
+
+impl Conn {
+    fn write(&mut self, p: &Packet) {
+        edgeplane_codec::encode(p, self.version, &mut self.wbuf);
+    }
+
+    fn v5(&self) -> bool {
+        self.version == ProtocolVersion::V5
+    }
+
+    /// Queue DISCONNECT with `reason` (MQTT 5 only; 3.1.1 just closes).
+    fn disconnect(&mut self, reason: ReasonCode) {
+        if self.v5() {
+            self.write(&Packet::Disconnect(Disconnect::new(reason)));
+        }
+    }
+}
+
+/// Serve one client connection until it ends.
+pub async fn serve<S>(mut stream: S, peer: SocketAddr, ctx: Arc<Context>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let conn_id = ctx.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let connect = match handshake::read_connect(&mut stream, &mut rbuf, &ctx).await {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    let (tx, mut rx) = mpsc::channel(OUTGOING_CAPACITY);
+    let signals = Arc::new(ConnSignals::default());
+    let neg = match handshake::attach(&mut stream, connect, &ctx, conn_id, tx, Arc::clone(&signals)).await {
+        Ok(n) => n,
+        Err(_) => return,
+    };
+    tracing::debug!(%peer, client_id = %neg.client_id, version = ?neg.version, "client connected");
+    let mut conn = Conn {
+        version: neg.version,
+        partition: ctx.router.partition_of(&neg.client_id),
+        client_id: neg.client_id,
+        conn_id,
+        session_expiry: neg.session_expiry,
+        client_max_packet: neg.client_max_packet,
+        client_alias_max: neg.client_alias_max,
+        inbound_aliases: HashMap::new(),
+        outbound_aliases: HashMap::new(),
+        incoming_qos2: neg.incoming_qos2.into_iter().collect(),
+        wbuf: BytesMut::with_capacity(4096),
+    };
+    let stop = run(&mut stream, &mut rbuf, &mut rx, &mut conn, &ctx, &signals, neg.keep_alive).await;
+    match stop {
+        Stop::Ended(ending) => {
+            let cmd = Cmd::Disconnected { client: Arc::clone(&conn.client_id), conn: conn_id, ending };
+            ctx.router.send(conn.partition, cmd).await;
+        }
+        Stop::Detached => {}
+        Stop::Shutdown => {
+            conn.disconnect(ReasonCode::SERVER_SHUTTING_DOWN);
+            while let Ok(item) = rx.try_recv() {
+                outbound::write_outgoing(&mut conn, item, &ctx).await;
+            }
+        }
+    }
+    if !conn.wbuf.is_empty() {
+        let _ = stream.write_all(&conn.wbuf).await;
+        let _ = stream.flush().await;
+    }
+    let _ = stream.shutdown().await;
+    tracing::debug!(%peer, client_id = %conn.client_id, "connection closed");
+}
+
+async fn run<S>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    conn: &mut Conn,
+    ctx: &Context,
+    signals: &ConnSignals,
+    keep_alive: Option<std::time::Duration>,
+) -> Stop
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut shutdown = ctx.shutdown.clone();
+    let mut batch = Vec::with_capacity(OUT_BATCH);
+    let mut last_read = Instant::now();
+    let far = std::time::Duration::from_secs(86_400 * 365);
+    let ka_timer = tokio::time::sleep(keep_alive.unwrap_or(far));
+    tokio::pin!(ka_timer);
+    // Bytes that arrived with CONNECT are processed before reading more.
+    let mut pending_input = !rbuf.is_empty();
+    loop {
+        if pending_input {
+            pending_input = false;
+            if let Some(stop) = inbound::process(rbuf, conn, ctx).await {
+                return flush_then(stream, conn, stop).await;
+            }
+        }
+        if !conn.wbuf.is_empty() {
+            if stream.write_all(&conn.wbuf).await.is_err() || stream.flush().await.is_err() {
+                return Stop::Ended(Ending::Abnormal);
+            }
+            conn.wbuf.clear();
+        }
+        tokio::select! {
+            biased;
+            _ = signals.kill.notified() => {
+                let reason = signals.kill_reason.load(Ordering::Acquire);
+                conn.disconnect(ReasonCode(reason));
+                return flush_then(stream, conn, Stop::Detached).await;
+            }
+            _ = shutdown.changed() => return Stop::Shutdown,
+            n = rx.recv_many(&mut batch, OUT_BATCH) => {
+                if n == 0 {
+                    return Stop::Ended(Ending::Abnormal);
+                }
+                for item in batch.drain(..) {
+                    outbound::write_outgoing(conn, item, ctx).await;
+                }
+                if signals.drain.swap(false, Ordering::AcqRel) {
+                    let cmd = Cmd::Drained { client: Arc::clone(&conn.client_id), conn: conn.conn_id };
+                    ctx.router.send(conn.partition, cmd).await;
+                }
+            }
+            r = stream.read_buf(rbuf) => {
+                match r {
+                    Ok(0) | Err(_) => return Stop::Ended(Ending::Abnormal),
+                    Ok(n) => {
+                        Stats::add(&ctx.stats.bytes_received, n as u64);
+                        last_read = Instant::now();
+                        pending_input = true;
+                    }
+                }
+            }
+            _ = &mut ka_timer => {
+                let limit = keep_alive.unwrap_or(far);
+                let due = last_read + limit;
+                if Instant::now() >= due {
+                    // No packet within 1.5 times the keep alive [MQTT-3.1.2-22].
+                    conn.disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT);
+                    return flush_then(stream, conn, Stop::Ended(Ending::Abnormal)).await;
+                }
+                ka_timer.as_mut().reset(due.into());
+            }
+        }
+    }
+}
+
+async fn flush_then<S: AsyncWrite + Unpin>(stream: &mut S, conn: &mut Conn, stop: Stop) -> Stop {
+    if !conn.wbuf.is_empty() {
+        let _ = stream.write_all(&conn.wbuf).await;
+        let _ = stream.flush().await;
+        conn.wbuf.clear();
+    }
+    stop
+}

@@ -1,0 +1,117 @@
+//! The Edgeplane MQTT broker core: listeners, connections, sessions and the partitioned
+//! router, in memory.
+//!
+//! [`Broker::start`] binds the listeners and spawns the router partitions on the current
+//! Tokio runtime; [`Broker::shutdown`] stops accepting, tells MQTT 5 clients the server is
+//! shutting down (DISCONNECT 0x8B) after writing what was already queued for them, and waits
+//! for connections to close.
+
+mod connection;
+mod listener;
+pub mod message;
+mod retain;
+mod router;
+pub mod settings;
+pub mod stats;
+mod sys;
+mod ws;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use edgeplane_config::Protocol;
+pub use listener::{BoundListener, ListenerSpec};
+pub use settings::Settings;
+pub use stats::Stats;
+
+use connection::Context;
+use router::Router;
+
+/// A running broker.
+pub struct Broker {
+    router: Arc<Router>,
+    listeners: Vec<BoundListener>,
+    shutdown: watch::Sender<bool>,
+    live: Arc<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} for listener {name:?}: {source}; is another broker running there?")]
+    Bind { name: String, addr: std::net::SocketAddr, source: std::io::Error },
+}
+
+impl Broker {
+    /// Bind every listener and start serving. Must be called inside a Tokio runtime.
+    pub async fn start(settings: Settings, listeners: Vec<ListenerSpec>) -> Result<Broker, StartError> {
+        let settings = Arc::new(settings);
+        let stats = Arc::new(Stats::default());
+        let mut bound = Vec::new();
+        for spec in &listeners {
+            let l = TcpListener::bind(spec.bind).await.map_err(|source| StartError::Bind {
+                name: spec.name.clone(),
+                addr: spec.bind,
+                source,
+            })?;
+            let addr = l.local_addr().unwrap_or(spec.bind);
+            bound.push((l, BoundListener { name: spec.name.clone(), addr, protocol: spec.protocol }));
+        }
+        let router = Router::start(Arc::clone(&settings), Arc::clone(&stats));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let ctx = Arc::new(Context {
+            router: Arc::clone(&router),
+            settings: Arc::clone(&settings),
+            stats,
+            shutdown: shutdown_rx.clone(),
+            next_conn_id: AtomicU64::new(1),
+        });
+        let live = Arc::new(());
+        let mut listeners = Vec::new();
+        for (l, info) in bound {
+            tracing::info!(listener = %info.name, addr = %info.addr, protocol = ?info.protocol, "listening");
+            let task = listener::accept_loop(l, info.protocol, Arc::clone(&ctx), shutdown_rx.clone(), Arc::clone(&live));
+            tokio::spawn(task);
+            listeners.push(info);
+        }
+        if let Some(period) = settings.sys_interval {
+            let r = Arc::clone(&router);
+            let mut stop = shutdown_rx;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = sys::run(r, period) => {}
+                    _ = stop.changed() => {}
+                }
+            });
+        }
+        Ok(Broker { router, listeners, shutdown, live })
+    }
+
+    /// The listeners as bound (with the real port when 0 was asked for).
+    pub fn listeners(&self) -> &[BoundListener] {
+        &self.listeners
+    }
+
+    /// Address of the first listener of `protocol`.
+    pub fn addr(&self, protocol: Protocol) -> Option<std::net::SocketAddr> {
+        self.listeners.iter().find(|l| l.protocol == protocol).map(|l| l.addr)
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.router.stats
+    }
+
+    /// Graceful shutdown: stop accepting, send DISCONNECT 0x8B to MQTT 5 clients after what
+    /// was queued for them, and wait (at most `grace`) for connections to close.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        // Every accept loop and connection task holds a clone of `live`.
+        while Arc::strong_count(&self.live) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Runtime settings of one broker instance: the client limits of the `Broker` resource plus
+//! what the resource model does not (yet) carry, with production defaults.
+
+use std::time::Duration;
+
+pub use edgeplane_config::{ClientLimits, QueueLimit, QueueStrategy};
+
+/// Everything the broker core needs to know to serve clients.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Limits from `Broker.spec.advanced.clients`.
+    pub clients: ClientLimits,
+    /// Receive Maximum we advertise: how many unacknowledged QoS 1/2 PUBLISH packets a client
+    /// may have in flight towards us before it gets DISCONNECT 0x93.
+    pub receive_maximum: u16,
+    /// Topic Alias Maximum we advertise for client-to-broker aliases.
+    pub topic_alias_maximum: u16,
+    /// Queue QoS 0 messages for offline persistent sessions (the specification allows it;
+    /// Mosquitto and Azure IoT Operations drop them, so the default is off).
+    pub queue_qos0_offline: bool,
+    /// How long a new connection may take to send CONNECT (slow-loris protection).
+    pub connect_timeout: Duration,
+    /// Period of `$SYS/broker/...` statistics; `None` disables them.
+    pub sys_interval: Option<Duration>,
+    /// Router partitions; defaults to the number of cores.
+    pub partitions: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            clients: ClientLimits::default(),
+            receive_maximum: 65_535,
+            topic_alias_maximum: 64,
+            queue_qos0_offline: false,
+            connect_timeout: Duration::from_secs(10),
+            sys_interval: Some(Duration::from_secs(10)),
+            partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The `Broker` kind: the field tables of its spec and the settings the broker acts on.
+//!
+//! The whole Azure IoT Operations Broker spec is accepted and validated (cardinality,
+//! resource limits, internal certificates, disk buffer, diagnostics, persistence), so AIO
+//! manifests load unchanged. What the broker acts on today leaves as typed
+//! [`BrokerSettings`] (client limits, memory profile, metrics port, log level); the rest is
+//! kept verbatim in [`BrokerSettings::raw_spec`] for the components that will use it.
+
+use serde::Serialize;
+
+use crate::error::Sink;
+use crate::persistence;
+use crate::resource::crd_document;
+use crate::schema::{opt, req, EnumDef, Field, Schema, OPERATIONAL_MODE};
+use crate::yaml::Node;
+
+/// Name of the broker when the folder has no `Broker` resource (AIO's default too).
+pub const DEFAULT_BROKER_NAME: &str = "default";
+
+/// AIO memory profile: sizes internal buffers and bounds the largest packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub enum MemoryProfile {
+    Tiny,
+    Low,
+    #[default]
+    Medium,
+    High,
+}
+
+impl MemoryProfile {
+    /// Largest MQTT packet, in bytes, this profile allows.
+    pub fn max_packet_size(self) -> u32 {
+        const MIB: u32 = 1024 * 1024;
+        match self {
+            MemoryProfile::Tiny => 4 * MIB,
+            MemoryProfile::Low => 16 * MIB,
+            MemoryProfile::Medium => 64 * MIB,
+            MemoryProfile::High => 256 * MIB,
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "Tiny" => Some(MemoryProfile::Tiny),
+            "Low" => Some(MemoryProfile::Low),
+            "Medium" => Some(MemoryProfile::Medium),
+            "High" => Some(MemoryProfile::High),
+            _ => None,
+        }
+    }
+}
+
+/// What to do when a subscriber's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub enum QueueStrategy {
+    /// Never drop (AIO's default): the limit is advisory.
+    #[default]
+    None,
+    /// Drop the oldest queued message to make room.
+    DropOldest,
+}
+
+/// `advanced.clients.subscriberQueueLimit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct QueueLimit {
+    /// Messages queued per subscriber before the strategy applies; at least 1.
+    pub length: u64,
+    pub strategy: QueueStrategy,
+}
+
+/// Limits the broker imposes on every client (`spec.advanced.clients`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientLimits {
+    /// Upper bound of a session's expiry interval; `u32::MAX` means no cap.
+    pub max_session_expiry_secs: u32,
+    /// Upper bound of a message's expiry interval (also caps retained messages).
+    pub max_message_expiry_secs: Option<u32>,
+    /// Largest packet accepted: the smaller of the memory profile's limit and
+    /// `maxPacketSizeBytes`.
+    pub max_packet_size: u32,
+    /// Upper bound of the Receive Maximum a client may ask for.
+    pub max_receive_maximum: u16,
+    /// Upper bound of a client's Keep Alive.
+    pub max_keep_alive_secs: Option<u16>,
+    pub subscriber_queue_limit: Option<QueueLimit>,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            max_session_expiry_secs: u32::MAX,
+            max_message_expiry_secs: None,
+            max_packet_size: MemoryProfile::default().max_packet_size(),
+            max_receive_maximum: u16::MAX,
+            max_keep_alive_secs: None,
+            subscriber_queue_limit: None,
+        }
+    }
+}
+
+/// The broker's settings, from the `Broker` resource or defaults when there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerSettings {
+    /// `metadata.name` of the Broker resource; [`DEFAULT_BROKER_NAME`] without one.
+    pub name: String,
+    pub clients: ClientLimits,
+    /// `diagnostics.metrics.prometheusPort`, when set.
+    pub prometheus_port: Option<u16>,
+    pub memory_profile: MemoryProfile,
+    /// `diagnostics.logs.level`, when set (a tracing filter such as `info`).
+    pub log_level: Option<String>,
+    /// The whole `spec` as JSON, for settings not typed here yet; null without a spec.
+    pub raw_spec: serde_json::Value,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_BROKER_NAME.to_owned(),
+            clients: ClientLimits::default(),
+            prometheus_port: None,
+            memory_profile: MemoryProfile::default(),
+            log_level: None,
+            raw_spec: serde_json::Value::Null,
+        }
+    }
+}
+
+pub(crate) static DOCUMENT: [Field; 5] = crd_document(false, Schema::Object(&SPEC));
+
+static SPEC: [Field; 7] = [
+    opt("memoryProfile", Schema::Enum(&MEMORY_PROFILE)),
+    opt("cardinality", Schema::Object(&CARDINALITY)),
+    opt("generateResourceLimits", Schema::Object(&RESOURCE_LIMITS)),
+    opt("advanced", Schema::Object(&ADVANCED)),
+    opt("diskBackedMessageBuffer", Schema::Object(&DISK_BUFFER)),
+    opt("diagnostics", Schema::Object(&DIAGNOSTICS)),
+    opt("persistence", Schema::Object(&persistence::PERSISTENCE)),
+];
+
+static MEMORY_PROFILE: EnumDef = EnumDef {
+    values: &["Tiny", "Low", "Medium", "High"],
+    aliases: &[],
+};
+
+static CARDINALITY: [Field; 2] = [
+    req(
+        "frontend",
+        Schema::Object(&[
+            req("replicas", Schema::Int(1, 16)),
+            opt("workers", Schema::Int(1, 16)),
+        ]),
+    ),
+    req(
+        "backendChain",
+        Schema::Object(&[
+            req("partitions", Schema::Int(1, 16)),
+            req("redundancyFactor", Schema::Int(1, 5)),
+            opt("workers", Schema::Int(1, 16)),
+        ]),
+    ),
+];
+
+static RESOURCE_LIMITS: [Field; 1] = [opt("cpu", Schema::Enum(&OPERATIONAL_MODE))];
+
+static ADVANCED: [Field; 3] = [
+    opt("encryptInternalTraffic", Schema::Enum(&OPERATIONAL_MODE)),
+    opt("internalCerts", Schema::Object(&INTERNAL_CERTS)),
+    opt("clients", Schema::Object(&CLIENTS)),
+];
+
+static INTERNAL_CERTS: [Field; 3] = [
+    req("duration", Schema::StrWith(check_duration)),
+    req("renewBefore", Schema::StrWith(check_duration)),
+    req("privateKey", Schema::Object(&PRIVATE_KEY)),
+];
+
+/// cert-manager private key settings; shared with listener TLS specs.
+pub(crate) static PRIVATE_KEY: [Field; 2] = [
+    req(
+        "algorithm",
+        Schema::Enum(&EnumDef {
+            values: &[
+                "Ec256", "Ec384", "Ec521", "Ed25519", "Rsa2048", "Rsa4096", "Rsa8192",
+            ],
+            aliases: &[],
+        }),
+    ),
+    req(
+        "rotationPolicy",
+        Schema::Enum(&EnumDef {
+            values: &["Always", "Never"],
+            aliases: &[],
+        }),
+    ),
+];
+
+static CLIENTS: [Field; 6] = [
+    opt("maxSessionExpirySeconds", Schema::Int(1, u32::MAX as i64)),
+    opt("maxMessageExpirySeconds", Schema::Int(1, u32::MAX as i64)),
+    opt("maxPacketSizeBytes", Schema::Int(1, 268_435_456)),
+    opt("maxReceiveMaximum", Schema::Int(1, 65_535)),
+    opt("maxKeepAliveSeconds", Schema::Int(0, 65_535)),
+    opt(
+        "subscriberQueueLimit",
+        Schema::Object(&[
+            req("length", Schema::Int(1, i64::MAX)),
+            opt("strategy", Schema::Enum(&QUEUE_STRATEGY)),
+        ]),
+    ),
+];
+
+static QUEUE_STRATEGY: EnumDef = EnumDef {
+    values: &["None", "DropOldest"],
+    aliases: &[],
+};
+
+static DISK_BUFFER: [Field; 3] = [
+    req("maxSize", Schema::StrWith(check_buffer_size)),
+    opt("ephemeralVolumeClaimSpec", Schema::FreeMap),
+    opt("persistentVolumeClaimSpec", Schema::FreeMap),
+];
+
+static DIAGNOSTICS: [Field; 4] = [
+    opt("logs", Schema::Object(&[opt("level", Schema::Str)])),
+    opt(
+        "metrics",
+        Schema::Object(&[opt("prometheusPort", Schema::Int(0, 65_535))]),
+    ),
+    opt(
+        "selfCheck",
+        Schema::Object(&[
+            opt("mode", Schema::Enum(&OPERATIONAL_MODE)),
+            opt("intervalSeconds", Schema::Int(30, 300)),
+            opt("timeoutSeconds", Schema::Int(5, 120)),
+        ]),
+    ),
+    opt("traces", Schema::Object(&TRACES)),
+];
+
+static TRACES: [Field; 4] = [
+    opt("mode", Schema::Enum(&OPERATIONAL_MODE)),
+    opt("cacheSizeMegabytes", Schema::Int(1, 128)),
+    opt("spanChannelCapacity", Schema::Int(1000, 100_000)),
+    opt(
+        "selfTracing",
+        Schema::Object(&[
+            opt("mode", Schema::Enum(&OPERATIONAL_MODE)),
+            opt("intervalSeconds", Schema::Int(1, 300)),
+        ]),
+    ),
+];
+
+/// Read the settings from a Broker document already checked against [`DOCUMENT`], and check
+/// the rules that relate several fields. Invalid values fall back to defaults (they were
+/// reported by the table walk).
+pub(crate) fn read(doc: &Node, name: &str, sink: &mut Sink) -> BrokerSettings {
+    let Some(spec) = doc.get("spec") else {
+        return BrokerSettings {
+            name: name.to_owned(),
+            ..BrokerSettings::default()
+        };
+    };
+    check_internal_certs(spec, sink);
+    persistence::check(spec, sink);
+
+    let memory_profile = spec
+        .get("memoryProfile")
+        .and_then(Node::as_str)
+        .and_then(MemoryProfile::parse)
+        .unwrap_or_default();
+    BrokerSettings {
+        name: name.to_owned(),
+        clients: read_clients(spec.at(&["advanced", "clients"]), memory_profile),
+        prometheus_port: int_at(spec, &["diagnostics", "metrics", "prometheusPort"]),
+        memory_profile,
+        log_level: spec
+            .at(&["diagnostics", "logs", "level"])
+            .and_then(Node::as_str)
+            .map(str::to_owned),
+        raw_spec: if spec.is_null() {
+            serde_json::Value::Null
+        } else {
+            spec.to_json()
+        },
+    }
+}
+
+fn read_clients(clients: Option<&Node>, profile: MemoryProfile) -> ClientLimits {
+    let defaults = ClientLimits {
+        max_packet_size: profile.max_packet_size(),
+        ..ClientLimits::default()
+    };
+    let Some(clients) = clients else {
+        return defaults;
+    };
+    let max_packet_size = int_at::<u32>(clients, &["maxPacketSizeBytes"])
+        .map_or(defaults.max_packet_size, |n| {
+            n.min(defaults.max_packet_size)
+        });
+    let subscriber_queue_limit = clients.get("subscriberQueueLimit").and_then(|limit| {
+        let length = int_at::<u64>(limit, &["length"])?;
+        let strategy = match limit.get("strategy").and_then(Node::as_str) {
+            Some("DropOldest") => QueueStrategy::DropOldest,
+            _ => QueueStrategy::None,
+        };
+        Some(QueueLimit { length, strategy })
+    });
+    ClientLimits {
+        max_session_expiry_secs: int_at(clients, &["maxSessionExpirySeconds"])
+            .unwrap_or(defaults.max_session_expiry_secs),
+        max_message_expiry_secs: int_at(clients, &["maxMessageExpirySeconds"]),
+        max_packet_size,
+        max_receive_maximum: int_at(clients, &["maxReceiveMaximum"])
+            .unwrap_or(defaults.max_receive_maximum),
+        max_keep_alive_secs: int_at(clients, &["maxKeepAliveSeconds"]),
+        subscriber_queue_limit,
+    }
+}
+
+/// The integer at `keys`, if present and representable (the table walk checked ranges).
+fn int_at<T: TryFrom<i64>>(node: &Node, keys: &[&str]) -> Option<T> {
+    node.at(keys)
+        .and_then(Node::as_i64)
+        .and_then(|i| T::try_from(i).ok())
+}
+
+/// cert-manager renews before expiry, so `renewBefore` must be shorter than `duration`.
+fn check_internal_certs(spec: &Node, sink: &mut Sink) {
+    let Some(certs) = spec.at(&["advanced", "internalCerts"]) else {
+        return;
+    };
+    let secs = |key| {
+        certs
+            .get(key)
+            .and_then(Node::as_str)
+            .and_then(duration_secs)
+    };
+    if let (Some(duration), Some(renew)) = (secs("duration"), secs("renewBefore")) {
+        if renew >= duration {
+            let line = certs.get("renewBefore").map(|n| n.line);
+            sink.error(
+                "spec.advanced.internalCerts.renewBefore",
+                line,
+                "renewBefore must be shorter than duration; lower it or raise duration",
+            );
+        }
+    }
+}
+
+/// A Go `time.Duration` limited to hours, minutes and seconds, as AIO documents
+/// (`240h`, `45m`, `1h30m`, `1.5h`), in seconds.
+pub(crate) fn duration_secs(text: &str) -> Option<f64> {
+    let mut rest = text;
+    let mut total = 0.0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let value: f64 = rest.get(..number_len)?.parse().ok()?;
+        rest = rest.get(number_len..)?;
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        total += value
+            * match rest.get(..unit_len)? {
+                "h" => 3600.0,
+                "m" => 60.0,
+                "s" => 1.0,
+                _ => return None,
+            };
+        rest = rest.get(unit_len..)?;
+    }
+    Some(total)
+}
+
+fn check_duration(text: &str) -> Result<(), String> {
+    match duration_secs(text) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "invalid duration `{text}`; use hours, minutes and seconds such as 240h, 45m or 1h30m"
+        )),
+    }
+}
+
+/// `diskBackedMessageBuffer.maxSize`: AIO's pattern `^[0-9]+[KMGTPE]$`.
+fn check_buffer_size(text: &str) -> Result<(), String> {
+    let digits = text.trim_end_matches(['K', 'M', 'G', 'T', 'P', 'E']);
+    let ok = !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && text.len() == digits.len() + 1;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid size `{text}`; use digits and one unit letter (K, M, G, T, P or E), such as 1G"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(duration_secs("240h"), Some(864_000.0));
+        assert_eq!(duration_secs("1h30m"), Some(5400.0));
+        assert_eq!(duration_secs("1.5h"), Some(5400.0));
+        for bad in ["", "h", "10", "10d", "1.2.3h", "-1h"] {
+            assert_eq!(duration_secs(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn buffer_sizes_follow_the_aio_pattern() {
+        assert!(check_buffer_size("1G").is_ok());
+        assert!(check_buffer_size("500M").is_ok());
+        for bad in ["G", "1", "1Gi", "1GG", "1g", " 1G"] {
+            assert!(check_buffer_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn profile_packet_limits() {
+        assert_eq!(MemoryProfile::Tiny.max_packet_size(), 4 << 20);
+        assert_eq!(MemoryProfile::High.max_packet_size(), 256 << 20);
+        assert_eq!(ClientLimits::default().max_packet_size, 64 << 20);
+    }
+}

@@ -1,0 +1,125 @@
+//! The `edgeplane` binary: parse arguments, set up logging, load configuration, and hand
+//! over to the libraries. Wiring only.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use edgeplane_broker::{Broker, ListenerSpec, Protocol, Settings};
+
+#[derive(Parser)]
+#[command(name = "edgeplane", version, about = "The open industrial edge data plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker. Without --config it serves MQTT on 127.0.0.1:1883 only.
+    Run {
+        /// Folder of YAML resource manifests (Broker, BrokerListener, ConfigMap, Secret).
+        #[arg(long, value_name = "DIR")]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration folder and report every error at once.
+    Validate {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// Mosquitto 2's safe default: anonymous MQTT on loopback only.
+const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { dir } => validate(&dir),
+        Command::Run { config } => {
+            init_logging(None);
+            match run(config.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("edgeplane: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn validate(dir: &Path) -> ExitCode {
+    match edgeplane_config::load_dir(dir) {
+        Ok(config) => {
+            println!("{}: {} resources, no errors", dir.display(), config.resources.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{} error(s) in {}", errors.0.len(), dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config_dir: Option<&Path>) -> anyhow::Result<()> {
+    let (settings, listeners) = match config_dir {
+        None => {
+            let bind: SocketAddr = DEFAULT_LISTEN.parse()?;
+            let spec = ListenerSpec { name: "default".into(), bind, protocol: Protocol::Mqtt };
+            (Settings::default(), vec![spec])
+        }
+        Some(dir) => {
+            let config = edgeplane_config::load_dir(dir)
+                .map_err(|e| anyhow::anyhow!("invalid configuration in {}:\n{e}", dir.display()))?;
+            let listeners: Vec<ListenerSpec> = config
+                .listeners
+                .iter()
+                .map(|p| ListenerSpec { name: p.listener.clone(), bind: p.bind, protocol: p.protocol })
+                .collect();
+            if listeners.is_empty() {
+                anyhow::bail!("{} declares no BrokerListener port; add one to serve MQTT", dir.display());
+            }
+            let settings = Settings { clients: config.broker.clients.clone(), ..Settings::default() };
+            (settings, listeners)
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let broker = Broker::start(settings, listeners).await?;
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        broker.shutdown(Duration::from_secs(5)).await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
