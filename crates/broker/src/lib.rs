@@ -41,24 +41,42 @@ pub struct Broker {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr} for listener {name:?}: {source}; is another broker running there?")]
-    Bind { name: String, addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(
+        "cannot listen on {addr} for listener {name:?}: {source}; is another broker running there?"
+    )]
+    Bind {
+        name: String,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl Broker {
     /// Bind every listener and start serving. Must be called inside a Tokio runtime.
-    pub async fn start(settings: Settings, listeners: Vec<ListenerSpec>) -> Result<Broker, StartError> {
+    pub async fn start(
+        settings: Settings,
+        listeners: Vec<ListenerSpec>,
+    ) -> Result<Broker, StartError> {
         let settings = Arc::new(settings);
         let stats = Arc::new(Stats::default());
         let mut bound = Vec::new();
         for spec in &listeners {
-            let l = TcpListener::bind(spec.bind).await.map_err(|source| StartError::Bind {
-                name: spec.name.clone(),
-                addr: spec.bind,
-                source,
-            })?;
+            let l = TcpListener::bind(spec.bind)
+                .await
+                .map_err(|source| StartError::Bind {
+                    name: spec.name.clone(),
+                    addr: spec.bind,
+                    source,
+                })?;
             let addr = l.local_addr().unwrap_or(spec.bind);
-            bound.push((l, BoundListener { name: spec.name.clone(), addr, protocol: spec.protocol }));
+            bound.push((
+                l,
+                BoundListener {
+                    name: spec.name.clone(),
+                    addr,
+                    protocol: spec.protocol,
+                },
+            ));
         }
         let router = Router::start(Arc::clone(&settings), Arc::clone(&stats));
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -73,7 +91,13 @@ impl Broker {
         let mut listeners = Vec::new();
         for (l, info) in bound {
             tracing::info!(listener = %info.name, addr = %info.addr, protocol = ?info.protocol, "listening");
-            let task = listener::accept_loop(l, info.protocol, Arc::clone(&ctx), shutdown_rx.clone(), Arc::clone(&live));
+            let task = listener::accept_loop(
+                l,
+                info.protocol,
+                Arc::clone(&ctx),
+                shutdown_rx.clone(),
+                Arc::clone(&live),
+            );
             tokio::spawn(task);
             listeners.push(info);
         }
@@ -87,7 +111,12 @@ impl Broker {
                 }
             });
         }
-        Ok(Broker { router, listeners, shutdown, live })
+        Ok(Broker {
+            router,
+            listeners,
+            shutdown,
+            live,
+        })
     }
 
     /// The listeners as bound (with the real port when 0 was asked for).
@@ -97,7 +126,10 @@ impl Broker {
 
     /// Address of the first listener of `protocol`.
     pub fn addr(&self, protocol: Protocol) -> Option<std::net::SocketAddr> {
-        self.listeners.iter().find(|l| l.protocol == protocol).map(|l| l.addr)
+        self.listeners
+            .iter()
+            .find(|l| l.protocol == protocol)
+            .map(|l| l.addr)
     }
 
     pub fn stats(&self) -> &Stats {

@@ -46,7 +46,9 @@ impl RetainStore {
                 }
             };
             if has_wildcard {
-                map.values().filter(|m| topic::matches(filter, &m.topic)).for_each(&mut consider);
+                map.values()
+                    .filter(|m| topic::matches(filter, &m.topic))
+                    .for_each(&mut consider);
             } else if let Some(m) = map.get(filter) {
                 consider(m);
             }

@@ -22,17 +22,38 @@ pub(crate) async fn run(router: Arc<Router>, period: Duration) {
 async fn publish_all(router: &Router) {
     let s = &router.stats;
     let values: [(&str, String); 13] = [
-        ("version", format!("edgeplane {}", env!("CARGO_PKG_VERSION"))),
-        ("uptime", format!("{} seconds", s.started.elapsed().as_secs())),
-        ("clients/connected", Stats::get(&s.clients_connected).to_string()),
+        (
+            "version",
+            format!("edgeplane {}", env!("CARGO_PKG_VERSION")),
+        ),
+        (
+            "uptime",
+            format!("{} seconds", s.started.elapsed().as_secs()),
+        ),
+        (
+            "clients/connected",
+            Stats::get(&s.clients_connected).to_string(),
+        ),
         ("clients/total", Stats::get(&s.clients_total).to_string()),
-        ("clients/maximum", Stats::get(&s.clients_maximum).to_string()),
-        ("messages/received", Stats::get(&s.messages_received).to_string()),
+        (
+            "clients/maximum",
+            Stats::get(&s.clients_maximum).to_string(),
+        ),
+        (
+            "messages/received",
+            Stats::get(&s.messages_received).to_string(),
+        ),
         ("messages/sent", Stats::get(&s.messages_sent).to_string()),
         ("bytes/received", Stats::get(&s.bytes_received).to_string()),
         ("bytes/sent", Stats::get(&s.bytes_sent).to_string()),
-        ("subscriptions/count", Stats::get(&s.subscriptions).to_string()),
-        ("retained messages/count", Stats::get(&s.retained).to_string()),
+        (
+            "subscriptions/count",
+            Stats::get(&s.subscriptions).to_string(),
+        ),
+        (
+            "retained messages/count",
+            Stats::get(&s.retained).to_string(),
+        ),
         ("messages/dropped", dropped(s).to_string()),
         ("partitions", router.partitions().to_string()),
     ];

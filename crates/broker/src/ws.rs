@@ -17,6 +17,8 @@ use tokio_tungstenite::WebSocketStream;
 
 /// Accept a WebSocket upgrade on `/mqtt`, agreeing on the `mqtt` subprotocol.
 pub async fn accept(tcp: TcpStream) -> io::Result<WsStream> {
+    // The callback's signature (and its large error type) is tungstenite's.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() != "/mqtt" {
             let mut e = ErrorResponse::new(Some("MQTT is served on /mqtt".into()));
@@ -31,12 +33,18 @@ pub async fn accept(tcp: TcpStream) -> io::Result<WsStream> {
             .flat_map(|v| v.split(','))
             .any(|p| p.trim() == "mqtt");
         if offered {
-            resp.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
+            resp.headers_mut()
+                .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
         }
         Ok(resp)
     };
-    let ws = tokio_tungstenite::accept_hdr_async(tcp, callback).await.map_err(io::Error::other)?;
-    Ok(WsStream { ws, pending: Bytes::new() })
+    let ws = tokio_tungstenite::accept_hdr_async(tcp, callback)
+        .await
+        .map_err(io::Error::other)?;
+    Ok(WsStream {
+        ws,
+        pending: Bytes::new(),
+    })
 }
 
 /// A WebSocket connection read and written as a byte stream of MQTT packets.
@@ -46,7 +54,11 @@ pub struct WsStream {
 }
 
 impl AsyncRead for WsStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             if !self.pending.is_empty() {
                 let n = self.pending.len().min(buf.remaining());
@@ -71,7 +83,11 @@ impl AsyncRead for WsStream {
 }
 
 impl AsyncWrite for WsStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(io::Error::other)?;
         Pin::new(&mut self.ws)
             .start_send(Message::Binary(Bytes::copy_from_slice(buf)))
@@ -84,10 +100,14 @@ impl AsyncWrite for WsStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws).poll_flush(cx).map_err(io::Error::other)
+        Pin::new(&mut self.ws)
+            .poll_flush(cx)
+            .map_err(io::Error::other)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws).poll_close(cx).map_err(io::Error::other)
+        Pin::new(&mut self.ws)
+            .poll_close(cx)
+            .map_err(io::Error::other)
     }
 }

@@ -9,7 +9,9 @@ use crate::reason::ReasonCode;
 /// A packet that breaks the MQTT specification. The message names the normative statement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
-    #[error("variable byte integer is longer than 4 bytes or not in its shortest form [MQTT-1.5.5-1]")]
+    #[error(
+        "variable byte integer is longer than 4 bytes or not in its shortest form [MQTT-1.5.5-1]"
+    )]
     MalformedVariableInteger,
     #[error("packet of {size} bytes exceeds the maximum packet size {max} [MQTT-3.1.2-24]")]
     PacketTooLarge { size: usize, max: usize },
@@ -67,7 +69,9 @@ pub enum ProtocolError {
     SubscriptionOptionsReserved,
     #[error("retain handling 3 is not allowed [§3.8.3.1]")]
     InvalidRetainHandling,
-    #[error("maximum QoS 3 in subscription options is not allowed [§3.8.3.1] [MQTT-3.8.3-4 in 3.1.1]")]
+    #[error(
+        "maximum QoS 3 in subscription options is not allowed [§3.8.3.1] [MQTT-3.8.3-4 in 3.1.1]"
+    )]
     InvalidSubscriptionQos,
     #[error("no local is set on a shared subscription [MQTT-3.8.3-4]")]
     NoLocalOnSharedSubscription,
@@ -101,11 +105,23 @@ impl ProtocolError {
     pub fn class(&self) -> Class {
         use ProtocolError::*;
         match self {
-            MalformedVariableInteger | ReservedFlags(_) | Truncated(_) | TrailingBytes(..)
-            | InvalidUtf8 | NullCharacter | ConnectReservedFlag | WillFlagsWithoutWill
-            | InvalidWillQos | InvalidQos | WildcardInTopicName
-            | InvalidTopicFilter(_) | UnknownProperty(_) | PropertyNotAllowed(..)
-            | SubscriptionOptionsReserved | ReservedPacketType | AuthInV311
+            MalformedVariableInteger
+            | ReservedFlags(_)
+            | Truncated(_)
+            | TrailingBytes(..)
+            | InvalidUtf8
+            | NullCharacter
+            | ConnectReservedFlag
+            | WillFlagsWithoutWill
+            | InvalidWillQos
+            | InvalidQos
+            | WildcardInTopicName
+            | InvalidTopicFilter(_)
+            | UnknownProperty(_)
+            | PropertyNotAllowed(..)
+            | SubscriptionOptionsReserved
+            | ReservedPacketType
+            | AuthInV311
             | PasswordWithoutUsername => Class::Malformed,
             _ => Class::Protocol,
         }

@@ -121,7 +121,10 @@ pub fn decode(
     };
     let total = 1 + len_bytes + remaining as usize;
     if total > max_packet_size {
-        return Err(ProtocolError::PacketTooLarge { size: total, max: max_packet_size });
+        return Err(ProtocolError::PacketTooLarge {
+            size: total,
+            max: max_packet_size,
+        });
     }
     if buf.len() < total {
         buf.reserve(total - buf.len());
@@ -216,7 +219,10 @@ fn header_and_body_len(p: &Packet, v: ProtocolVersion) -> (u8, usize) {
     match p {
         Packet::Connect(c) => (0x10, connect::connect_body_len(c)),
         Packet::ConnAck(c) => (0x20, connect::connack_body_len(c, v)),
-        Packet::Publish(p) => (0x30 | publish::publish_flags(p), publish::publish_body_len(p, v)),
+        Packet::Publish(p) => (
+            0x30 | publish::publish_flags(p),
+            publish::publish_body_len(p, v),
+        ),
         Packet::PubAck(a) => (0x40, publish::ack_body_len(a, v)),
         Packet::PubRec(a) => (0x50, publish::ack_body_len(a, v)),
         Packet::PubRel(a) => (0x62, publish::ack_body_len(a, v)),

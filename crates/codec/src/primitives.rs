@@ -30,7 +30,10 @@ impl Reader {
     }
 
     pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, ProtocolError> {
-        let b = *self.buf.get(self.pos).ok_or(ProtocolError::Truncated(field))?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(ProtocolError::Truncated(field))?;
         self.pos += 1;
         Ok(b)
     }
@@ -46,7 +49,8 @@ impl Reader {
     }
 
     pub(crate) fn varint(&mut self, field: &'static str) -> Result<u32, ProtocolError> {
-        let (value, used) = decode_varint(&self.buf[self.pos..])?.ok_or(ProtocolError::Truncated(field))?;
+        let (value, used) =
+            decode_varint(&self.buf[self.pos..])?.ok_or(ProtocolError::Truncated(field))?;
         self.pos += used;
         Ok(value)
     }
@@ -118,7 +122,9 @@ pub(crate) fn check_str(s: &str) -> Result<(), ProtocolError> {
 pub fn decode_varint(buf: &[u8]) -> Result<Option<(u32, usize)>, ProtocolError> {
     let mut value: u32 = 0;
     for i in 0..4 {
-        let Some(&b) = buf.get(i) else { return Ok(None) };
+        let Some(&b) = buf.get(i) else {
+            return Ok(None);
+        };
         value |= u32::from(b & 0x7F) << (7 * i);
         if b & 0x80 == 0 {
             if i > 0 && b == 0 {

@@ -84,11 +84,23 @@ const TABLE: &[(u8, &str, &[Context])] = &[
     (0x08, "Response Topic", &[C::Publish, C::Will]),
     (0x09, "Correlation Data", &[C::Publish, C::Will]),
     (0x0B, "Subscription Identifier", &[C::Publish, C::Subscribe]),
-    (0x11, "Session Expiry Interval", &[C::Connect, C::ConnAck, C::Disconnect]),
+    (
+        0x11,
+        "Session Expiry Interval",
+        &[C::Connect, C::ConnAck, C::Disconnect],
+    ),
     (0x12, "Assigned Client Identifier", &[C::ConnAck]),
     (0x13, "Server Keep Alive", &[C::ConnAck]),
-    (0x15, "Authentication Method", &[C::Connect, C::ConnAck, C::Auth]),
-    (0x16, "Authentication Data", &[C::Connect, C::ConnAck, C::Auth]),
+    (
+        0x15,
+        "Authentication Method",
+        &[C::Connect, C::ConnAck, C::Auth],
+    ),
+    (
+        0x16,
+        "Authentication Data",
+        &[C::Connect, C::ConnAck, C::Auth],
+    ),
     (0x17, "Request Problem Information", &[C::Connect]),
     (0x18, "Will Delay Interval", &[C::Will]),
     (0x19, "Request Response Information", &[C::Connect]),
@@ -97,7 +109,14 @@ const TABLE: &[(u8, &str, &[Context])] = &[
     (
         0x1F,
         "Reason String",
-        &[C::ConnAck, C::Ack, C::SubAck, C::UnsubAck, C::Disconnect, C::Auth],
+        &[
+            C::ConnAck,
+            C::Ack,
+            C::SubAck,
+            C::UnsubAck,
+            C::Disconnect,
+            C::Auth,
+        ],
     ),
     (0x21, "Receive Maximum", &[C::Connect, C::ConnAck]),
     (0x22, "Topic Alias Maximum", &[C::Connect, C::ConnAck]),
@@ -119,7 +138,11 @@ fn set_once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(),
     Ok(())
 }
 
-fn bool_byte(r: &mut Reader, name: &'static str, clause: &'static str) -> Result<u8, ProtocolError> {
+fn bool_byte(
+    r: &mut Reader,
+    name: &'static str,
+    clause: &'static str,
+) -> Result<u8, ProtocolError> {
     let v = r.u8(name)?;
     if v > 1 {
         return Err(ProtocolError::InvalidPropertyValue(name, clause));
@@ -148,7 +171,11 @@ impl Properties {
                 return Err(ProtocolError::PropertyNotAllowed(name, ctx.name()));
             }
             match id {
-                0x01 => set_once(&mut p.payload_format_indicator, bool_byte(&mut r, name, "§3.3.2.3.2")?, name)?,
+                0x01 => set_once(
+                    &mut p.payload_format_indicator,
+                    bool_byte(&mut r, name, "§3.3.2.3.2")?,
+                    name,
+                )?,
                 0x02 => set_once(&mut p.message_expiry_interval, r.u32(name)?, name)?,
                 0x03 => set_once(&mut p.content_type, r.string(name)?, name)?,
                 0x08 => {
@@ -174,9 +201,17 @@ impl Properties {
                 0x13 => set_once(&mut p.server_keep_alive, r.u16(name)?, name)?,
                 0x15 => set_once(&mut p.authentication_method, r.string(name)?, name)?,
                 0x16 => set_once(&mut p.authentication_data, r.binary(name)?, name)?,
-                0x17 => set_once(&mut p.request_problem_information, bool_byte(&mut r, name, "§3.1.2.11.7")?, name)?,
+                0x17 => set_once(
+                    &mut p.request_problem_information,
+                    bool_byte(&mut r, name, "§3.1.2.11.7")?,
+                    name,
+                )?,
                 0x18 => set_once(&mut p.will_delay_interval, r.u32(name)?, name)?,
-                0x19 => set_once(&mut p.request_response_information, bool_byte(&mut r, name, "§3.1.2.11.6")?, name)?,
+                0x19 => set_once(
+                    &mut p.request_response_information,
+                    bool_byte(&mut r, name, "§3.1.2.11.6")?,
+                    name,
+                )?,
                 0x1A => set_once(&mut p.response_information, r.string(name)?, name)?,
                 0x1C => set_once(&mut p.server_reference, r.string(name)?, name)?,
                 0x1F => set_once(&mut p.reason_string, r.string(name)?, name)?,
@@ -195,8 +230,16 @@ impl Properties {
                     }
                     set_once(&mut p.topic_alias, v, name)?
                 }
-                0x24 => set_once(&mut p.maximum_qos, bool_byte(&mut r, name, "MQTT-3.2.2-9")?, name)?,
-                0x25 => set_once(&mut p.retain_available, bool_byte(&mut r, name, "§3.2.2.3.5")?, name)?,
+                0x24 => set_once(
+                    &mut p.maximum_qos,
+                    bool_byte(&mut r, name, "MQTT-3.2.2-9")?,
+                    name,
+                )?,
+                0x25 => set_once(
+                    &mut p.retain_available,
+                    bool_byte(&mut r, name, "§3.2.2.3.5")?,
+                    name,
+                )?,
                 0x26 => {
                     let k = r.string(name)?;
                     let v = r.string(name)?;
@@ -209,9 +252,21 @@ impl Properties {
                     }
                     set_once(&mut p.maximum_packet_size, v, name)?
                 }
-                0x28 => set_once(&mut p.wildcard_subscription_available, bool_byte(&mut r, name, "§3.2.2.3.11")?, name)?,
-                0x29 => set_once(&mut p.subscription_identifier_available, bool_byte(&mut r, name, "§3.2.2.3.12")?, name)?,
-                0x2A => set_once(&mut p.shared_subscription_available, bool_byte(&mut r, name, "§3.2.2.3.13")?, name)?,
+                0x28 => set_once(
+                    &mut p.wildcard_subscription_available,
+                    bool_byte(&mut r, name, "§3.2.2.3.11")?,
+                    name,
+                )?,
+                0x29 => set_once(
+                    &mut p.subscription_identifier_available,
+                    bool_byte(&mut r, name, "§3.2.2.3.12")?,
+                    name,
+                )?,
+                0x2A => set_once(
+                    &mut p.shared_subscription_available,
+                    bool_byte(&mut r, name, "§3.2.2.3.13")?,
+                    name,
+                )?,
                 _ => return Err(ProtocolError::UnknownProperty(id)),
             }
         }
@@ -234,7 +289,11 @@ impl Properties {
             + s(&self.content_type)
             + s(&self.response_topic)
             + b(&self.correlation_data)
-            + self.subscription_identifiers.iter().map(|&i| 1 + varint_len(i as usize)).sum::<usize>()
+            + self
+                .subscription_identifiers
+                .iter()
+                .map(|&i| 1 + varint_len(i as usize))
+                .sum::<usize>()
             + n(&self.session_expiry_interval, 4)
             + s(&self.assigned_client_identifier)
             + n(&self.server_keep_alive, 2)
@@ -251,7 +310,11 @@ impl Properties {
             + n(&self.topic_alias, 2)
             + n(&self.maximum_qos, 1)
             + n(&self.retain_available, 1)
-            + self.user_properties.iter().map(|(k, v)| 5 + k.len() + v.len()).sum::<usize>()
+            + self
+                .user_properties
+                .iter()
+                .map(|(k, v)| 5 + k.len() + v.len())
+                .sum::<usize>()
             + n(&self.maximum_packet_size, 4)
             + n(&self.wildcard_subscription_available, 1)
             + n(&self.subscription_identifier_available, 1)

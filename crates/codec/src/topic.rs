@@ -22,10 +22,14 @@ pub fn validate_topic_filter(filter: &str) -> Result<(), ProtocolError> {
     let mut levels = filter.split('/').peekable();
     while let Some(level) = levels.next() {
         if level.contains('#') && (level != "#" || levels.peek().is_some()) {
-            return Err(ProtocolError::InvalidTopicFilter("'#' must be the whole last level"));
+            return Err(ProtocolError::InvalidTopicFilter(
+                "'#' must be the whole last level",
+            ));
         }
         if level.contains('+') && level != "+" {
-            return Err(ProtocolError::InvalidTopicFilter("'+' must be a whole level"));
+            return Err(ProtocolError::InvalidTopicFilter(
+                "'+' must be a whole level",
+            ));
         }
     }
     Ok(())
@@ -41,25 +45,37 @@ pub struct FilterSpec<'a> {
 /// Parse and validate a SUBSCRIBE/UNSUBSCRIBE filter, recognising `$share/{group}/{filter}`.
 pub fn parse_filter(raw: &str) -> Result<FilterSpec<'_>, ProtocolError> {
     if let Some(rest) = raw.strip_prefix("$share/") {
-        let (group, filter) = rest
-            .split_once('/')
-            .ok_or(ProtocolError::InvalidSharedSubscription("expected $share/{group}/{filter}"))?;
+        let (group, filter) =
+            rest.split_once('/')
+                .ok_or(ProtocolError::InvalidSharedSubscription(
+                    "expected $share/{group}/{filter}",
+                ))?;
         if group.is_empty() || group.contains(['+', '#']) {
             return Err(ProtocolError::InvalidSharedSubscription(
                 "share name must be non-empty without '+' or '#'",
             ));
         }
         if filter.is_empty() {
-            return Err(ProtocolError::InvalidSharedSubscription("topic filter is empty"));
+            return Err(ProtocolError::InvalidSharedSubscription(
+                "topic filter is empty",
+            ));
         }
         validate_topic_filter(filter)?;
-        return Ok(FilterSpec { share_group: Some(group), filter });
+        return Ok(FilterSpec {
+            share_group: Some(group),
+            filter,
+        });
     }
     if raw == "$share" {
-        return Err(ProtocolError::InvalidSharedSubscription("expected $share/{group}/{filter}"));
+        return Err(ProtocolError::InvalidSharedSubscription(
+            "expected $share/{group}/{filter}",
+        ));
     }
     validate_topic_filter(raw)?;
-    Ok(FilterSpec { share_group: None, filter: raw })
+    Ok(FilterSpec {
+        share_group: None,
+        filter: raw,
+    })
 }
 
 /// Does `topic` match `filter`? Names starting with `$` are not matched by filters starting
@@ -98,10 +114,20 @@ mod tests {
     #[test]
     fn shared() {
         assert_eq!(
-            parse_filter("$share/g/a/+").unwrap(),
-            FilterSpec { share_group: Some("g"), filter: "a/+" }
+            parse_filter("$share/g/a/+"),
+            Ok(FilterSpec {
+                share_group: Some("g"),
+                filter: "a/+"
+            })
         );
-        for bad in ["$share/", "$share//a", "$share/g", "$share/g/", "$share/g+/a", "$share"] {
+        for bad in [
+            "$share/",
+            "$share//a",
+            "$share/g",
+            "$share/g/",
+            "$share/g+/a",
+            "$share",
+        ] {
             assert!(parse_filter(bad).is_err(), "{bad}");
         }
     }

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use edgeplane_broker::{Broker, ListenerSpec, Protocol, Settings};
 
 #[derive(Parser)]
-#[command(name = "edgeplane", version, about = "The open industrial edge data plane")]
+#[command(
+    name = "edgeplane",
+    version,
+    about = "The open industrial edge data plane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,13 +59,21 @@ fn main() -> ExitCode {
 fn init_logging(level: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn validate(dir: &Path) -> ExitCode {
     match edgeplane_config::load_dir(dir) {
         Ok(config) => {
-            println!("{}: {} resources, no errors", dir.display(), config.resources.len());
+            println!(
+                "{}: {} resources, no errors",
+                dir.display(),
+                config.resources.len()
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -76,7 +88,11 @@ fn run(config_dir: Option<&Path>) -> anyhow::Result<()> {
     let (settings, listeners) = match config_dir {
         None => {
             let bind: SocketAddr = DEFAULT_LISTEN.parse()?;
-            let spec = ListenerSpec { name: "default".into(), bind, protocol: Protocol::Mqtt };
+            let spec = ListenerSpec {
+                name: "default".into(),
+                bind,
+                protocol: Protocol::Mqtt,
+            };
             (Settings::default(), vec![spec])
         }
         Some(dir) => {
@@ -85,16 +101,29 @@ fn run(config_dir: Option<&Path>) -> anyhow::Result<()> {
             let listeners: Vec<ListenerSpec> = config
                 .listeners
                 .iter()
-                .map(|p| ListenerSpec { name: p.listener.clone(), bind: p.bind, protocol: p.protocol })
+                .map(|p| ListenerSpec {
+                    name: p.listener.clone(),
+                    bind: p.bind,
+                    protocol: p.protocol,
+                })
                 .collect();
             if listeners.is_empty() {
-                anyhow::bail!("{} declares no BrokerListener port; add one to serve MQTT", dir.display());
+                anyhow::bail!(
+                    "{} declares no BrokerListener port; add one to serve MQTT",
+                    dir.display()
+                );
             }
-            let settings = Settings { clients: config.broker.clients.clone(), ..Settings::default() };
+            let settings = Settings {
+                clients: config.broker.clients,
+                ..Settings::default()
+            };
             (settings, listeners)
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async move {
         let broker = Broker::start(settings, listeners).await?;
         wait_for_signal().await;
@@ -108,13 +137,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -44,12 +44,14 @@ pub async fn read_connect<S: AsyncRead + AsyncWrite + Unpin>(
     let max = ctx.settings.clients.max_packet_size as usize;
     let read = async {
         loop {
+            // Read before decoding, which consumes a whole packet even when it then fails.
+            let level = peek_level(rbuf);
             match edgeplane_codec::decode(rbuf, ProtocolVersion::V5, max) {
                 Ok(Some(Packet::Connect(c))) => return Ok(c),
                 // The first packet must be CONNECT [MQTT-3.1.0-1].
                 Ok(Some(_)) => return Err(Refused),
                 Ok(None) => {}
-                Err(e) => return Err(refuse_malformed(stream, rbuf, e).await),
+                Err(e) => return Err(refuse_malformed(stream, level, e).await),
             }
             if stream.read_buf(rbuf).await? == 0 {
                 return Err(Refused);
@@ -64,22 +66,33 @@ pub async fn read_connect<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Answer a CONNECT that failed to decode: MQTT 3.1.1 gets return code 0x01 for an unknown
 /// protocol level [MQTT-3.1.2-2]; an MQTT 5 CONNECT gets the violation's reason code.
-async fn refuse_malformed<S: AsyncWrite + Unpin>(stream: &mut S, rbuf: &BytesMut, e: ProtocolError) -> Refused {
+async fn refuse_malformed<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    level: Option<u8>,
+    e: ProtocolError,
+) -> Refused {
     tracing::debug!(error = %e, "refusing CONNECT");
-    let (version, code) = match (e.connect_return_code(), peek_level(rbuf)) {
+    let (version, code) = match (e.connect_return_code(), level) {
         (Some(rc), level) if level != Some(5) => (ProtocolVersion::V311, rc),
         (_, Some(5)) => (ProtocolVersion::V5, e.reason_code().0),
         _ => return Refused,
     };
-    let ack = ConnAck { session_present: false, code, properties: Properties::default() };
+    let ack = ConnAck {
+        session_present: false,
+        code,
+        properties: Properties::default(),
+    };
     let mut out = BytesMut::new();
     edgeplane_codec::encode(&Packet::ConnAck(ack), version, &mut out);
     let _ = stream.write_all(&out).await;
     Refused
 }
 
-/// The protocol level byte of a CONNECT still in the buffer, if it can be read.
+/// The protocol level byte of a CONNECT at the front of the buffer, if it can be read.
 fn peek_level(buf: &[u8]) -> Option<u8> {
+    if buf.first()? >> 4 != 1 {
+        return None;
+    }
     let (_, n) = edgeplane_codec::decode_varint(buf.get(1..)?).ok()??;
     let start = 1 + n;
     let name_len = u16::from_be_bytes([*buf.get(start)?, *buf.get(start + 1)?]) as usize;
@@ -103,7 +116,11 @@ pub async fn attach<S: AsyncWrite + Unpin>(
     let client_id: Arc<str> = if c.client_id.is_empty() {
         if !v5 && !c.clean_start {
             // A zero-byte client id needs Clean Session in 3.1.1 [MQTT-3.1.3-8].
-            let ack = ConnAck { session_present: false, code: 0x02, properties: Properties::default() };
+            let ack = ConnAck {
+                session_present: false,
+                code: 0x02,
+                properties: Properties::default(),
+            };
             write_packet(stream, Packet::ConnAck(ack), c.protocol).await?;
             return Err(Refused);
         }
@@ -162,7 +179,11 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         WillMsg { publish, delay }
     });
 
-    let window = c.properties.receive_maximum.unwrap_or(u16::MAX).min(limits.max_receive_maximum);
+    let window = c
+        .properties
+        .receive_maximum
+        .unwrap_or(u16::MAX)
+        .min(limits.max_receive_maximum);
     let (reply_tx, reply_rx) = oneshot::channel();
     let request = ConnectRequest {
         client_id: Arc::clone(&client_id),
@@ -174,11 +195,19 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         window,
         tx,
         signals,
-        connack: ConnAck { session_present: false, code: 0, properties: props },
+        connack: ConnAck {
+            session_present: false,
+            code: 0,
+            properties: props,
+        },
         reply: reply_tx,
     };
     let partition = ctx.router.partition_of(&client_id);
-    if !ctx.router.send(partition, Cmd::Connect(Box::new(request))).await {
+    if !ctx
+        .router
+        .send(partition, Cmd::Connect(Box::new(request)))
+        .await
+    {
         return Err(Refused);
     }
     let reply = reply_rx.await.map_err(|_| Refused)?;
@@ -187,13 +216,20 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         client_id,
         keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
         session_expiry,
-        client_max_packet: c.properties.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+        client_max_packet: c
+            .properties
+            .maximum_packet_size
+            .map_or(usize::MAX, |m| m as usize),
         client_alias_max: c.properties.topic_alias_maximum.unwrap_or(0),
         incoming_qos2: reply.incoming_qos2,
     })
 }
 
-async fn write_packet<S: AsyncWrite + Unpin>(s: &mut S, p: Packet, v: ProtocolVersion) -> std::io::Result<()> {
+async fn write_packet<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    p: Packet,
+    v: ProtocolVersion,
+) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     edgeplane_codec::encode(&p, v, &mut out);
     s.write_all(&out).await
@@ -201,7 +237,9 @@ async fn write_packet<S: AsyncWrite + Unpin>(s: &mut S, p: Packet, v: ProtocolVe
 
 /// A client id suffix unique per process run: connection counter mixed with the clock.
 fn rand_id(conn_id: u64) -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let mut x = t ^ conn_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     x ^= x >> 33;
     x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);

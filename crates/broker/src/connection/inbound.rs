@@ -42,18 +42,23 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
     let client = || Arc::clone(&conn.client_id);
     match packet {
         Packet::Publish(p) => return publish(p, conn, ctx).await,
-        Packet::PubAck(a) => ack(conn, ctx, a.packet_id, AckKind::PubAck).await,
+        Packet::PubAck(a) => ack(conn, ctx, a.packet_id, AckKind::Qos1Acked).await,
         Packet::PubRec(a) => {
             let failed = a.reason.is_error();
             if !failed {
                 conn.write(&Packet::PubRel(Ack::new(a.packet_id, ReasonCode::SUCCESS)));
             }
-            ack(conn, ctx, a.packet_id, AckKind::PubRec { failed }).await;
+            ack(conn, ctx, a.packet_id, AckKind::Qos2Received { failed }).await;
         }
-        Packet::PubComp(a) => ack(conn, ctx, a.packet_id, AckKind::PubComp).await,
+        Packet::PubComp(a) => ack(conn, ctx, a.packet_id, AckKind::Qos2Completed).await,
         Packet::PubRel(a) => {
             let reason = if conn.incoming_qos2.remove(&a.packet_id) {
-                let cmd = Cmd::IncomingQos2 { client: client(), conn: conn.conn_id, packet_id: a.packet_id, released: true };
+                let cmd = Cmd::IncomingQos2 {
+                    client: client(),
+                    conn: conn.conn_id,
+                    packet_id: a.packet_id,
+                    released: true,
+                };
                 ctx.router.send(conn.partition, cmd).await;
                 ReasonCode::SUCCESS
             } else {
@@ -62,16 +67,44 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
             conn.write(&Packet::PubComp(Ack::new(a.packet_id, reason)));
         }
         Packet::Subscribe(s) => {
-            ctx.router.send(conn.partition, Cmd::Subscribe { client: client(), conn: conn.conn_id, packet: s }).await;
+            ctx.router
+                .send(
+                    conn.partition,
+                    Cmd::Subscribe {
+                        client: client(),
+                        conn: conn.conn_id,
+                        packet: s,
+                    },
+                )
+                .await;
         }
         Packet::Unsubscribe(u) => {
-            ctx.router.send(conn.partition, Cmd::Unsubscribe { client: client(), conn: conn.conn_id, packet: u }).await;
+            ctx.router
+                .send(
+                    conn.partition,
+                    Cmd::Unsubscribe {
+                        client: client(),
+                        conn: conn.conn_id,
+                        packet: u,
+                    },
+                )
+                .await;
         }
         Packet::PingReq => conn.write(&Packet::PingResp),
-        Packet::Disconnect(d) => return disconnect(d, conn),
-        Packet::Connect(_) => return violation(conn, ReasonCode::PROTOCOL_ERROR, "second CONNECT [MQTT-3.1.0-2]"),
+        Packet::Disconnect(d) => return disconnect(d, conn, ctx),
+        Packet::Connect(_) => {
+            return violation(
+                conn,
+                ReasonCode::PROTOCOL_ERROR,
+                "second CONNECT [MQTT-3.1.0-2]",
+            )
+        }
         Packet::Auth(_) => {
-            return violation(conn, ReasonCode::PROTOCOL_ERROR, "AUTH without an authentication method [MQTT-4.12.0-1]")
+            return violation(
+                conn,
+                ReasonCode::PROTOCOL_ERROR,
+                "AUTH without an authentication method [MQTT-4.12.0-1]",
+            )
         }
         other => {
             let why = format!("{} is never sent by a client", other.name());
@@ -82,18 +115,29 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
 }
 
 async fn ack(conn: &Conn, ctx: &Context, packet_id: u16, kind: AckKind) {
-    let cmd = Cmd::Ack { client: Arc::clone(&conn.client_id), conn: conn.conn_id, packet_id, kind };
+    let cmd = Cmd::Ack {
+        client: Arc::clone(&conn.client_id),
+        conn: conn.conn_id,
+        packet_id,
+        kind,
+    };
     ctx.router.send(conn.partition, cmd).await;
 }
 
-fn disconnect(d: Disconnect, conn: &mut Conn) -> Option<Stop> {
+fn disconnect(d: Disconnect, conn: &mut Conn, ctx: &Context) -> Option<Stop> {
     let expiry = d.properties.session_expiry_interval;
     if conn.session_expiry == 0 && expiry.is_some_and(|e| e > 0) {
-        return violation(conn, ReasonCode::PROTOCOL_ERROR, "session expiry set on DISCONNECT after 0 on CONNECT [MQTT-3.14.2-2]");
+        return violation(
+            conn,
+            ReasonCode::PROTOCOL_ERROR,
+            "session expiry set on DISCONNECT after 0 on CONNECT [§3.14.2.2.2]",
+        );
     }
     Some(Stop::Ended(Ending::Graceful {
-        publish_will: d.reason == ReasonCode::DISCONNECT_WITH_WILL,
-        session_expiry: expiry,
+        // Only Normal disconnection discards the will [MQTT-3.14.4-3] [MQTT-3.1.2-8].
+        publish_will: d.reason != ReasonCode::SUCCESS,
+        // The server's cap applies as it did on CONNECT.
+        session_expiry: expiry.map(|e| e.min(ctx.settings.clients.max_session_expiry_secs)),
     }))
 }
 
@@ -101,16 +145,30 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
     Stats::add(&ctx.stats.messages_received, 1);
     if conn.version == ProtocolVersion::V5 {
         if !p.properties.subscription_identifiers.is_empty() {
-            return violation(conn, ReasonCode::PROTOCOL_ERROR, "subscription identifier from a client [MQTT-3.3.4-6]");
+            return violation(
+                conn,
+                ReasonCode::PROTOCOL_ERROR,
+                "subscription identifier from a client [MQTT-3.3.4-6]",
+            );
         }
         if let Some(alias) = p.properties.topic_alias {
             if alias > ctx.settings.topic_alias_maximum {
-                return violation(conn, ReasonCode::TOPIC_ALIAS_INVALID, "topic alias above our maximum [MQTT-3.3.2-9]");
+                return violation(
+                    conn,
+                    ReasonCode::TOPIC_ALIAS_INVALID,
+                    "topic alias above our maximum [MQTT-3.3.2-9]",
+                );
             }
             if p.topic.is_empty() {
                 match conn.inbound_aliases.get(&alias) {
                     Some(t) => p.topic = t.clone(),
-                    None => return violation(conn, ReasonCode::PROTOCOL_ERROR, "unknown topic alias [MQTT-3.3.2-8]"),
+                    None => {
+                        return violation(
+                            conn,
+                            ReasonCode::PROTOCOL_ERROR,
+                            "unknown topic alias [MQTT-3.3.2-8]",
+                        )
+                    }
                 }
             } else {
                 conn.inbound_aliases.insert(alias, p.topic.clone());
@@ -119,7 +177,9 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
     }
     let refused = if p.topic.starts_with("$SYS") || p.topic.starts_with("$share") {
         Some(ReasonCode::NOT_AUTHORIZED)
-    } else if p.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&p.payload).is_err() {
+    } else if p.properties.payload_format_indicator == Some(1)
+        && std::str::from_utf8(&p.payload).is_err()
+    {
         Some(ReasonCode::PAYLOAD_FORMAT_INVALID)
     } else {
         None
@@ -132,7 +192,11 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
             return None;
         }
         if conn.incoming_qos2.len() >= usize::from(ctx.settings.receive_maximum) {
-            return violation(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, "more QoS 2 in flight than Receive Maximum [MQTT-3.3.4-9]");
+            return violation(
+                conn,
+                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                "more QoS 2 in flight than Receive Maximum [MQTT-3.3.4-9]",
+            );
         }
     }
     match refused {
@@ -142,7 +206,12 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
         None => {
             if qos == QoS::ExactlyOnce {
                 conn.incoming_qos2.insert(packet_id);
-                let cmd = Cmd::IncomingQos2 { client: Arc::clone(&conn.client_id), conn: conn.conn_id, packet_id, released: false };
+                let cmd = Cmd::IncomingQos2 {
+                    client: Arc::clone(&conn.client_id),
+                    conn: conn.conn_id,
+                    packet_id,
+                    released: false,
+                };
                 ctx.router.send(conn.partition, cmd).await;
             }
             let max_expiry = ctx.settings.clients.max_message_expiry_secs;

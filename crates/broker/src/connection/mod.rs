@@ -24,7 +24,11 @@ use crate::stats::Stats;
 
 /// Outgoing channel capacity per connection; beyond it messages wait in the session queue.
 const OUTGOING_CAPACITY: usize = 1024;
-const OUT_BATCH: usize = 256;
+/// Initial read buffer: enough for typical packets; grows for larger ones. Kept small
+/// because idle connections dominate memory at scale.
+const READ_BUFFER: usize = 1024;
+/// A write buffer that grew past this for a burst is released once written.
+const WRITE_BUFFER_KEEP: usize = 64 * 1024;
 
 /// What every connection task shares.
 pub struct Context {
@@ -82,14 +86,25 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let conn_id = ctx.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let mut rbuf = BytesMut::with_capacity(4096);
-    let connect = match handshake::read_connect(&mut stream, &mut rbuf, &ctx).await {
+    let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
+    // Futures awaited once, or once per wake-up, are boxed so an idle connection's task
+    // stays small (idle connections dominate memory at scale).
+    let connect = match Box::pin(handshake::read_connect(&mut stream, &mut rbuf, &ctx)).await {
         Ok(c) => c,
         Err(_) => return,
     };
     let (tx, mut rx) = mpsc::channel(OUTGOING_CAPACITY);
     let signals = Arc::new(ConnSignals::default());
-    let neg = match handshake::attach(&mut stream, connect, &ctx, conn_id, tx, Arc::clone(&signals)).await {
+    let neg = match Box::pin(handshake::attach(
+        &mut stream,
+        connect,
+        &ctx,
+        conn_id,
+        tx,
+        Arc::clone(&signals),
+    ))
+    .await
+    {
         Ok(n) => n,
         Err(_) => return,
     };
@@ -105,12 +120,34 @@ where
         inbound_aliases: HashMap::new(),
         outbound_aliases: HashMap::new(),
         incoming_qos2: neg.incoming_qos2.into_iter().collect(),
-        wbuf: BytesMut::with_capacity(4096),
+        wbuf: BytesMut::new(),
     };
-    let stop = run(&mut stream, &mut rbuf, &mut rx, &mut conn, &ctx, &signals, neg.keep_alive).await;
+    // CONNACK goes out before the answer to any packet pipelined behind CONNECT
+    // [MQTT-3.2.0-1]; the partition queues it on this fresh channel right after attaching.
+    while let Some(item) = rx.recv().await {
+        let connack = matches!(&item, Outgoing::Packet(p) if p.name() == "CONNACK");
+        outbound::write_outgoing(&mut conn, item, &ctx).await;
+        if connack {
+            break;
+        }
+    }
+    let stop = run(
+        &mut stream,
+        &mut rbuf,
+        &mut rx,
+        &mut conn,
+        &ctx,
+        &signals,
+        neg.keep_alive,
+    )
+    .await;
     match stop {
         Stop::Ended(ending) => {
-            let cmd = Cmd::Disconnected { client: Arc::clone(&conn.client_id), conn: conn_id, ending };
+            let cmd = Cmd::Disconnected {
+                client: Arc::clone(&conn.client_id),
+                conn: conn_id,
+                ending,
+            };
             ctx.router.send(conn.partition, cmd).await;
         }
         Stop::Detached => {}
@@ -142,7 +179,6 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut shutdown = ctx.shutdown.clone();
-    let mut batch = Vec::with_capacity(OUT_BATCH);
     let mut last_read = Instant::now();
     let far = std::time::Duration::from_secs(86_400 * 365);
     let ka_timer = tokio::time::sleep(keep_alive.unwrap_or(far));
@@ -152,7 +188,7 @@ where
     loop {
         if pending_input {
             pending_input = false;
-            if let Some(stop) = inbound::process(rbuf, conn, ctx).await {
+            if let Some(stop) = Box::pin(inbound::process(rbuf, conn, ctx)).await {
                 return flush_then(stream, conn, stop).await;
             }
         }
@@ -161,6 +197,9 @@ where
                 return Stop::Ended(Ending::Abnormal);
             }
             conn.wbuf.clear();
+            if conn.wbuf.capacity() > WRITE_BUFFER_KEEP {
+                conn.wbuf = BytesMut::new();
+            }
         }
         tokio::select! {
             biased;
@@ -170,13 +209,9 @@ where
                 return flush_then(stream, conn, Stop::Detached).await;
             }
             _ = shutdown.changed() => return Stop::Shutdown,
-            n = rx.recv_many(&mut batch, OUT_BATCH) => {
-                if n == 0 {
-                    return Stop::Ended(Ending::Abnormal);
-                }
-                for item in batch.drain(..) {
-                    outbound::write_outgoing(conn, item, ctx).await;
-                }
+            item = rx.recv() => {
+                let Some(item) = item else { return Stop::Ended(Ending::Abnormal) };
+                Box::pin(outbound::write_batch(item, rx, conn, ctx)).await;
                 if signals.drain.swap(false, Ordering::AcqRel) {
                     let cmd = Cmd::Drained { client: Arc::clone(&conn.client_id), conn: conn.conn_id };
                     ctx.router.send(conn.partition, cmd).await;

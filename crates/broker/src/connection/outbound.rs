@@ -6,10 +6,30 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use edgeplane_codec::{Packet, Publish, QoS};
+use tokio::sync::mpsc;
 
 use super::{Conn, Context};
 use crate::router::{AckKind, Cmd, Delivery, Outgoing};
 use crate::stats::Stats;
+
+/// Most items taken from the channel per wake-up, so reading is not starved.
+const OUT_BATCH: usize = 256;
+
+/// Encode `first` and whatever else is ready in the channel into the write buffer.
+pub(super) async fn write_batch(
+    first: Outgoing,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    conn: &mut Conn,
+    ctx: &Context,
+) {
+    write_outgoing(conn, first, ctx).await;
+    for _ in 1..OUT_BATCH {
+        match rx.try_recv() {
+            Ok(item) => write_outgoing(conn, item, ctx).await,
+            Err(_) => break,
+        }
+    }
+}
 
 pub(super) async fn write_outgoing(conn: &mut Conn, item: Outgoing, ctx: &Context) {
     match item {
@@ -32,13 +52,22 @@ async fn deliver(conn: &mut Conn, d: Delivery, ctx: &Context) {
         properties,
         payload: msg.payload.clone(),
     };
-    let new_alias = if conn.v5() && conn.client_alias_max > 0 { apply_alias(conn, &mut publish) } else { None };
+    let new_alias = if conn.v5() && conn.client_alias_max > 0 {
+        apply_alias(conn, &mut publish)
+    } else {
+        None
+    };
     let size = edgeplane_codec::publish_len(&publish, conn.version);
     if size > conn.client_max_packet {
         // Too large for the client: discard as if sent [MQTT-3.1.2-25].
         Stats::add(&ctx.stats.dropped_oversize, 1);
         if d.qos != QoS::AtMostOnce {
-            let cmd = Cmd::Ack { client: Arc::clone(&conn.client_id), conn: conn.conn_id, packet_id: d.packet_id, kind: AckKind::PubAck };
+            let cmd = Cmd::Ack {
+                client: Arc::clone(&conn.client_id),
+                conn: conn.conn_id,
+                packet_id: d.packet_id,
+                kind: AckKind::Qos1Acked,
+            };
             ctx.router.send(conn.partition, cmd).await;
         }
         return;

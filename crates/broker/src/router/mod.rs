@@ -19,7 +19,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::Arc;
 
-use edgeplane_codec::{ConnAck, Packet, ProtocolVersion, Publish, QoS, SubOptions, Subscribe, Unsubscribe};
+use edgeplane_codec::{
+    ConnAck, Packet, ProtocolVersion, Publish, QoS, SubOptions, Subscribe, Unsubscribe,
+};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::message::Message;
@@ -33,7 +35,9 @@ const INBOX_CAPACITY: usize = 4096;
 /// What a partition hands to a connection to write.
 #[derive(Debug)]
 pub enum Outgoing {
-    Packet(Packet),
+    /// Boxed: control packets are rare and `Packet` is large; this keeps the per-connection
+    /// channel small.
+    Packet(Box<Packet>),
     Publish(Delivery),
 }
 
@@ -70,9 +74,12 @@ pub struct WillMsg {
 /// How a connection ended, as the session needs to know.
 #[derive(Debug, Clone, Copy)]
 pub enum Ending {
-    /// DISCONNECT received: will published only for reason 0x04; session expiry may be
+    /// DISCONNECT received: will discarded only for reason 0x00; session expiry may be
     /// overridden.
-    Graceful { publish_will: bool, session_expiry: Option<u32> },
+    Graceful {
+        publish_will: bool,
+        session_expiry: Option<u32>,
+    },
     /// Network error, keep-alive timeout, protocol violation, shutdown.
     Abnormal,
 }
@@ -101,32 +108,73 @@ pub struct ConnectReply {
 /// Which acknowledgement a client sent for a message we delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckKind {
-    PubAck,
+    /// PUBACK.
+    Qos1Acked,
     /// PUBREC; `failed` when its reason code is an error, which ends the QoS 2 flow.
-    PubRec { failed: bool },
-    PubComp,
+    Qos2Received { failed: bool },
+    /// PUBCOMP.
+    Qos2Completed,
 }
 
 /// Commands from connections (and in-process clients) to a partition.
 pub enum Cmd {
     Connect(Box<ConnectRequest>),
     Publish(Arc<Message>),
-    Subscribe { client: Arc<str>, conn: u64, packet: Subscribe },
-    Unsubscribe { client: Arc<str>, conn: u64, packet: Unsubscribe },
-    Ack { client: Arc<str>, conn: u64, packet_id: u16, kind: AckKind },
+    Subscribe {
+        client: Arc<str>,
+        conn: u64,
+        packet: Subscribe,
+    },
+    Unsubscribe {
+        client: Arc<str>,
+        conn: u64,
+        packet: Unsubscribe,
+    },
+    Ack {
+        client: Arc<str>,
+        conn: u64,
+        packet_id: u16,
+        kind: AckKind,
+    },
     /// A QoS 2 PUBLISH was received (`released: false`) or released by PUBREL (`true`).
-    IncomingQos2 { client: Arc<str>, conn: u64, packet_id: u16, released: bool },
-    Drained { client: Arc<str>, conn: u64 },
-    Disconnected { client: Arc<str>, conn: u64, ending: Ending },
+    IncomingQos2 {
+        client: Arc<str>,
+        conn: u64,
+        packet_id: u16,
+        released: bool,
+    },
+    Drained {
+        client: Arc<str>,
+        conn: u64,
+    },
+    Disconnected {
+        client: Arc<str>,
+        conn: u64,
+        ending: Ending,
+    },
 }
 
 /// Messages between partitions.
 pub(crate) enum Inter {
     Publish(Arc<Message>),
     SharedJoin(shared::Member, String, String),
-    SharedLeave { group: String, filter: String, client: Arc<str> },
-    SharedOnline { group: String, filter: String, client: Arc<str>, online: bool },
-    Deliver { client: Arc<str>, msg: Arc<Message>, opts: SubOptions, sub_id: Option<u32> },
+    SharedLeave {
+        group: String,
+        filter: String,
+        client: Arc<str>,
+    },
+    SharedOnline {
+        group: String,
+        filter: String,
+        client: Arc<str>,
+        online: bool,
+    },
+    Deliver {
+        client: Arc<str>,
+        msg: Arc<Message>,
+        opts: SubOptions,
+        sub_id: Option<u32>,
+    },
 }
 
 /// Handle to every partition; cheap to clone through `Arc`.
@@ -152,7 +200,13 @@ impl Router {
             inter.push(itx);
             receivers.push((rx, irx));
         }
-        let router = Arc::new(Router { inboxes, inter, retain: Arc::default(), stats, settings });
+        let router = Arc::new(Router {
+            inboxes,
+            inter,
+            retain: Arc::default(),
+            stats,
+            settings,
+        });
         for (index, (rx, irx)) in receivers.into_iter().enumerate() {
             let p = partition::Partition::new(index, Arc::clone(&router));
             tokio::spawn(p.run(rx, irx));

@@ -17,7 +17,10 @@ use tokio::sync::mpsc;
 use super::session::{Conn, Inflight, Offer, Session};
 use super::shared::{Group, Member};
 use super::trie::{Entry, Target, Trie};
-use super::{hash_index, AckKind, Cmd, ConnectReply, ConnectRequest, Delivery, Ending, Inter, Outgoing, Router};
+use super::{
+    hash_index, AckKind, Cmd, ConnectReply, ConnectRequest, Delivery, Ending, Inter, Outgoing,
+    Router,
+};
 use crate::message::Message;
 use crate::settings::QueueStrategy;
 use crate::stats::Stats;
@@ -59,7 +62,11 @@ impl Partition {
         }
     }
 
-    pub(super) async fn run(mut self, mut inbox: mpsc::Receiver<Cmd>, mut inter: mpsc::UnboundedReceiver<Inter>) {
+    pub(super) async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Cmd>,
+        mut inter: mpsc::UnboundedReceiver<Inter>,
+    ) {
         let mut cmds = Vec::with_capacity(BATCH);
         let mut inters = Vec::with_capacity(BATCH);
         loop {
@@ -94,22 +101,40 @@ impl Partition {
         match cmd {
             Cmd::Connect(req) => self.on_connect(*req),
             Cmd::Publish(msg) => self.on_publish(&msg),
-            Cmd::Subscribe { client, conn, packet } => {
+            Cmd::Subscribe {
+                client,
+                conn,
+                packet,
+            } => {
                 if let Some(idx) = self.attached(&client, conn) {
                     self.on_subscribe(idx, packet);
                 }
             }
-            Cmd::Unsubscribe { client, conn, packet } => {
+            Cmd::Unsubscribe {
+                client,
+                conn,
+                packet,
+            } => {
                 if let Some(idx) = self.attached(&client, conn) {
                     self.on_unsubscribe(idx, packet);
                 }
             }
-            Cmd::Ack { client, conn, packet_id, kind } => {
+            Cmd::Ack {
+                client,
+                conn,
+                packet_id,
+                kind,
+            } => {
                 if let Some(idx) = self.attached(&client, conn) {
                     self.on_ack(idx, packet_id, kind);
                 }
             }
-            Cmd::IncomingQos2 { client, conn, packet_id, released } => {
+            Cmd::IncomingQos2 {
+                client,
+                conn,
+                packet_id,
+                released,
+            } => {
                 if let Some(idx) = self.attached(&client, conn) {
                     if let Some(s) = self.session(idx) {
                         if released {
@@ -125,7 +150,11 @@ impl Partition {
                     self.pump(idx);
                 }
             }
-            Cmd::Disconnected { client, conn, ending } => {
+            Cmd::Disconnected {
+                client,
+                conn,
+                ending,
+            } => {
                 if let Some(idx) = self.attached(&client, conn) {
                     self.on_disconnected(idx, ending);
                 }
@@ -137,7 +166,11 @@ impl Partition {
         match m {
             Inter::Publish(msg) => self.on_publish(&msg),
             Inter::SharedJoin(member, group, filter) => self.shared_join(member, group, filter),
-            Inter::SharedLeave { group, filter, client } => {
+            Inter::SharedLeave {
+                group,
+                filter,
+                client,
+            } => {
                 if let Some(&g) = self.group_ids.get(&(group, filter)) {
                     let empty = self.groups[g as usize].as_mut().map(|grp| {
                         grp.leave(&client);
@@ -148,14 +181,24 @@ impl Partition {
                     }
                 }
             }
-            Inter::SharedOnline { group, filter, client, online } => {
+            Inter::SharedOnline {
+                group,
+                filter,
+                client,
+                online,
+            } => {
                 if let Some(&g) = self.group_ids.get(&(group, filter)) {
                     if let Some(grp) = self.groups[g as usize].as_mut() {
                         grp.set_online(&client, online);
                     }
                 }
             }
-            Inter::Deliver { client, msg, opts, sub_id } => {
+            Inter::Deliver {
+                client,
+                msg,
+                opts,
+                sub_id,
+            } => {
                 if let Some(&idx) = self.by_id.get(&client) {
                     let qos = msg.qos.min(opts.qos);
                     let retain = msg.retain && opts.retain_as_published;
@@ -172,9 +215,13 @@ impl Partition {
         let existing = self.by_id.get(&req.client_id).copied();
         let mut session_present = false;
         if let Some(idx) = existing {
-            let taken_over = self.session(idx).is_some_and(|s| s.kill_connection(ReasonCode::SESSION_TAKEN_OVER.0));
+            let taken_over = self
+                .session(idx)
+                .is_some_and(|s| s.kill_connection(ReasonCode::SESSION_TAKEN_OVER.0));
             if taken_over {
-                stats.clients_connected.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                stats
+                    .clients_connected
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 self.set_shared_online(idx, false);
             }
             if req.clean_start {
@@ -206,14 +253,23 @@ impl Partition {
         s.epoch = epoch;
         s.expiry = req.session_expiry;
         s.will = req.will;
-        s.conn = Some(Conn { id: req.conn_id, tx: req.tx, signals: req.signals, window: req.window.max(1) });
+        s.conn = Some(Conn {
+            id: req.conn_id,
+            tx: req.tx,
+            signals: req.signals,
+            window: req.window.max(1),
+        });
         let mut connack = req.connack;
         connack.session_present = session_present;
-        s.control.push_back(Outgoing::Packet(Packet::ConnAck(connack)));
+        // Packets still owed to a taken-over connection are not the new one's; in-flight
+        // re-sends are rebuilt below. CONNACK must be first [MQTT-3.2.0-1].
+        s.control.clear();
+        s.control
+            .push_back(Outgoing::Packet(Box::new(Packet::ConnAck(connack))));
         // Re-send what was in flight, in order: PUBREL for released QoS 2, PUBLISH with DUP.
         for (&id, inflight) in &s.inflight {
             let item = if inflight.released {
-                Outgoing::Packet(Packet::PubRel(Ack::new(id, ReasonCode::SUCCESS)))
+                Outgoing::Packet(Box::new(Packet::PubRel(Ack::new(id, ReasonCode::SUCCESS))))
             } else {
                 let mut d = inflight.delivery.clone();
                 d.dup = true;
@@ -221,7 +277,9 @@ impl Partition {
             };
             s.control.push_back(item);
         }
-        let _ = req.reply.send(ConnectReply { incoming_qos2: s.incoming_qos2.iter().copied().collect() });
+        let _ = req.reply.send(ConnectReply {
+            incoming_qos2: s.incoming_qos2.iter().copied().collect(),
+        });
         stats.client_connected();
         self.set_shared_online(idx, true);
         self.pump(idx);
@@ -234,8 +292,14 @@ impl Partition {
         s.conn = None;
         s.epoch = epoch;
         s.control.clear();
-        stats.clients_connected.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        if let Ending::Graceful { publish_will, session_expiry } = ending {
+        stats
+            .clients_connected
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ending::Graceful {
+            publish_will,
+            session_expiry,
+        } = ending
+        {
             if !publish_will {
                 s.will = None;
             }
@@ -253,15 +317,21 @@ impl Partition {
         let now = Instant::now();
         match will_delay {
             Some(0) => {
-                if let Some((client, w)) = self.session(idx).and_then(|s| Some((Arc::clone(&s.client_id), s.will.take()?))) {
+                if let Some((client, w)) = self
+                    .session(idx)
+                    .and_then(|s| Some((Arc::clone(&s.client_id), s.will.take()?)))
+                {
                     self.publish_will(&client, w);
                 }
             }
-            Some(d) => self.timers.push(Reverse((now + secs(d), idx, epoch, TimerKind::Will))),
+            Some(d) => self
+                .timers
+                .push(Reverse((now + secs(d), idx, epoch, TimerKind::Will))),
             None => {}
         }
         if expiry != u32::MAX {
-            self.timers.push(Reverse((now + secs(expiry), idx, epoch, TimerKind::Expire)));
+            self.timers
+                .push(Reverse((now + secs(expiry), idx, epoch, TimerKind::Expire)));
         }
     }
 
@@ -290,7 +360,9 @@ impl Partition {
 
     /// End a session: its will (if still pending) is published, its subscriptions removed.
     fn end_session(&mut self, idx: u32) {
-        let Some(mut s) = self.sessions.get_mut(idx as usize).and_then(Option::take) else { return };
+        let Some(mut s) = self.sessions.get_mut(idx as usize).and_then(Option::take) else {
+            return;
+        };
         self.free.push(idx);
         self.by_id.remove(&s.client_id);
         s.kill_connection(ReasonCode::SESSION_TAKEN_OVER.0);
@@ -325,7 +397,11 @@ impl Partition {
 
     fn publish_will(&mut self, client: &Arc<str>, will: super::WillMsg) {
         let max = self.router.settings.clients.max_message_expiry_secs;
-        let msg = Arc::new(Message::from_publish(will.publish, Some(Arc::clone(client)), max));
+        let msg = Arc::new(Message::from_publish(
+            will.publish,
+            Some(Arc::clone(client)),
+            max,
+        ));
         self.publish_from_partition(msg);
     }
 
@@ -353,7 +429,9 @@ impl Partition {
         let sessions = &self.sessions;
         self.trie.for_each_match(&msg.topic, |e| match e.target {
             Target::Session(idx) => {
-                let Some(Some(s)) = sessions.get(idx as usize) else { return };
+                let Some(Some(s)) = sessions.get(idx as usize) else {
+                    return;
+                };
                 if e.opts.no_local && msg.origin.as_deref() == Some(&*s.client_id) {
                     return;
                 }
@@ -363,7 +441,12 @@ impl Partition {
                         h.2 |= e.opts.retain_as_published;
                         h.3.extend(e.sub_id);
                     }
-                    None => hits.push((idx, e.opts.qos, e.opts.retain_as_published, e.sub_id.into_iter().collect())),
+                    None => hits.push((
+                        idx,
+                        e.opts.qos,
+                        e.opts.retain_as_published,
+                        e.sub_id.into_iter().collect(),
+                    )),
                 }
             }
             Target::Shared(g) => shared.push(g),
@@ -372,16 +455,31 @@ impl Partition {
             self.enqueue(idx, msg, msg.qos.min(qos), msg.retain && rap, sub_ids);
         }
         for g in shared {
-            let Some(member) = self.groups[g as usize].as_mut().and_then(|grp| grp.pick(msg)).cloned() else {
+            let Some(member) = self.groups[g as usize]
+                .as_mut()
+                .and_then(|grp| grp.pick(msg))
+                .cloned()
+            else {
                 continue;
             };
             if member.partition == self.index {
                 if let Some(&idx) = self.by_id.get(&member.client) {
                     let retain = msg.retain && member.opts.retain_as_published;
-                    self.enqueue(idx, msg, msg.qos.min(member.opts.qos), retain, member.sub_id.into_iter().collect());
+                    self.enqueue(
+                        idx,
+                        msg,
+                        msg.qos.min(member.opts.qos),
+                        retain,
+                        member.sub_id.into_iter().collect(),
+                    );
                 }
             } else {
-                let m = Inter::Deliver { client: member.client, msg: Arc::clone(msg), opts: member.opts, sub_id: member.sub_id };
+                let m = Inter::Deliver {
+                    client: member.client,
+                    msg: Arc::clone(msg),
+                    opts: member.opts,
+                    sub_id: member.sub_id,
+                };
                 self.router.send_inter(member.partition, m);
             }
         }
@@ -403,7 +501,14 @@ impl Partition {
                 s.queue.pop_front();
             }
         }
-        s.queue.push_back(Delivery { msg: Arc::clone(msg), qos, retain, packet_id: 0, dup: false, sub_ids });
+        s.queue.push_back(Delivery {
+            msg: Arc::clone(msg),
+            qos,
+            retain,
+            packet_id: 0,
+            dup: false,
+            sub_ids,
+        });
         if s.conn.is_some() {
             self.pump(idx);
         }
@@ -414,7 +519,9 @@ impl Partition {
     fn pump(&mut self, idx: u32) {
         let stats = Arc::clone(&self.router.stats);
         let Some(s) = self.session(idx) else { return };
-        let Some(window) = s.conn.as_ref().map(|c| c.window as usize) else { return };
+        let Some(window) = s.conn.as_ref().map(|c| c.window as usize) else {
+            return;
+        };
         while let Some(item) = s.control.pop_front() {
             match s.offer(item) {
                 Offer::Sent => {}
@@ -441,7 +548,13 @@ impl Partition {
             match s.offer(Outgoing::Publish(d)) {
                 Offer::Sent => {
                     if let Some(d) = keep {
-                        s.inflight.insert(d.packet_id, Inflight { delivery: d, released: false });
+                        s.inflight.insert(
+                            d.packet_id,
+                            Inflight {
+                                delivery: d,
+                                released: false,
+                            },
+                        );
                     }
                 }
                 Offer::Full(Outgoing::Publish(mut d)) | Offer::Gone(Outgoing::Publish(mut d)) => {
@@ -457,10 +570,12 @@ impl Partition {
     fn on_ack(&mut self, idx: u32, packet_id: u16, kind: AckKind) {
         let Some(s) = self.session(idx) else { return };
         match kind {
-            AckKind::PubAck | AckKind::PubComp | AckKind::PubRec { failed: true } => {
+            AckKind::Qos1Acked
+            | AckKind::Qos2Completed
+            | AckKind::Qos2Received { failed: true } => {
                 s.inflight.remove(&packet_id);
             }
-            AckKind::PubRec { failed: false } => {
+            AckKind::Qos2Received { failed: false } => {
                 if let Some(i) = s.inflight.get_mut(&packet_id) {
                     i.released = true;
                 }
@@ -495,17 +610,32 @@ impl Partition {
                 Some(s) => Arc::clone(&s.client_id),
                 None => return,
             };
-            let is_new = self.session(idx).is_some_and(|s| s.subs.insert(raw.clone()));
+            let is_new = self
+                .session(idx)
+                .is_some_and(|s| s.subs.insert(raw.clone()));
             if is_new {
                 Stats::add(&self.router.stats.subscriptions, 1);
             }
             match spec.share_group {
                 Some(group) => {
-                    let member = Member { client, partition: self.index, opts: *opts, sub_id, online: true };
+                    let member = Member {
+                        client,
+                        partition: self.index,
+                        opts: *opts,
+                        sub_id,
+                        online: true,
+                    };
                     self.send_shared(group, spec.filter, |g, f| Inter::SharedJoin(member, g, f));
                 }
                 None => {
-                    let new = self.trie.insert(spec.filter, Entry { target: Target::Session(idx), opts: *opts, sub_id });
+                    let new = self.trie.insert(
+                        spec.filter,
+                        Entry {
+                            target: Target::Session(idx),
+                            opts: *opts,
+                            sub_id,
+                        },
+                    );
                     if opts.retain_handling == 0 || (opts.retain_handling == 1 && new) {
                         for m in self.router.retain.matching(spec.filter, &self.router.stats) {
                             retained.push((m, opts.qos, sub_id));
@@ -516,8 +646,13 @@ impl Partition {
             reasons.push(ReasonCode(opts.qos as u8));
         }
         let Some(s) = self.session(idx) else { return };
-        let ack = SubAck { packet_id: packet.packet_id, reasons, properties: Properties::default() };
-        s.control.push_back(Outgoing::Packet(Packet::SubAck(ack)));
+        let ack = SubAck {
+            packet_id: packet.packet_id,
+            reasons,
+            properties: Properties::default(),
+        };
+        s.control
+            .push_back(Outgoing::Packet(Box::new(Packet::SubAck(ack))));
         self.pump(idx);
         for (m, qos, sub_id) in retained {
             let qos = m.qos.min(qos);
@@ -540,8 +675,13 @@ impl Partition {
             }
         }
         let Some(s) = self.session(idx) else { return };
-        let ack = UnsubAck { packet_id: packet.packet_id, reasons, properties: Properties::default() };
-        s.control.push_back(Outgoing::Packet(Packet::UnsubAck(ack)));
+        let ack = UnsubAck {
+            packet_id: packet.packet_id,
+            reasons,
+            properties: Properties::default(),
+        };
+        s.control
+            .push_back(Outgoing::Packet(Box::new(Packet::UnsubAck(ack))));
         self.pump(idx);
     }
 
@@ -549,11 +689,17 @@ impl Partition {
     /// its shared group.
     fn remove_subscription(&mut self, idx: u32, client: &Arc<str>, raw: &str) {
         Stats::sub(&self.router.stats.subscriptions, 1);
-        let Ok(spec) = topic::parse_filter(raw) else { return };
+        let Ok(spec) = topic::parse_filter(raw) else {
+            return;
+        };
         match spec.share_group {
             Some(group) => {
                 let client = Arc::clone(client);
-                self.send_shared(group, spec.filter, |group, filter| Inter::SharedLeave { group, filter, client });
+                self.send_shared(group, spec.filter, |group, filter| Inter::SharedLeave {
+                    group,
+                    filter,
+                    client,
+                });
             }
             None => {
                 self.trie.remove(spec.filter, Target::Session(idx));
@@ -564,17 +710,36 @@ impl Partition {
     fn set_shared_online(&mut self, idx: u32, online: bool) {
         let Some(s) = self.session(idx) else { return };
         let client = Arc::clone(&s.client_id);
-        let shared: Vec<String> = s.subs.iter().filter(|k| k.starts_with("$share/")).cloned().collect();
+        let shared: Vec<String> = s
+            .subs
+            .iter()
+            .filter(|k| k.starts_with("$share/"))
+            .cloned()
+            .collect();
         for raw in shared {
-            if let Ok(topic::FilterSpec { share_group: Some(g), filter }) = topic::parse_filter(&raw) {
+            if let Ok(topic::FilterSpec {
+                share_group: Some(g),
+                filter,
+            }) = topic::parse_filter(&raw)
+            {
                 let client = Arc::clone(&client);
-                self.send_shared(g, filter, |group, filter| Inter::SharedOnline { group, filter, client, online });
+                self.send_shared(g, filter, |group, filter| Inter::SharedOnline {
+                    group,
+                    filter,
+                    client,
+                    online,
+                });
             }
         }
     }
 
     /// Deliver a group message to the partition that owns the group (maybe this one).
-    fn send_shared(&mut self, group: &str, filter: &str, make: impl FnOnce(String, String) -> Inter) {
+    fn send_shared(
+        &mut self,
+        group: &str,
+        filter: &str,
+        make: impl FnOnce(String, String) -> Inter,
+    ) {
         let owner = hash_index(&format!("{group}/{filter}"), self.router.partitions());
         let m = make(group.to_owned(), filter.to_owned());
         if owner == self.index {
@@ -599,7 +764,14 @@ impl Partition {
                 self.groups[g as usize] = Some(Group::new(group, filter.clone()));
                 self.group_ids.insert(key, g);
                 let opts = SubOptions::new(QoS::ExactlyOnce);
-                self.trie.insert(&filter, Entry { target: Target::Shared(g), opts, sub_id: None });
+                self.trie.insert(
+                    &filter,
+                    Entry {
+                        target: Target::Shared(g),
+                        opts,
+                        sub_id: None,
+                    },
+                );
                 g
             }
         };

@@ -84,7 +84,9 @@ impl Session {
 
     /// Try to hand one item to the attached connection.
     pub fn offer(&self, item: Outgoing) -> Offer {
-        let Some(conn) = &self.conn else { return Offer::Gone(item) };
+        let Some(conn) = &self.conn else {
+            return Offer::Gone(item);
+        };
         match conn.tx.try_send(item) {
             Ok(()) => Offer::Sent,
             Err(TrySendError::Closed(item)) => Offer::Gone(item),

@@ -28,7 +28,12 @@ pub struct Group {
 
 impl Group {
     pub fn new(name: String, filter: String) -> Self {
-        Self { name, filter, members: Vec::new(), next: 0 }
+        Self {
+            name,
+            filter,
+            members: Vec::new(),
+            next: 0,
+        }
     }
 
     pub fn join(&mut self, member: Member) {
@@ -55,9 +60,19 @@ impl Group {
         if self.members.is_empty() {
             return None;
         }
-        let online: Vec<usize> = (0..self.members.len()).filter(|&i| self.members[i].online).collect();
-        let pool: Vec<usize> = if online.is_empty() { (0..self.members.len()).collect() } else { online };
-        let key = msg.properties.user_properties.iter().find(|(k, _)| k == "$partition");
+        let online: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].online)
+            .collect();
+        let pool: Vec<usize> = if online.is_empty() {
+            (0..self.members.len()).collect()
+        } else {
+            online
+        };
+        let key = msg
+            .properties
+            .user_properties
+            .iter()
+            .find(|(k, _)| k == "$partition");
         let chosen = match key {
             Some((_, v)) => pool[super::hash_index(v, pool.len())],
             None => {

@@ -32,7 +32,10 @@ struct Node {
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.plus.is_none() && self.hash.is_empty() && self.entries.is_empty()
+        self.children.is_empty()
+            && self.plus.is_none()
+            && self.hash.is_empty()
+            && self.entries.is_empty()
     }
 }
 
@@ -98,14 +101,18 @@ fn remove_at(node: &mut Node, levels: &[&str], target: Target) -> bool {
         return node.hash.len() != before;
     }
     if level == "+" {
-        let Some(child) = node.plus.as_deref_mut() else { return false };
+        let Some(child) = node.plus.as_deref_mut() else {
+            return false;
+        };
         let removed = remove_at(child, rest, target);
         if child.is_empty() {
             node.plus = None;
         }
         removed
     } else {
-        let Some(child) = node.children.get_mut(level) else { return false };
+        let Some(child) = node.children.get_mut(level) else {
+            return false;
+        };
         let removed = remove_at(child, rest, target);
         if child.is_empty() {
             node.children.remove(level);
@@ -138,7 +145,11 @@ mod tests {
     use edgeplane_codec::QoS;
 
     fn entry(i: u32) -> Entry {
-        Entry { target: Target::Session(i), opts: SubOptions::new(QoS::AtMostOnce), sub_id: None }
+        Entry {
+            target: Target::Session(i),
+            opts: SubOptions::new(QoS::AtMostOnce),
+            sub_id: None,
+        }
     }
 
     fn matched(t: &Trie, topic: &str) -> Vec<u32> {
@@ -155,7 +166,10 @@ mod tests {
     #[test]
     fn matches_like_the_spec() {
         let mut t = Trie::default();
-        for (i, f) in ["a/b", "a/+", "a/#", "#", "+/b", "$SYS/#", "+", "a/b/c"].iter().enumerate() {
+        for (i, f) in ["a/b", "a/+", "a/#", "#", "+/b", "$SYS/#", "+", "a/b/c"]
+            .iter()
+            .enumerate()
+        {
             t.insert(f, entry(i as u32));
         }
         assert_eq!(matched(&t, "a/b"), vec![0, 1, 2, 3, 4]);
@@ -165,7 +179,10 @@ mod tests {
         assert!(t.remove("a/+", Target::Session(1)));
         assert!(!t.remove("a/+", Target::Session(1)));
         assert_eq!(matched(&t, "a/b"), vec![0, 2, 3, 4]);
-        for (i, f) in ["a/b", "a/#", "#", "+/b", "$SYS/#", "+", "a/b/c"].iter().enumerate() {
+        for (i, f) in ["a/b", "a/#", "#", "+/b", "$SYS/#", "+", "a/b/c"]
+            .iter()
+            .enumerate()
+        {
             let idx = if i == 0 { 0 } else { i as u32 + 1 };
             assert!(t.remove(f, Target::Session(idx)), "{f}");
         }

@@ -83,14 +83,37 @@ pub(crate) fn decode_connect(r: &mut Reader) -> Result<Connect, ProtocolError> {
         let topic = r.string("will topic")?;
         crate::topic::validate_topic_name(&topic)?;
         let payload = r.binary("will payload")?;
-        Some(Will { topic, payload, qos: will_qos, retain: will_retain, properties })
+        Some(Will {
+            topic,
+            payload,
+            qos: will_qos,
+            retain: will_retain,
+            properties,
+        })
     } else {
         None
     };
-    let username = if username_flag { Some(r.string("user name")?) } else { None };
-    let password = if password_flag { Some(r.binary("password")?) } else { None };
+    let username = if username_flag {
+        Some(r.string("user name")?)
+    } else {
+        None
+    };
+    let password = if password_flag {
+        Some(r.binary("password")?)
+    } else {
+        None
+    };
     r.finish("CONNECT")?;
-    Ok(Connect { protocol, clean_start, keep_alive, client_id, will, username, password, properties })
+    Ok(Connect {
+        protocol,
+        clean_start,
+        keep_alive,
+        client_id,
+        will,
+        username,
+        password,
+        properties,
+    })
 }
 
 pub(crate) fn connect_body_len(c: &Connect) -> usize {
@@ -180,7 +203,11 @@ pub(crate) fn decode_connack(r: &mut Reader, v: ProtocolVersion) -> Result<ConnA
     if let Some(id) = &properties.assigned_client_identifier {
         check_str(id)?;
     }
-    Ok(ConnAck { session_present: flags & 1 != 0, code, properties })
+    Ok(ConnAck {
+        session_present: flags & 1 != 0,
+        code,
+        properties,
+    })
 }
 
 pub(crate) fn connack_body_len(c: &ConnAck, v: ProtocolVersion) -> usize {

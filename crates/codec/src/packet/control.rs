@@ -17,7 +17,10 @@ pub struct Disconnect {
 
 impl Disconnect {
     pub fn new(reason: ReasonCode) -> Self {
-        Self { reason, properties: Properties::default() }
+        Self {
+            reason,
+            properties: Properties::default(),
+        }
     }
 }
 
@@ -55,12 +58,16 @@ fn decode_reason_props(
     Ok((reason, properties))
 }
 
-pub(crate) fn decode_disconnect(r: &mut Reader, v: ProtocolVersion) -> Result<Disconnect, ProtocolError> {
+pub(crate) fn decode_disconnect(
+    r: &mut Reader,
+    v: ProtocolVersion,
+) -> Result<Disconnect, ProtocolError> {
     if v == ProtocolVersion::V311 {
         r.finish("DISCONNECT")?;
         return Ok(Disconnect::new(ReasonCode::SUCCESS));
     }
-    let (reason, properties) = decode_reason_props(r, Context::Disconnect, "DISCONNECT", DISCONNECT_CODES)?;
+    let (reason, properties) =
+        decode_reason_props(r, Context::Disconnect, "DISCONNECT", DISCONNECT_CODES)?;
     Ok(Disconnect { reason, properties })
 }
 
@@ -69,7 +76,11 @@ pub(crate) fn decode_auth(r: &mut Reader) -> Result<Auth, ProtocolError> {
     Ok(Auth { reason, properties })
 }
 
-pub(crate) fn reason_props_len(reason: ReasonCode, props: &Properties, v: ProtocolVersion) -> usize {
+pub(crate) fn reason_props_len(
+    reason: ReasonCode,
+    props: &Properties,
+    v: ProtocolVersion,
+) -> usize {
     match v {
         ProtocolVersion::V311 => 0,
         ProtocolVersion::V5 if props.is_empty() && reason == ReasonCode::SUCCESS => 0,
@@ -78,7 +89,12 @@ pub(crate) fn reason_props_len(reason: ReasonCode, props: &Properties, v: Protoc
     }
 }
 
-pub(crate) fn encode_reason_props(reason: ReasonCode, props: &Properties, v: ProtocolVersion, out: &mut BytesMut) {
+pub(crate) fn encode_reason_props(
+    reason: ReasonCode,
+    props: &Properties,
+    v: ProtocolVersion,
+    out: &mut BytesMut,
+) {
     let len = reason_props_len(reason, props, v);
     if len >= 1 {
         out.put_u8(reason.0);

@@ -32,7 +32,11 @@ pub struct Ack {
 
 impl Ack {
     pub fn new(packet_id: u16, reason: ReasonCode) -> Self {
-        Self { packet_id, reason, properties: Properties::default() }
+        Self {
+            packet_id,
+            reason,
+            properties: Properties::default(),
+        }
     }
 }
 
@@ -67,7 +71,15 @@ pub(crate) fn decode_publish(
         return Err(ProtocolError::EmptyTopic);
     }
     let payload = r.rest();
-    Ok(Publish { dup, qos, retain, topic, packet_id, properties, payload })
+    Ok(Publish {
+        dup,
+        qos,
+        retain,
+        topic,
+        packet_id,
+        properties,
+        payload,
+    })
 }
 
 pub(crate) fn publish_flags(p: &Publish) -> u8 {
@@ -112,7 +124,11 @@ pub(crate) fn decode_ack(
     let mut ack = Ack::new(packet_id, ReasonCode::SUCCESS);
     if v == ProtocolVersion::V5 && !r.is_empty() {
         let code = r.u8("reason code")?;
-        let valid = if matches!(kind, "PUBACK" | "PUBREC") { PUBACK_CODES } else { PUBREL_CODES };
+        let valid = if matches!(kind, "PUBACK" | "PUBREC") {
+            PUBACK_CODES
+        } else {
+            PUBREL_CODES
+        };
         if !valid.contains(&code) {
             return Err(ProtocolError::InvalidReasonCode(code, kind));
         }

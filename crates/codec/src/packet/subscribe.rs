@@ -20,7 +20,12 @@ pub struct SubOptions {
 
 impl SubOptions {
     pub fn new(qos: QoS) -> Self {
-        Self { qos, no_local: false, retain_as_published: false, retain_handling: 0 }
+        Self {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: 0,
+        }
     }
 }
 
@@ -63,7 +68,10 @@ fn packet_id(r: &mut Reader) -> Result<u16, ProtocolError> {
 
 /// Topic filters are decoded as strings; their syntax is checked by the broker per filter so
 /// that one bad filter gets its own SUBACK reason code instead of failing the packet.
-pub(crate) fn decode_subscribe(r: &mut Reader, v: ProtocolVersion) -> Result<Subscribe, ProtocolError> {
+pub(crate) fn decode_subscribe(
+    r: &mut Reader,
+    v: ProtocolVersion,
+) -> Result<Subscribe, ProtocolError> {
     let packet_id = packet_id(r)?;
     let properties = match v {
         ProtocolVersion::V5 => Properties::decode(r, Context::Subscribe)?,
@@ -92,17 +100,30 @@ pub(crate) fn decode_subscribe(r: &mut Reader, v: ProtocolVersion) -> Result<Sub
         }
         filters.push((
             filter,
-            SubOptions { qos, no_local, retain_as_published: opts & 0x08 != 0, retain_handling },
+            SubOptions {
+                qos,
+                no_local,
+                retain_as_published: opts & 0x08 != 0,
+                retain_handling,
+            },
         ));
     }
     if filters.is_empty() {
         return Err(ProtocolError::NoTopicFilters("SUBSCRIBE"));
     }
-    Ok(Subscribe { packet_id, filters, properties })
+    Ok(Subscribe {
+        packet_id,
+        filters,
+        properties,
+    })
 }
 
 pub(crate) fn subscribe_body_len(s: &Subscribe, v: ProtocolVersion) -> usize {
-    let props = if v == ProtocolVersion::V5 { s.properties.encoded_len() } else { 0 };
+    let props = if v == ProtocolVersion::V5 {
+        s.properties.encoded_len()
+    } else {
+        0
+    };
     2 + props + s.filters.iter().map(|(f, _)| 3 + f.len()).sum::<usize>()
 }
 
@@ -115,15 +136,18 @@ pub(crate) fn encode_subscribe(s: &Subscribe, v: ProtocolVersion, out: &mut Byte
         put_string(out, f);
         let mut b = o.qos as u8;
         if v == ProtocolVersion::V5 {
-            b |= u8::from(o.no_local) << 2 | u8::from(o.retain_as_published) << 3 | o.retain_handling << 4;
+            b |= u8::from(o.no_local) << 2
+                | u8::from(o.retain_as_published) << 3
+                | o.retain_handling << 4;
         }
         out.put_u8(b);
     }
 }
 
 /// SUBACK reason codes of MQTT 5 (§3.9.3).
-const SUBACK_CODES_V5: &[u8] =
-    &[0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2];
+const SUBACK_CODES_V5: &[u8] = &[
+    0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2,
+];
 /// SUBACK return codes of MQTT 3.1.1; the others are reserved [MQTT-3.9.3-2].
 const SUBACK_CODES_V311: &[u8] = &[0x00, 0x01, 0x02, 0x80];
 /// UNSUBACK reason codes of MQTT 5 (§3.11.3).
@@ -157,11 +181,19 @@ pub(crate) fn decode_suback(r: &mut Reader, v: ProtocolVersion) -> Result<SubAck
         ProtocolVersion::V311 => SUBACK_CODES_V311,
     };
     let reasons = reason_codes(r, valid, "SUBACK")?;
-    Ok(SubAck { packet_id, reasons, properties })
+    Ok(SubAck {
+        packet_id,
+        reasons,
+        properties,
+    })
 }
 
 pub(crate) fn suback_body_len(s: &SubAck, v: ProtocolVersion) -> usize {
-    let props = if v == ProtocolVersion::V5 { s.properties.encoded_len() } else { 0 };
+    let props = if v == ProtocolVersion::V5 {
+        s.properties.encoded_len()
+    } else {
+        0
+    };
     2 + props + s.reasons.len()
 }
 
@@ -179,7 +211,10 @@ pub(crate) fn encode_suback(s: &SubAck, v: ProtocolVersion, out: &mut BytesMut) 
     }
 }
 
-pub(crate) fn decode_unsubscribe(r: &mut Reader, v: ProtocolVersion) -> Result<Unsubscribe, ProtocolError> {
+pub(crate) fn decode_unsubscribe(
+    r: &mut Reader,
+    v: ProtocolVersion,
+) -> Result<Unsubscribe, ProtocolError> {
     let packet_id = packet_id(r)?;
     let properties = match v {
         ProtocolVersion::V5 => Properties::decode(r, Context::Unsubscribe)?,
@@ -192,11 +227,19 @@ pub(crate) fn decode_unsubscribe(r: &mut Reader, v: ProtocolVersion) -> Result<U
     if filters.is_empty() {
         return Err(ProtocolError::NoTopicFilters("UNSUBSCRIBE"));
     }
-    Ok(Unsubscribe { packet_id, filters, properties })
+    Ok(Unsubscribe {
+        packet_id,
+        filters,
+        properties,
+    })
 }
 
 pub(crate) fn unsubscribe_body_len(s: &Unsubscribe, v: ProtocolVersion) -> usize {
-    let props = if v == ProtocolVersion::V5 { s.properties.encoded_len() } else { 0 };
+    let props = if v == ProtocolVersion::V5 {
+        s.properties.encoded_len()
+    } else {
+        0
+    };
     2 + props + s.filters.iter().map(|f| 2 + f.len()).sum::<usize>()
 }
 
@@ -208,9 +251,16 @@ pub(crate) fn encode_unsubscribe(s: &Unsubscribe, v: ProtocolVersion, out: &mut 
     s.filters.iter().for_each(|f| put_string(out, f));
 }
 
-pub(crate) fn decode_unsuback(r: &mut Reader, v: ProtocolVersion) -> Result<UnsubAck, ProtocolError> {
+pub(crate) fn decode_unsuback(
+    r: &mut Reader,
+    v: ProtocolVersion,
+) -> Result<UnsubAck, ProtocolError> {
     let packet_id = packet_id(r)?;
-    let mut u = UnsubAck { packet_id, reasons: Vec::new(), properties: Properties::default() };
+    let mut u = UnsubAck {
+        packet_id,
+        reasons: Vec::new(),
+        properties: Properties::default(),
+    };
     if v == ProtocolVersion::V5 {
         u.properties = Properties::decode(r, Context::UnsubAck)?;
         u.reasons = reason_codes(r, UNSUBACK_CODES, "UNSUBACK")?;

@@ -1,0 +1,138 @@
+//! `edgeplane-bench`: drives any MQTT broker over loopback and reports what it measured.
+//!
+//! Scenario so far: `idle` opens N MQTT connections (CONNECT, wait for CONNACK), spread over
+//! several 127.0.0.x source addresses, holds them for a while and reports how many were
+//! accepted, so the caller can read the broker's resident memory per idle connection.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::BytesMut;
+use clap::{Parser, Subcommand};
+use edgeplane_codec::{Connect, Packet, Properties, ProtocolVersion};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+#[derive(Parser)]
+#[command(name = "edgeplane-bench", about = "MQTT broker load generator")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Open idle connections and hold them.
+    Idle {
+        /// Broker address.
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        broker: SocketAddr,
+        /// How many connections.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Spread source addresses over 127.0.0.1 .. 127.0.0.N (past 64k connections).
+        #[arg(long, default_value_t = 1)]
+        sources: u8,
+        /// How long to hold the connections once all are open.
+        #[arg(long, default_value_t = 10)]
+        hold_secs: u64,
+        /// Connections opened at once.
+        #[arg(long, default_value_t = 200)]
+        parallel: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().scenario {
+        Scenario::Idle {
+            broker,
+            connections,
+            sources,
+            hold_secs,
+            parallel,
+        } => {
+            idle(
+                broker,
+                connections,
+                sources.max(1),
+                Duration::from_secs(hold_secs),
+                parallel,
+            )
+            .await
+        }
+    }
+}
+
+async fn idle(
+    broker: SocketAddr,
+    n: usize,
+    sources: u8,
+    hold: Duration,
+    parallel: usize,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    let mut next = 0usize;
+    while next < n {
+        let batch = parallel.min(n - next);
+        let mut tasks = Vec::with_capacity(batch);
+        for i in next..next + batch {
+            let source = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(sources)) as u8);
+            tasks.push(tokio::spawn(open(broker, source, format!("idle-{i}"))));
+        }
+        for t in tasks {
+            conns.push(t.await.context("connection task")??);
+        }
+        next += batch;
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "{{\"scenario\":\"idle\",\"connections\":{},\"open_secs\":{:.2},\"connects_per_sec\":{:.0}}}",
+        conns.len(),
+        elapsed.as_secs_f64(),
+        conns.len() as f64 / elapsed.as_secs_f64()
+    );
+    println!("holding {} connections for {:?}", conns.len(), hold);
+    tokio::time::sleep(hold).await;
+    Ok(())
+}
+
+async fn open(
+    broker: SocketAddr,
+    source: Ipv4Addr,
+    client_id: String,
+) -> anyhow::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+    let mut stream = socket
+        .connect(broker)
+        .await
+        .with_context(|| format!("connect {broker}"))?;
+    let connect = Connect {
+        protocol: ProtocolVersion::V311,
+        clean_start: true,
+        keep_alive: 0,
+        client_id,
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    };
+    let mut out = BytesMut::new();
+    edgeplane_codec::encode(
+        &Packet::Connect(Box::new(connect)),
+        ProtocolVersion::V311,
+        &mut out,
+    );
+    stream.write_all(&out).await?;
+    let mut ack = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(30), stream.read_exact(&mut ack))
+        .await
+        .context("CONNACK timeout")??;
+    if ack != [0x20, 0x02, 0x00, 0x00] {
+        bail!("connection refused: CONNACK {ack:02x?}");
+    }
+    Ok(stream)
+}

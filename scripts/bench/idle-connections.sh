@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Resident memory per idle MQTT connection: Edgeplane and Mosquitto, same machine, same run.
+# Usage: scripts/bench/idle-connections.sh [CONNECTIONS]   (default 10000)
+# Prints a Markdown table row per broker: RSS before, after, and per connection.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N="${1:-10000}"
+# Each process needs a descriptor per connection: raise the soft limit to the hard one.
+ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((N + 100)) ]; then
+  echo "open-file limit $(ulimit -n) is below $N connections; raise the hard limit (ulimit -Hn)" >&2
+  exit 1
+fi
+scripts/install-deps.sh >/dev/null
+cargo build --release --locked -q -p edgeplane -p edgeplane-bench
+TARGET="${CARGO_TARGET_DIR:-target}/release"
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+measure() { # name pid port
+  local name=$1 pid=$2 port=$3
+  sleep 1
+  local before; before=$(rss_kb "$pid")
+  "$TARGET/edgeplane-bench" idle --broker "127.0.0.1:$port" --connections "$N" --hold-secs 3 >"$work/$name.out" &
+  local bench=$!
+  while ! grep -q holding "$work/$name.out" 2>/dev/null; do sleep 0.2; kill -0 $bench 2>/dev/null || { cat "$work/$name.out"; exit 1; }; done
+  sleep 1
+  local after; after=$(rss_kb "$pid")
+  wait $bench
+  local per; per=$(python3 -c "print(f'{($after-$before)*1024/$N:.0f}')")
+  echo "| $name | $N | $((before/1024)) MiB | $((after/1024)) MiB | $per B |"
+}
+
+port=$(free_port)
+mkdir -p "$work/ep"
+cat >"$work/ep/listener.yaml" <<YAML
+apiVersion: edgeplane.io/v1
+kind: BrokerListener
+metadata: {name: bench}
+spec:
+  ports:
+  - port: $port
+    bindAddress: 127.0.0.1
+YAML
+RUST_LOG=warn "$TARGET/edgeplane" run --config "$work/ep" &
+ep=$!
+echo "| broker | connections | RSS before | RSS after | RSS per connection |"
+echo "|---|---|---|---|---|"
+measure edgeplane $ep "$port"
+kill -TERM $ep; wait $ep || true
+
+port=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\n' "$port" >"$work/mosquitto.conf"
+mosquitto -c "$work/mosquitto.conf" >/dev/null 2>&1 &
+mq=$!
+measure "mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}')" $mq "$port"
+kill $mq; wait $mq 2>/dev/null || true

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install what Edgeplane's tests talk to, if missing: Debian's Mosquitto (broker and
+# mosquitto_pub/sub clients) and Python paho-mqtt 2.x. Idempotent; quiet when all is there.
+set -euo pipefail
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+if ! command -v mosquitto >/dev/null || ! command -v mosquitto_sub >/dev/null; then
+  echo "installing mosquitto and mosquitto-clients (Debian packages)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
+fi
+
+if ! python3 -c 'import paho.mqtt, sys; sys.exit(0 if paho.mqtt.__version__ >= "2" else 1)' 2>/dev/null; then
+  echo "installing paho-mqtt 2.x (PyPI)"
+  python3 -m pip install --quiet 'paho-mqtt>=2,<3'
+fi

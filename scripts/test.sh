@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run every test of the workspace: unit, conformance (real sockets), interop with
+# mosquitto_pub/sub and paho-mqtt, and the binary's CLI tests. Installs what they need first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+cargo test --workspace --locked "$@"

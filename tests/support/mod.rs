@@ -1,0 +1,367 @@
+//! Test support: start a real broker on an ephemeral loopback port, and a raw MQTT client
+//! built on the codec that sends exactly the bytes a test asks for and reads back packets.
+//! Every wait is bounded so a broken broker fails a test instead of hanging it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use edgeplane_broker::{Broker, ListenerSpec, Protocol, Settings};
+use edgeplane_codec::{
+    Ack, ConnAck, Connect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
+    SubOptions, Subscribe, UnsubAck, Unsubscribe, Will,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use edgeplane_codec as codec;
+
+/// How long to wait for a packet that should arrive.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long to watch for a packet that should not arrive.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+pub use ProtocolVersion::{V311, V5};
+
+/// A broker started for one test; shut down when dropped with the runtime.
+pub struct TestBroker {
+    pub broker: Broker,
+    pub addr: SocketAddr,
+}
+
+impl TestBroker {
+    /// Default settings, one TCP listener on 127.0.0.1:0, `$SYS` off.
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// Start with settings changed by `f`.
+    pub async fn with(f: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = Settings {
+            sys_interval: None,
+            ..Settings::default()
+        };
+        f(&mut settings);
+        let listeners = vec![
+            ListenerSpec {
+                name: "tcp".into(),
+                bind: loopback(),
+                protocol: Protocol::Mqtt,
+            },
+            ListenerSpec {
+                name: "ws".into(),
+                bind: loopback(),
+                protocol: Protocol::WebSockets,
+            },
+        ];
+        let broker = Broker::start(settings, listeners)
+            .await
+            .expect("broker starts");
+        let addr = broker.addr(Protocol::Mqtt).expect("tcp listener");
+        TestBroker { broker, addr }
+    }
+
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.broker.addr(Protocol::WebSockets).expect("ws listener")
+    }
+
+    /// Connect a client with clean start and default options; panics unless accepted.
+    pub async fn client(&self, id: &str, v: ProtocolVersion) -> Client {
+        let mut c = Client::open(self.addr, v).await;
+        let ack = c.connect(connect(id, v)).await;
+        assert_eq!(ack.code, 0, "CONNACK for {id}: {ack:?}");
+        c
+    }
+}
+
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A CONNECT with clean start, keep alive 60 and no other options.
+pub fn connect(id: &str, v: ProtocolVersion) -> Connect {
+    Connect {
+        protocol: v,
+        clean_start: true,
+        keep_alive: 60,
+        client_id: id.into(),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    }
+}
+
+pub fn will(topic: &str, payload: &str, qos: QoS, retain: bool) -> Will {
+    Will {
+        topic: topic.into(),
+        payload: payload.to_owned().into(),
+        qos,
+        retain,
+        properties: Properties::default(),
+    }
+}
+
+pub fn publish(topic: &str, payload: &str, qos: QoS, packet_id: u16) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        packet_id,
+        properties: Properties::default(),
+        payload: payload.to_owned().into(),
+    }
+}
+
+pub fn subscribe(packet_id: u16, filters: &[(&str, QoS)]) -> Subscribe {
+    Subscribe {
+        packet_id,
+        filters: filters
+            .iter()
+            .map(|(f, q)| (f.to_string(), SubOptions::new(*q)))
+            .collect(),
+        properties: Properties::default(),
+    }
+}
+
+/// A raw MQTT client over TCP.
+pub struct Client {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    pub version: ProtocolVersion,
+}
+
+impl Client {
+    pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("tcp connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Client {
+            stream,
+            rbuf: BytesMut::new(),
+            version,
+        }
+    }
+
+    /// Send CONNECT and return the CONNACK.
+    pub async fn connect(&mut self, c: Connect) -> ConnAck {
+        self.version = c.protocol;
+        self.send(&Packet::Connect(Box::new(c))).await;
+        match self.recv().await {
+            Some(Packet::ConnAck(a)) => a,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, p: &Packet) {
+        let mut out = BytesMut::new();
+        codec::encode(p, self.version, &mut out);
+        self.send_raw(&out).await;
+    }
+
+    /// Write bytes as they are (for malformed packets). Errors are ignored: the broker may
+    /// already have closed the connection.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+    }
+
+    /// The next packet, or `None` if the connection closed or nothing came within [`WAIT`].
+    pub async fn recv(&mut self) -> Option<Packet> {
+        self.recv_within(WAIT).await
+    }
+
+    pub async fn recv_within(&mut self, limit: Duration) -> Option<Packet> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match codec::decode(&mut self.rbuf, self.version, usize::MAX) {
+                Ok(Some(p)) => return Some(p),
+                Ok(None) => {}
+                Err(e) => panic!("broker sent an invalid packet: {e}"),
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Assert nothing arrives within [`QUIET`].
+    pub async fn expect_nothing(&mut self) {
+        if let Some(p) = self.recv_within(QUIET).await {
+            panic!("expected no packet, got {p:?}");
+        }
+    }
+
+    /// True if the broker closed the connection (EOF) within [`WAIT`], skipping any packets
+    /// (such as DISCONNECT) before it. Returns the DISCONNECT reason if one came.
+    pub async fn expect_closed(&mut self) -> Option<ReasonCode> {
+        let mut reason = None;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match codec::decode(&mut self.rbuf, self.version, usize::MAX) {
+                Ok(Some(Packet::Disconnect(d))) => reason = Some(d.reason),
+                Ok(Some(p)) => panic!("expected the connection to close, got {p:?}"),
+                Ok(None) => {}
+                Err(e) => panic!("broker sent an invalid packet: {e}"),
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return reason,
+                Err(_) => panic!("connection still open after {WAIT:?}"),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, s: Subscribe) -> SubAck {
+        self.send(&Packet::Subscribe(s)).await;
+        match self.recv().await {
+            Some(Packet::SubAck(a)) => a,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Subscribe to one filter at `qos` and assert it was granted.
+    pub async fn sub(&mut self, filter: &str, qos: QoS) {
+        let ack = self.subscribe(subscribe(1, &[(filter, qos)])).await;
+        assert_eq!(
+            ack.reasons,
+            vec![ReasonCode(qos as u8)],
+            "SUBACK for {filter}"
+        );
+    }
+
+    pub async fn unsubscribe(&mut self, packet_id: u16, filters: &[&str]) -> UnsubAck {
+        let u = Unsubscribe {
+            packet_id,
+            filters: filters.iter().map(|f| f.to_string()).collect(),
+            properties: Properties::default(),
+        };
+        self.send(&Packet::Unsubscribe(u)).await;
+        match self.recv().await {
+            Some(Packet::UnsubAck(a)) => a,
+            other => panic!("expected UNSUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publish and complete the QoS flow (PUBACK, or PUBREC/PUBREL/PUBCOMP).
+    pub async fn publish(&mut self, p: Publish) {
+        let (qos, id) = (p.qos, p.packet_id);
+        self.send(&Packet::Publish(p)).await;
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => match self.recv().await {
+                Some(Packet::PubAck(a)) if a.packet_id == id => {}
+                other => panic!("expected PUBACK {id}, got {other:?}"),
+            },
+            QoS::ExactlyOnce => {
+                match self.recv().await {
+                    Some(Packet::PubRec(a)) if a.packet_id == id => {}
+                    other => panic!("expected PUBREC {id}, got {other:?}"),
+                }
+                self.send(&Packet::PubRel(Ack::new(id, ReasonCode::SUCCESS)))
+                    .await;
+                match self.recv().await {
+                    Some(Packet::PubComp(a)) if a.packet_id == id => {}
+                    other => panic!("expected PUBCOMP {id}, got {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// The next PUBLISH (panics on anything else).
+    pub async fn expect_publish(&mut self) -> Publish {
+        match self.recv().await {
+            Some(Packet::Publish(p)) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Receive a PUBLISH and acknowledge it as its QoS requires.
+    pub async fn receive_and_ack(&mut self) -> Publish {
+        let p = self.expect_publish().await;
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => {
+                self.send(&Packet::PubAck(Ack::new(p.packet_id, ReasonCode::SUCCESS)))
+                    .await
+            }
+            QoS::ExactlyOnce => {
+                self.send(&Packet::PubRec(Ack::new(p.packet_id, ReasonCode::SUCCESS)))
+                    .await;
+                match self.recv().await {
+                    Some(Packet::PubRel(a)) if a.packet_id == p.packet_id => {}
+                    other => panic!("expected PUBREL, got {other:?}"),
+                }
+                self.send(&Packet::PubComp(Ack::new(p.packet_id, ReasonCode::SUCCESS)))
+                    .await;
+            }
+        }
+        p
+    }
+
+    /// Send DISCONNECT (reason success) and close.
+    pub async fn disconnect(mut self) {
+        self.send(&Packet::Disconnect(edgeplane_codec::Disconnect::new(
+            ReasonCode::SUCCESS,
+        )))
+        .await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Drop the TCP connection without DISCONNECT (an abnormal close).
+    pub fn drop_connection(self) {
+        drop(self.stream);
+    }
+}
+
+/// Proves the broker still serves: a fresh client connects, subscribes, and gets its own
+/// message back.
+pub async fn assert_broker_serves(b: &TestBroker) {
+    let mut c = b.client("health-check", V5).await;
+    c.sub("health/check", QoS::AtLeastOnce).await;
+    c.publish(publish("health/check", "ok", QoS::AtLeastOnce, 7))
+        .await;
+    let p = c.receive_and_ack().await;
+    assert_eq!(&p.payload[..], b"ok");
+}
+
+/// What a client saw next: a packet, the broker closing the connection, or nothing at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    Packet(Box<Packet>),
+    /// EOF or a reset: the broker closed the connection.
+    Closed,
+    /// Neither a packet nor a close within the limit.
+    Silent,
+}
+
+impl Client {
+    /// The next packet or the close of the connection, telling the two apart (unlike
+    /// [`Client::recv_within`]); `Silent` if nothing happens within `limit`.
+    pub async fn observe(&mut self, limit: Duration) -> Observed {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match codec::decode(&mut self.rbuf, self.version, usize::MAX) {
+                Ok(Some(p)) => return Observed::Packet(Box::new(p)),
+                Ok(None) => {}
+                Err(e) => panic!("broker sent an invalid packet: {e}"),
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Observed::Closed,
+                Err(_) => return Observed::Silent,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// A CONNECT that resumes (or starts) a session kept after the connection closes: Clean
+/// Start 0, and for MQTT 5 a Session Expiry Interval of `expiry_secs`.
+pub fn connect_persistent(id: &str, v: ProtocolVersion, expiry_secs: u32) -> Connect {
+    let mut c = connect(id, v);
+    c.clean_start = false;
+    if v == V5 {
+        c.properties.session_expiry_interval = Some(expiry_secs);
+    }
+    c
+}
