@@ -133,10 +133,10 @@ async fn v311_empty_client_id_without_clean_session_refused() {
     watcher.expect_nothing().await;
 }
 
-/// 3.1.1: [MQTT-3.1.2-2] [MQTT-3.2.2-5] An unsupported protocol level (MQTT 3.1 "MQIsdp" level 3, or
-/// level 6) gets CONNACK return code 0x01 in the MQTT 3.1.1 format, and the connection closes.
-/// (MQTT 5's 0x84 cannot be used: a client of an unknown level cannot be assumed to parse an
-/// MQTT 5 CONNACK.)
+/// 3.1.1: [MQTT-3.1.2-2] [MQTT-3.2.2-5] An unsupported protocol level (MQTT 3.1 "MQIsdp"
+/// level 3, or level 6) gets CONNACK return code 0x01 in the MQTT 3.1.1 format, and the
+/// connection closes. (MQTT 5's 0x84 cannot be used: a client of an unknown level cannot be
+/// assumed to parse an MQTT 5 CONNACK.)
 #[tokio::test]
 async fn unsupported_protocol_level_refused_with_0x01() {
     let b = TestBroker::start().await;
@@ -198,7 +198,7 @@ async fn first_packet_not_connect_closes() {
     watcher.expect_nothing().await;
 }
 
-/// [MQTT-3.1.0-2] (both versions) A second CONNECT is a Protocol Error: MQTT 5 gets DISCONNECT 0x82, and the
+/// [MQTT-3.1.0-2] A second CONNECT is a Protocol Error: MQTT 5 gets DISCONNECT 0x82, and the
 /// connection closes in both versions.
 #[tokio::test]
 async fn second_connect_is_protocol_error() {
@@ -239,11 +239,12 @@ async fn connack_properties_advertise_limits() {
         "the capped expiry is returned"
     );
 
-    // Defaults: nothing to say about Receive Maximum (65,535) or an uncapped expiry.
+    // Defaults: Receive Maximum 100 (as Azure IoT Operations); an uncapped expiry is not
+    // returned.
     let b = TestBroker::start().await;
     let mut c = Client::open(b.addr, V5).await;
     let ack = c.connect(connect_persistent("defaults", V5, 3600)).await;
-    assert_eq!(ack.properties.receive_maximum, None);
+    assert_eq!(ack.properties.receive_maximum, Some(100));
     assert_eq!(
         ack.properties.session_expiry_interval, None,
         "the requested expiry was granted"

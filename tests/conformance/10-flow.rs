@@ -180,11 +180,15 @@ async fn inbound_receive_maximum_released_by_pubrel() {
     assert_eq!(c.recv().await, Some(Packet::PingResp));
 }
 
-/// §3.2.2.3.3 A broker at the protocol's default Receive Maximum (65,535) leaves the property
-/// out of CONNACK, as absent means 65,535.
+/// §3.2.2.3.3 The broker advertises its default Receive Maximum (100, as Azure IoT
+/// Operations) in CONNACK, and a setting of 65,535 (the protocol default) leaves it out.
 #[tokio::test]
-async fn default_receive_maximum_not_advertised() {
+async fn default_receive_maximum_advertised() {
     let b = TestBroker::start().await;
+    let mut c = Client::open(b.addr, V5).await;
+    let ack = c.connect(connect("c", V5)).await;
+    assert_eq!(ack.properties.receive_maximum, Some(100));
+    let b = TestBroker::with(|s| s.receive_maximum = u16::MAX).await;
     let mut c = Client::open(b.addr, V5).await;
     let ack = c.connect(connect("c", V5)).await;
     assert_eq!(ack.properties.receive_maximum, None);

@@ -166,3 +166,20 @@ async fn server_keep_alive_caps_and_is_enforced() {
         Some(ReasonCode::KEEP_ALIVE_TIMEOUT)
     );
 }
+
+/// §3.1.2.10: a 3.1.1 client cannot be told of a Server Keep Alive, so the broker's cap does
+/// not apply to it: it keeps its own keep alive and is not cut off early.
+#[tokio::test]
+async fn keep_alive_cap_does_not_apply_to_v311() {
+    let b = TestBroker::with(|s| s.clients.max_keep_alive_secs = Some(1)).await;
+    let mut c = Client::open(b.addr, V311).await;
+    let ack = c.connect(keep_alive("v311-60", V311, 60)).await;
+    assert_eq!(ack.code, 0);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    c.send(&Packet::PingReq).await;
+    assert_eq!(
+        c.recv().await,
+        Some(Packet::PingResp),
+        "still connected after 2.2 s idle"
+    );
+}

@@ -1,8 +1,14 @@
 //! `edgeplane-bench`: drives any MQTT broker over loopback and reports what it measured.
 //!
-//! Scenario so far: `idle` opens N MQTT connections (CONNECT, wait for CONNACK), spread over
-//! several 127.0.0.x source addresses, holds them for a while and reports how many were
-//! accepted, so the caller can read the broker's resident memory per idle connection.
+//! Scenarios:
+//! - `idle` opens N MQTT connections (CONNECT, wait for CONNACK), spread over several
+//!   127.0.0.x source addresses, and holds them, so the caller can read the broker's resident
+//!   memory per idle connection.
+//! - `fan-in` (N publishers → 1 subscriber) and `fan-out` (1 publisher → N subscribers):
+//!   closed loop, every message counted at the subscribers; reports deliveries per second
+//!   and how many were lost.
+
+mod flow;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -41,6 +47,10 @@ enum Scenario {
         #[arg(long, default_value_t = 200)]
         parallel: usize,
     },
+    /// N publishers → 1 subscriber on one topic.
+    FanIn(flow::FlowArgs),
+    /// 1 publisher → N subscribers on one topic.
+    FanOut(flow::FlowArgs),
 }
 
 #[tokio::main]
@@ -62,6 +72,8 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Scenario::FanIn(args) => flow::run(args, flow::Shape::FanIn).await,
+        Scenario::FanOut(args) => flow::run(args, flow::Shape::FanOut).await,
     }
 }
 

@@ -120,7 +120,13 @@ fn run(config_dir: Option<&Path>) -> anyhow::Result<()> {
             (settings, listeners)
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Run woken tasks in wake-up order: with the LIFO slot, of two sockets that became
+    // readable together the later one's task runs first, so a PUBLISH that arrived just after
+    // another client's SUBSCRIBE would overtake it.
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the runtime")?;

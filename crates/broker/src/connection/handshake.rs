@@ -133,11 +133,11 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         c.client_id.into()
     };
 
+    // The cap is applied only where Server Keep Alive tells the client (MQTT 5): a 3.1.1
+    // client cannot learn it and would be cut off while pinging at its own, valid pace.
     let keep_alive = match limits.max_keep_alive_secs {
-        Some(max) if c.keep_alive == 0 || c.keep_alive > max => {
-            if v5 {
-                props.server_keep_alive = Some(max);
-            }
+        Some(max) if v5 && (c.keep_alive == 0 || c.keep_alive > max) => {
+            props.server_keep_alive = Some(max);
             max
         }
         _ => c.keep_alive,

@@ -162,8 +162,28 @@ where
         let _ = stream.write_all(&conn.wbuf).await;
         let _ = stream.flush().await;
     }
-    let _ = stream.shutdown().await;
+    linger_close(&mut stream).await;
     tracing::debug!(%peer, client_id = %conn.client_id, "connection closed");
+}
+
+/// How long a closing connection keeps reading (and discarding) what the client still sends.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Close our side, then read until the client closes too (bounded by [`LINGER`]). Closing a
+/// socket with unread input makes the kernel reset the connection, which can destroy the
+/// DISCONNECT we just sent before the client reads it, and fails the client's in-flight
+/// writes (acknowledgements it was sending) with a broken pipe.
+async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 async fn run<S>(
