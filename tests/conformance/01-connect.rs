@@ -592,3 +592,17 @@ async fn packets_pipelined_after_connect_follow_connack() {
         assert!(pingresp && suback, "{v:?}");
     }
 }
+
+/// [MQTT-4.12.0-1] A CONNECT with an Authentication Method the server does not support gets
+/// CONNACK 0x8C (Bad authentication method) and the connection is closed.
+#[tokio::test]
+async fn unsupported_authentication_method_refused() {
+    let b = TestBroker::start().await;
+    let mut c = Client::open(b.addr, V5).await;
+    let mut conn = connect("enhanced", V5);
+    conn.properties.authentication_method = Some("SCRAM-SHA-1".into());
+    let ack = c.connect(conn).await;
+    assert_eq!(ack.code, 0x8C);
+    assert_eq!(c.expect_closed().await, None);
+    assert_broker_serves(&b).await;
+}

@@ -136,6 +136,12 @@ impl Broker {
         &self.router.stats
     }
 
+    /// The broker's counters, shared with readers that outlive a borrow of the broker
+    /// (the metrics endpoint).
+    pub fn stats_handle(&self) -> Arc<Stats> {
+        Arc::clone(&self.router.stats)
+    }
+
     /// Graceful shutdown: stop accepting, send DISCONNECT 0x8B to MQTT 5 clients after what
     /// was queued for them, and wait (at most `grace`) for connections to close.
     pub async fn shutdown(self, grace: Duration) {

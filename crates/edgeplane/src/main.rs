@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use edgeplane_broker::{Broker, ListenerSpec, Protocol, Settings};
+use edgeplane_portal::{Listen, Portal, Readiness};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +29,13 @@ enum Command {
         /// Folder of YAML resource manifests (Broker, BrokerListener, ConfigMap, Secret).
         #[arg(long, value_name = "DIR")]
         config: Option<PathBuf>,
+        /// Address of the HTTP server: /healthz, /readyz and /metrics.
+        #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP)]
+        http: SocketAddr,
+        /// Address serving /metrics alone, for Prometheus. The Broker resource's
+        /// diagnostics.metrics.prometheusPort, when set, replaces its port.
+        #[arg(long, value_name = "ADDR", default_value = DEFAULT_METRICS)]
+        metrics: SocketAddr,
     },
     /// Check a configuration folder and report every error at once.
     Validate {
@@ -38,14 +46,22 @@ enum Command {
 
 /// Mosquitto 2's safe default: anonymous MQTT on loopback only.
 const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
+/// Loopback too: health and metrics are opened wider only on purpose.
+const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+/// Azure IoT Operations' default `prometheusPort`.
+const DEFAULT_METRICS: &str = "127.0.0.1:9600";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { dir } => validate(&dir),
-        Command::Run { config } => {
+        Command::Run {
+            config,
+            http,
+            metrics,
+        } => {
             init_logging(None);
-            match run(config.as_deref()) {
+            match run(config.as_deref(), http, metrics) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("edgeplane: {e:#}");
@@ -84,8 +100,8 @@ fn validate(dir: &Path) -> ExitCode {
     }
 }
 
-fn run(config_dir: Option<&Path>) -> anyhow::Result<()> {
-    let (settings, listeners) = match config_dir {
+fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyhow::Result<()> {
+    let (settings, listeners, prometheus_port) = match config_dir {
         None => {
             let bind: SocketAddr = DEFAULT_LISTEN.parse()?;
             let spec = ListenerSpec {
@@ -93,7 +109,7 @@ fn run(config_dir: Option<&Path>) -> anyhow::Result<()> {
                 bind,
                 protocol: Protocol::Mqtt,
             };
-            (Settings::default(), vec![spec])
+            (Settings::default(), vec![spec], None)
         }
         Some(dir) => {
             let config = edgeplane_config::load_dir(dir)
@@ -117,8 +133,22 @@ fn run(config_dir: Option<&Path>) -> anyhow::Result<()> {
                 clients: config.broker.clients,
                 ..Settings::default()
             };
-            (settings, listeners)
+            (settings, listeners, config.broker.prometheus_port)
         }
+    };
+    let http = Listen {
+        addr: http,
+        origin: "--http".into(),
+    };
+    let metrics = match prometheus_port {
+        None => Listen {
+            addr: metrics,
+            origin: "--metrics".into(),
+        },
+        Some(port) => Listen {
+            addr: SocketAddr::new(metrics.ip(), port),
+            origin: "the --metrics host and Broker diagnostics.metrics.prometheusPort".into(),
+        },
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // Run woken tasks in wake-up order: with the LIFO slot, of two sockets that became
@@ -131,9 +161,14 @@ fn run(config_dir: Option<&Path>) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
+        let readiness = Readiness::default();
+        let serving = readiness.register("broker", "starting");
         let broker = Broker::start(settings, listeners).await?;
+        let _portal = Portal::start(&http, &metrics, broker.stats_handle(), readiness).await?;
+        serving.ready();
         wait_for_signal().await;
         tracing::info!("shutting down");
+        serving.not_ready("shutting down");
         broker.shutdown(Duration::from_secs(5)).await;
         Ok(())
     })

@@ -113,6 +113,14 @@ pub async fn attach<S: AsyncWrite + Unpin>(
     let limits = &ctx.settings.clients;
     let mut props = Properties::default();
 
+    if let Some(method) = &c.properties.authentication_method {
+        // No enhanced authentication method is configured: refuse and close [MQTT-4.12.0-1].
+        tracing::debug!(method = %method, "refusing unsupported authentication method");
+        let ack = ConnAck { session_present: false, code: 0x8C, properties: Properties::default() };
+        write_packet(stream, Packet::ConnAck(ack), c.protocol).await?;
+        return Err(Refused);
+    }
+
     let client_id: Arc<str> = if c.client_id.is_empty() {
         if !v5 && !c.clean_start {
             // A zero-byte client id needs Clean Session in 3.1.1 [MQTT-3.1.3-8].

@@ -1,0 +1,195 @@
+//! Edgeplane's HTTP server: Prometheus metrics, liveness and readiness.
+//!
+//! [`Portal::start`] binds two listeners and serves them on the current Tokio runtime:
+//!
+//! - the **HTTP address** (`edgeplane run --http`, the future API and portal) answers
+//!   `GET /healthz` (200 while the process serves), `GET /readyz` (200 when every
+//!   [`Readiness`] check passes, else 503 naming the failing ones) and `GET /metrics`;
+//! - the **metrics address** (Azure IoT Operations' `diagnostics.metrics.prometheusPort`,
+//!   9600) answers `GET /metrics` only, so it can be opened to a scraper without exposing
+//!   anything else.
+//!
+//! Data enters as the broker's shared [`Stats`] (read with relaxed loads on each scrape: the
+//! data path does no extra work for metrics) and the [`Check`]s components flip; it leaves as
+//! text responses. Nothing here holds a lock the broker takes.
+//!
+//! Built on axum with only `http1` and `tokio`: no JSON, forms, query strings or HTTP/2, which
+//! keeps the dependency tree to hyper, hyper-util and tower's core; later API work enables
+//! what it needs.
+
+mod health;
+pub mod metrics;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use edgeplane_broker::Stats;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use health::{Check, Readiness, Report};
+
+/// An address to listen on, and where it was configured (for error messages).
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    /// The flag or field that chose `addr`, such as `--http`.
+    pub origin: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error(
+        "cannot listen on {addr} for {purpose} (set by {origin}): {source}; \
+         stop what holds that address or choose another one"
+    )]
+    Bind {
+        purpose: &'static str,
+        addr: SocketAddr,
+        origin: String,
+        source: io::Error,
+    },
+}
+
+/// The running HTTP server; dropping it stops serving.
+pub struct Portal {
+    http_addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Portal {
+    /// Bind both listeners, then serve them. Must be called inside a Tokio runtime.
+    pub async fn start(
+        http: &Listen,
+        metrics: &Listen,
+        stats: Arc<Stats>,
+        readiness: Readiness,
+    ) -> Result<Portal, PortalError> {
+        let http_listener = bind("the HTTP API", http).await?;
+        let metrics_listener = bind("metrics", metrics).await?;
+        let http_addr = http_listener.local_addr().unwrap_or(http.addr);
+        let metrics_addr = metrics_listener.local_addr().unwrap_or(metrics.addr);
+        tracing::info!(addr = %http_addr, "http listening");
+        tracing::info!(addr = %metrics_addr, "metrics listening");
+        let state = AppState { stats, readiness };
+        let tasks = vec![
+            tokio::spawn(serve("http", http_listener, http_router(state.clone()))),
+            tokio::spawn(serve("metrics", metrics_listener, metrics_router(state.stats))),
+        ];
+        Ok(Portal {
+            http_addr,
+            metrics_addr,
+            tasks,
+        })
+    }
+
+    /// The HTTP address as bound (with the real port when 0 was asked for).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The metrics address as bound.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn bind(purpose: &'static str, listen: &Listen) -> Result<TcpListener, PortalError> {
+    TcpListener::bind(listen.addr)
+        .await
+        .map_err(|source| PortalError::Bind {
+            purpose,
+            addr: listen.addr,
+            origin: listen.origin.clone(),
+            source,
+        })
+}
+
+async fn serve(name: &'static str, listener: TcpListener, router: Router) {
+    // axum retries failed accepts itself, so this only ends if the server does.
+    if let Err(e) = axum::serve(listener, router).await {
+        tracing::error!(server = name, error = %e, "http server stopped");
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    stats: Arc<Stats>,
+    readiness: Readiness,
+}
+
+impl FromRef<AppState> for Arc<Stats> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.stats)
+    }
+}
+
+impl FromRef<AppState> for Readiness {
+    fn from_ref(state: &AppState) -> Self {
+        state.readiness.clone()
+    }
+}
+
+/// `/healthz`, `/readyz` and `/metrics`.
+fn http_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "not found: this address serves /healthz, /readyz and /metrics\n",
+            )
+        })
+        .with_state(state)
+}
+
+/// `/metrics` only.
+fn metrics_router(stats: Arc<Stats>) -> Router {
+    Router::new()
+        .route("/metrics", get(prometheus))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "not found: this address serves /metrics\n",
+            )
+        })
+        .with_state(stats)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
+    let report = readiness.report();
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, report.text)
+}
+
+async fn prometheus(State(stats): State<Arc<Stats>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics::render(&stats),
+    )
+}

@@ -1,0 +1,209 @@
+//! The broker's counters in the Prometheus text exposition format, version 0.0.4.
+//!
+//! [`render`] reads [`Stats`] (relaxed atomic loads, nothing on the data path changes) and
+//! writes one family per counter, each with `# HELP` and `# TYPE`. Names follow Azure IoT
+//! Operations' (`aio_broker_*`) where Edgeplane counts the same thing, with the `_total`
+//! suffix Prometheus gives counters (AIO's OpenTelemetry exporter adds it too); the rest are
+//! `edgeplane_*`. Labels are bounded: a drop `cause` out of four and the build `version`,
+//! never a topic or a client id.
+//!
+//! | metric | type | from |
+//! |---|---|---|
+//! | `aio_broker_publishes_received_total` | counter | PUBLISH packets from clients, plus wills |
+//! | `aio_broker_publishes_sent_total` | counter | PUBLISH packets written to clients |
+//! | `aio_broker_connected_sessions` | gauge | clients connected now |
+//! | `aio_broker_total_subscriptions` | gauge | subscriptions held by all sessions |
+//! | `aio_broker_store_retained_messages` | gauge | retained messages stored, `$SYS` included |
+//! | `edgeplane_sessions_created_total` | counter | sessions created since start |
+//! | `edgeplane_clients_maximum` | gauge | most clients connected at once since start |
+//! | `edgeplane_received_bytes_total` | counter | MQTT bytes read from clients, all packets |
+//! | `edgeplane_sent_publish_bytes_total` | counter | bytes of PUBLISH packets written to clients |
+//! | `edgeplane_messages_dropped_total{cause}` | counter | queue_full, expired, oversize, qos0_offline |
+//! | `edgeplane_uptime_seconds` | gauge | seconds since the broker started |
+//! | `edgeplane_build_info{version}` | gauge | always 1 |
+//!
+//! AIO's `aio_broker_payload_bytes_*` count payload bytes only and `aio_broker_total_sessions`
+//! is the number of sessions that exist; the broker counts neither yet (it counts whole
+//! packets and sessions created), so those names are not used for what would be other numbers.
+
+use std::fmt::Write as _;
+
+use edgeplane_broker::Stats;
+
+/// The `Content-Type` of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// Render every metric of `stats` as one exposition document.
+pub fn render(stats: &Stats) -> String {
+    let mut out = Exposition::default();
+    let s = stats;
+    out.single(
+        "aio_broker_publishes_received_total",
+        Kind::Counter,
+        "PUBLISH packets received from clients, plus wills published for them.",
+        Stats::get(&s.messages_received),
+    );
+    out.single(
+        "aio_broker_publishes_sent_total",
+        Kind::Counter,
+        "PUBLISH packets sent to clients, one per delivery; acknowledgements not counted.",
+        Stats::get(&s.messages_sent),
+    );
+    out.single(
+        "aio_broker_connected_sessions",
+        Kind::Gauge,
+        "Clients connected now.",
+        Stats::get(&s.clients_connected),
+    );
+    out.single(
+        "aio_broker_total_subscriptions",
+        Kind::Gauge,
+        "Subscriptions held by all sessions, connected or not.",
+        Stats::get(&s.subscriptions),
+    );
+    out.single(
+        "aio_broker_store_retained_messages",
+        Kind::Gauge,
+        "Retained messages stored, $SYS topics included.",
+        Stats::get(&s.retained),
+    );
+    out.single(
+        "edgeplane_sessions_created_total",
+        Kind::Counter,
+        "Sessions created since the broker started (a resumed session is not counted again).",
+        Stats::get(&s.clients_total),
+    );
+    out.single(
+        "edgeplane_clients_maximum",
+        Kind::Gauge,
+        "Most clients connected at the same time since the broker started.",
+        Stats::get(&s.clients_maximum),
+    );
+    out.single(
+        "edgeplane_received_bytes_total",
+        Kind::Counter,
+        "MQTT bytes read from client connections, all packet types.",
+        Stats::get(&s.bytes_received),
+    );
+    out.single(
+        "edgeplane_sent_publish_bytes_total",
+        Kind::Counter,
+        "Bytes of PUBLISH packets written to clients, headers and properties included.",
+        Stats::get(&s.bytes_sent),
+    );
+    out.labelled(
+        "edgeplane_messages_dropped_total",
+        Kind::Counter,
+        "Messages the broker discarded instead of delivering, by cause.",
+        "cause",
+        &[
+            ("queue_full", Stats::get(&s.dropped_queue_full)),
+            ("expired", Stats::get(&s.dropped_expired)),
+            ("oversize", Stats::get(&s.dropped_oversize)),
+            ("qos0_offline", Stats::get(&s.dropped_qos0_offline)),
+        ],
+    );
+    out.header(
+        "edgeplane_uptime_seconds",
+        Kind::Gauge,
+        "Seconds since the broker started.",
+    );
+    let uptime = s.started.elapsed().as_secs_f64();
+    let _ = writeln!(out.text, "edgeplane_uptime_seconds {uptime:.3}");
+    out.labelled(
+        "edgeplane_build_info",
+        Kind::Gauge,
+        "Always 1; the version label says which Edgeplane is running.",
+        "version",
+        &[(env!("CARGO_PKG_VERSION"), 1)],
+    );
+    out.text
+}
+
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn header(&mut self, name: &str, kind: Kind, help: &str) {
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.text, "# TYPE {name} {}", kind.as_str());
+    }
+
+    fn single(&mut self, name: &str, kind: Kind, help: &str, value: u64) {
+        self.header(name, kind, help);
+        let _ = writeln!(self.text, "{name} {value}");
+    }
+
+    fn labelled(&mut self, name: &str, kind: Kind, help: &str, label: &str, samples: &[(&str, u64)]) {
+        self.header(name, kind, help);
+        for (label_value, value) in samples {
+            let v = escape_label(label_value);
+            let _ = writeln!(self.text, "{name}{{{label}=\"{v}\"}} {value}");
+        }
+    }
+}
+
+/// `# HELP` text escapes backslash and line feed.
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Label values also escape the double quote.
+fn escape_label(s: &str) -> String {
+    escape_help(s).replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every sample line belongs to the family announced just above it, and each family
+    /// has exactly one HELP and one TYPE line.
+    #[test]
+    fn families_are_well_formed() {
+        let stats = Stats::default();
+        Stats::add(&stats.messages_received, 7);
+        Stats::add(&stats.dropped_expired, 2);
+        let text = render(&stats);
+        let mut family = String::new();
+        let mut seen = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                family = rest.split(' ').next().unwrap_or_default().to_owned();
+                assert!(seen.insert(family.clone()), "{family} announced twice");
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                assert!(rest.starts_with(&format!("{family} ")), "{line}");
+            } else {
+                assert!(line.starts_with(&family), "{line} outside its family {family}");
+            }
+        }
+        assert!(text.contains("\naio_broker_publishes_received_total 7\n"));
+        assert!(text.contains("\nedgeplane_messages_dropped_total{cause=\"expired\"} 2\n"));
+        assert!(text.contains("edgeplane_build_info{version=\""));
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn escapes_help_and_label_values() {
+        assert_eq!(escape_help("a\\b\nc\"d"), "a\\\\b\\nc\"d");
+        assert_eq!(escape_label("a\\b\nc\"d"), "a\\\\b\\nc\\\"d");
+    }
+}
