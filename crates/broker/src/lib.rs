@@ -8,6 +8,7 @@
 
 mod connection;
 mod listener;
+mod local;
 pub mod message;
 mod retain;
 mod router;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 
 pub use edgeplane_config::Protocol;
 pub use listener::{BoundListener, ListenerSpec};
+pub use local::{LocalClient, LocalError, LocalOptions, Received};
 pub use settings::Settings;
 pub use stats::Stats;
 
@@ -34,6 +36,7 @@ use router::Router;
 /// A running broker.
 pub struct Broker {
     router: Arc<Router>,
+    ctx: Arc<Context>,
     listeners: Vec<BoundListener>,
     shutdown: watch::Sender<bool>,
     live: Arc<()>,
@@ -113,10 +116,17 @@ impl Broker {
         }
         Ok(Broker {
             router,
+            ctx,
             listeners,
             shutdown,
             live,
         })
+    }
+
+    /// Attach an in-process client (state store, self-check, dataflows, connectors): a
+    /// session like any other, reached through channels instead of a socket.
+    pub async fn local_client(&self, options: LocalOptions) -> Result<LocalClient, LocalError> {
+        LocalClient::connect(Arc::clone(&self.ctx), options).await
     }
 
     /// The listeners as bound (with the real port when 0 was asked for).

@@ -116,7 +116,11 @@ pub async fn attach<S: AsyncWrite + Unpin>(
     if let Some(method) = &c.properties.authentication_method {
         // No enhanced authentication method is configured: refuse and close [MQTT-4.12.0-1].
         tracing::debug!(method = %method, "refusing unsupported authentication method");
-        let ack = ConnAck { session_present: false, code: 0x8C, properties: Properties::default() };
+        let ack = ConnAck {
+            session_present: false,
+            code: 0x8C,
+            properties: Properties::default(),
+        };
         write_packet(stream, Packet::ConnAck(ack), c.protocol).await?;
         return Err(Refused);
     }
