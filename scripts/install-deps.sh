@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what Edgeplane's tests talk to, if missing: Debian's Mosquitto (broker and
-# mosquitto_pub/sub clients) and Python paho-mqtt 2.x. Idempotent; quiet when all is there.
+# mosquitto_pub/sub clients), Debian's Prometheus (server and promtool, for the metrics
+# tests) and Python paho-mqtt 2.x. Idempotent; quiet when all is there.
 set -euo pipefail
 
 SUDO=""
@@ -10,6 +11,12 @@ if ! command -v mosquitto >/dev/null || ! command -v mosquitto_sub >/dev/null; t
   echo "installing mosquitto and mosquitto-clients (Debian packages)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
+fi
+
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  echo "installing prometheus (Debian package: server and promtool)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 if ! python3 -c 'import paho.mqtt, sys; sys.exit(0 if paho.mqtt.__version__ >= "2" else 1)' 2>/dev/null; then

@@ -47,11 +47,13 @@ impl TestBroker {
                 name: "tcp".into(),
                 bind: loopback(),
                 protocol: Protocol::Mqtt,
+                tls: None,
             },
             ListenerSpec {
                 name: "ws".into(),
                 bind: loopback(),
                 protocol: Protocol::WebSockets,
+                tls: None,
             },
         ];
         let broker = Broker::start(settings, listeners)
@@ -364,4 +366,57 @@ pub fn connect_persistent(id: &str, v: ProtocolVersion, expiry_secs: u32) -> Con
         c.properties.session_expiry_interval = Some(expiry_secs);
     }
     c
+}
+
+/// Start the `edgeplane` binary (`bin`, from `CARGO_BIN_EXE_edgeplane`) with
+/// `run --config dir`, HTTP and metrics on ephemeral loopback ports, and return it with the
+/// addresses of its first `listeners` MQTT listeners, read from its log. The process is
+/// killed when the returned child is dropped.
+pub async fn start_edgeplane(
+    bin: &str,
+    dir: &std::path::Path,
+    listeners: usize,
+) -> (tokio::process::Child, Vec<SocketAddr>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(bin)
+        .args([
+            "run",
+            "--http",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(dir)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start edgeplane");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut addrs = Vec::new();
+    let read = async {
+        while addrs.len() < listeners {
+            let line = lines
+                .next_line()
+                .await
+                .expect("read log")
+                .expect("edgeplane exited early");
+            if !line.contains("listener=") {
+                continue;
+            }
+            if let Some(rest) = line.split("addr=").nth(1) {
+                let addr = rest.split_whitespace().next().expect("addr");
+                addrs.push(addr.parse().expect("socket address"));
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("listeners within 5 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addrs)
 }

@@ -15,6 +15,7 @@ mod router;
 pub mod settings;
 pub mod stats;
 mod sys;
+pub mod tls;
 mod ws;
 
 use std::sync::atomic::AtomicU64;
@@ -27,6 +28,7 @@ use tokio::sync::watch;
 pub use edgeplane_config::Protocol;
 pub use listener::{BoundListener, ListenerSpec};
 pub use local::{LocalClient, LocalError, LocalOptions, Received};
+pub use router::ClientEvent;
 pub use settings::Settings;
 pub use stats::Stats;
 
@@ -72,14 +74,13 @@ impl Broker {
                     source,
                 })?;
             let addr = l.local_addr().unwrap_or(spec.bind);
-            bound.push((
-                l,
-                BoundListener {
-                    name: spec.name.clone(),
-                    addr,
-                    protocol: spec.protocol,
-                },
-            ));
+            let info = BoundListener {
+                name: spec.name.clone(),
+                addr,
+                protocol: spec.protocol,
+                tls: spec.tls.is_some(),
+            };
+            bound.push((l, info, spec.tls.clone()));
         }
         let router = Router::start(Arc::clone(&settings), Arc::clone(&stats));
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -92,11 +93,12 @@ impl Broker {
         });
         let live = Arc::new(());
         let mut listeners = Vec::new();
-        for (l, info) in bound {
-            tracing::info!(listener = %info.name, addr = %info.addr, protocol = ?info.protocol, "listening");
+        for (l, info, tls) in bound {
+            tracing::info!(listener = %info.name, addr = %info.addr, protocol = ?info.protocol, tls = info.tls, "listening");
             let task = listener::accept_loop(
                 l,
                 info.protocol,
+                tls,
                 Arc::clone(&ctx),
                 shutdown_rx.clone(),
                 Arc::clone(&live),
@@ -127,6 +129,13 @@ impl Broker {
     /// session like any other, reached through channels instead of a socket.
     pub async fn local_client(&self, options: LocalOptions) -> Result<LocalClient, LocalError> {
         LocalClient::connect(Arc::clone(&self.ctx), options).await
+    }
+
+    /// Client lifecycle events (disconnections) from now on, for in-process services that
+    /// keep per-client state. A listener that falls more than 4096 events behind gets
+    /// `RecvError::Lagged` and should treat every client as possibly gone.
+    pub fn client_events(&self) -> tokio::sync::broadcast::Receiver<ClientEvent> {
+        self.router.events.subscribe()
     }
 
     /// The listeners as bound (with the real port when 0 was asked for).

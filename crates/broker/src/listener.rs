@@ -1,5 +1,5 @@
-//! Listeners: accept TCP or WebSocket connections on a bound address and hand each to its
-//! own connection task, until shutdown.
+//! Listeners: accept TCP connections on a bound address, add TLS and/or WebSocket framing as
+//! the listener says, and hand each to its own connection task, until shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,13 +9,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::connection::{self, Context};
+use crate::tls::ServerTls;
 
-/// A listener to open: its resource name, address and protocol.
+/// A listener to open: its resource name, address, protocol and optional TLS identity.
 #[derive(Debug, Clone)]
 pub struct ListenerSpec {
     pub name: String,
     pub bind: SocketAddr,
     pub protocol: Protocol,
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// A listener that is accepting connections.
@@ -24,11 +26,13 @@ pub struct BoundListener {
     pub name: String,
     pub addr: SocketAddr,
     pub protocol: Protocol,
+    pub tls: bool,
 }
 
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     protocol: Protocol,
+    tls: Option<Arc<ServerTls>>,
     ctx: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
     live: Arc<()>,
@@ -49,15 +53,31 @@ pub(crate) async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let ctx = Arc::clone(&ctx);
         let live = Arc::clone(&live);
+        let tls = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
             let _live = live;
-            match protocol {
-                Protocol::Mqtt => connection::serve(tcp, peer, ctx).await,
-                Protocol::WebSockets => match crate::ws::accept(tcp).await {
-                    Ok(ws) => connection::serve(ws, peer, ctx).await,
-                    Err(e) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
-                },
+            let Some(acceptor) = tls else {
+                return serve(tcp, protocol, peer, ctx).await;
+            };
+            // The TLS handshake counts against the CONNECT deadline (slow-loris protection).
+            match tokio::time::timeout(ctx.settings.connect_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => serve(stream, protocol, peer, ctx).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
+    }
+}
+
+async fn serve<S>(stream: S, protocol: Protocol, peer: SocketAddr, ctx: Arc<Context>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    match protocol {
+        Protocol::Mqtt => connection::serve(stream, peer, ctx).await,
+        Protocol::WebSockets => match crate::ws::accept(stream).await {
+            Ok(ws) => connection::serve(ws, peer, ctx).await,
+            Err(e) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
+        },
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 pub struct Stats {
     pub started: Instant,
     pub clients_connected: AtomicU64,
+    /// Sessions that exist now, connected or not (Mosquitto's `clients/total`).
     pub clients_total: AtomicU64,
     pub clients_maximum: AtomicU64,
     pub messages_received: AtomicU64,

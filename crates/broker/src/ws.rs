@@ -9,14 +9,13 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes};
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 /// Accept a WebSocket upgrade on `/mqtt`, agreeing on the `mqtt` subprotocol.
-pub async fn accept(tcp: TcpStream) -> io::Result<WsStream> {
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> io::Result<WsStream<S>> {
     // The callback's signature (and its large error type) is tungstenite's.
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
@@ -38,7 +37,7 @@ pub async fn accept(tcp: TcpStream) -> io::Result<WsStream> {
         }
         Ok(resp)
     };
-    let ws = tokio_tungstenite::accept_hdr_async(tcp, callback)
+    let ws = tokio_tungstenite::accept_hdr_async(stream, callback)
         .await
         .map_err(io::Error::other)?;
     Ok(WsStream {
@@ -48,12 +47,12 @@ pub async fn accept(tcp: TcpStream) -> io::Result<WsStream> {
 }
 
 /// A WebSocket connection read and written as a byte stream of MQTT packets.
-pub struct WsStream {
-    ws: WebSocketStream<TcpStream>,
+pub struct WsStream<S> {
+    ws: WebSocketStream<S>,
     pending: Bytes,
 }
 
-impl AsyncRead for WsStream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -82,7 +81,7 @@ impl AsyncRead for WsStream {
     }
 }
 
-impl AsyncWrite for WsStream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -9,6 +9,7 @@ async fn broker() -> Broker {
         name: "tcp".into(),
         bind: "127.0.0.1:0".parse().expect("addr"),
         protocol: Protocol::Mqtt,
+        tls: None,
     };
     Broker::start(
         Settings {

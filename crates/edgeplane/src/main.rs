@@ -11,6 +11,9 @@ use clap::{Parser, Subcommand};
 use edgeplane_broker::{Broker, ListenerSpec, Protocol, Settings};
 use edgeplane_portal::{Listen, Portal, Readiness};
 
+mod certs;
+mod listeners;
+
 #[derive(Parser)]
 #[command(
     name = "edgeplane",
@@ -24,7 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the broker. Without --config it serves MQTT on 127.0.0.1:1883 only.
+    /// Run the broker. Without --config it serves MQTT on 127.0.0.1:1883 only, beside
+    /// health and metrics on loopback.
     Run {
         /// Folder of YAML resource manifests (Broker, BrokerListener, ConfigMap, Secret).
         #[arg(long, value_name = "DIR")]
@@ -42,6 +46,22 @@ enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Create a local CA, a server certificate and client certificates as manifests
+    /// (Secrets, ConfigMap) and PEM files, ready for TLS listeners.
+    Certs {
+        /// Folder to write to (usually the configuration folder).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Name of the server certificate's Secret, for `tls.manual.secretRef`.
+        #[arg(long, default_value = "edgeplane-server-tls")]
+        secret: String,
+        /// DNS names and IP addresses the server is reached at.
+        #[arg(long = "name", value_name = "DNS|IP", default_values = ["localhost", "127.0.0.1"])]
+        names: Vec<String>,
+        /// Issue a client certificate with this common name (repeatable).
+        #[arg(long = "client", value_name = "CN")]
+        clients: Vec<String>,
+    },
 }
 
 /// Mosquitto 2's safe default: anonymous MQTT on loopback only.
@@ -55,6 +75,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { dir } => validate(&dir),
+        Command::Certs {
+            out,
+            secret,
+            names,
+            clients,
+        } => {
+            let request = certs::Request {
+                out: &out,
+                server_secret: &secret,
+                names: &names,
+                clients: &clients,
+            };
+            match certs::write(&request) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("edgeplane: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run {
             config,
             http,
@@ -101,28 +141,21 @@ fn validate(dir: &Path) -> ExitCode {
 }
 
 fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyhow::Result<()> {
-    let (settings, listeners, prometheus_port) = match config_dir {
+    let (settings, listeners, prometheus_port, watched) = match config_dir {
         None => {
             let bind: SocketAddr = DEFAULT_LISTEN.parse()?;
             let spec = ListenerSpec {
                 name: "default".into(),
                 bind,
                 protocol: Protocol::Mqtt,
+                tls: None,
             };
-            (Settings::default(), vec![spec], None)
+            (Settings::default(), vec![spec], None, Vec::new())
         }
         Some(dir) => {
             let config = edgeplane_config::load_dir(dir)
                 .map_err(|e| anyhow::anyhow!("invalid configuration in {}:\n{e}", dir.display()))?;
-            let listeners: Vec<ListenerSpec> = config
-                .listeners
-                .iter()
-                .map(|p| ListenerSpec {
-                    name: p.listener.clone(),
-                    bind: p.bind,
-                    protocol: p.protocol,
-                })
-                .collect();
+            let (listeners, watched) = listeners::from_config(&config, dir)?;
             if listeners.is_empty() {
                 anyhow::bail!(
                     "{} declares no BrokerListener port; add one to serve MQTT",
@@ -133,23 +166,14 @@ fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyh
                 clients: config.broker.clients,
                 ..Settings::default()
             };
-            (settings, listeners, config.broker.prometheus_port)
+            (settings, listeners, config.broker.prometheus_port, watched)
         }
     };
     let http = Listen {
         addr: http,
         origin: "--http".into(),
     };
-    let metrics = match prometheus_port {
-        None => Listen {
-            addr: metrics,
-            origin: "--metrics".into(),
-        },
-        Some(port) => Listen {
-            addr: SocketAddr::new(metrics.ip(), port),
-            origin: "the --metrics host and Broker diagnostics.metrics.prometheusPort".into(),
-        },
-    };
+    let metrics = metrics_listen(metrics, prometheus_port);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // Run woken tasks in wake-up order: with the LIFO slot, of two sockets that became
     // readable together the later one's task runs first, so a PUBLISH that arrived just after
@@ -164,14 +188,35 @@ fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyh
         let readiness = Readiness::default();
         let serving = readiness.register("broker", "starting");
         let broker = Broker::start(settings, listeners).await?;
-        let _portal = Portal::start(&http, &metrics, broker.stats_handle(), readiness).await?;
+        if let Some(dir) = config_dir {
+            listeners::spawn_reload(dir.to_path_buf(), watched);
+        }
+        // Listeners are bound. Ready before the portal logs its addresses, so whoever
+        // waits for them finds /readyz passing.
         serving.ready();
+        let _portal = Portal::start(&http, &metrics, broker.stats_handle(), readiness).await?;
         wait_for_signal().await;
         tracing::info!("shutting down");
         serving.not_ready("shutting down");
         broker.shutdown(Duration::from_secs(5)).await;
         Ok(())
     })
+}
+
+/// The metrics address: `--metrics`, with the port replaced by the Broker resource's
+/// `diagnostics.metrics.prometheusPort` when it sets one (the host stays the flag's, so a
+/// manifest alone never opens metrics beyond loopback).
+fn metrics_listen(flag: SocketAddr, prometheus_port: Option<u16>) -> Listen {
+    match prometheus_port {
+        None => Listen {
+            addr: flag,
+            origin: "--metrics".into(),
+        },
+        Some(port) => Listen {
+            addr: SocketAddr::new(flag.ip(), port),
+            origin: "the --metrics host and Broker diagnostics.metrics.prometheusPort".into(),
+        },
+    }
 }
 
 async fn wait_for_signal() {

@@ -1,15 +1,11 @@
 //! The `edgeplane` binary as a user runs it: a config folder of manifests, graceful SIGTERM,
 //! and `validate` reporting every error with file, resource and field.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use edgeplane_tests::codec::{Packet, QoS, ReasonCode};
 use edgeplane_tests::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
 
@@ -18,40 +14,6 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
-}
-
-/// Start `edgeplane run --config dir` and return it with its listeners, read from the log.
-async fn start(dir: &Path, listeners: usize) -> (Child, Vec<SocketAddr>) {
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(dir)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start edgeplane");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let mut addrs = Vec::new();
-    let read = async {
-        while addrs.len() < listeners {
-            let line = lines
-                .next_line()
-                .await
-                .expect("read log")
-                .expect("edgeplane exited early");
-            if let Some(rest) = line.split("addr=").nth(1) {
-                let addr = rest.split_whitespace().next().expect("addr");
-                addrs.push(addr.parse().expect("socket address"));
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .expect("listeners within 5 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addrs)
 }
 
 const CONFIG: &str = r#"
@@ -83,7 +45,7 @@ spec:
 async fn run_with_config_and_sigterm() {
     let dir = temp_dir("run");
     std::fs::write(dir.join("broker.yaml"), CONFIG).expect("write config");
-    let (mut child, addrs) = start(&dir, 2).await;
+    let (mut child, addrs) = start_edgeplane(BIN, &dir, 2).await;
     let mut c = Client::open(addrs[0], V5).await;
     let mut conn = connect("cli", V5);
     conn.keep_alive = 0;

@@ -30,10 +30,7 @@ spec:
 "#;
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "edgeplane-metrics-{name}-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("edgeplane-metrics-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
@@ -182,7 +179,10 @@ async fn scrape_after_traffic_passes_promtool() {
     let ep = start(&dir, &EPHEMERAL).await;
     assert_eq!(get(ep.http, "/healthz").await, (200, "ok\n".into()));
     let (status, body) = get(ep.http, "/readyz").await;
-    assert_eq!((status, body.as_str()), (200, "[+]broker ok\nreadyz check passed\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "[+]broker ok\nreadyz check passed\n")
+    );
 
     let (status, before) = get(ep.metrics, "/metrics").await;
     assert_eq!(status, 200);
@@ -251,7 +251,9 @@ async fn http_address_in_use_is_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("cannot listen on {addr} for the HTTP API (set by --http)")),
+        stderr.contains(&format!(
+            "cannot listen on {addr} for the HTTP API (set by --http)"
+        )),
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -292,8 +294,14 @@ async fn prometheus_scrapes_the_broker() {
     let prom_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let log = std::fs::File::create(prom_dir.join("log")).expect("prometheus log");
     let _prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", prom_dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", prom_dir.join("data").display()))
+        .arg(format!(
+            "--config.file={}",
+            prom_dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            prom_dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address={prom_addr}"))
         .stdout(Stdio::null())
         .stderr(log)

@@ -107,7 +107,9 @@ mod tests {
         storage.not_ready("cannot write /data: disk full");
         let r = readiness.report();
         assert!(!r.ready);
-        assert!(r.text.contains("[-]storage failed: cannot write /data: disk full\n"));
+        assert!(r
+            .text
+            .contains("[-]storage failed: cannot write /data: disk full\n"));
         assert!(r.text.contains("[+]broker ok\n"));
     }
 }

@@ -81,7 +81,11 @@ impl Portal {
         let state = AppState { stats, readiness };
         let tasks = vec![
             tokio::spawn(serve("http", http_listener, http_router(state.clone()))),
-            tokio::spawn(serve("metrics", metrics_listener, metrics_router(state.stats))),
+            tokio::spawn(serve(
+                "metrics",
+                metrics_listener,
+                metrics_router(state.stats),
+            )),
         ];
         Ok(Portal {
             http_addr,

@@ -152,7 +152,14 @@ impl Exposition {
         let _ = writeln!(self.text, "{name} {value}");
     }
 
-    fn labelled(&mut self, name: &str, kind: Kind, help: &str, label: &str, samples: &[(&str, u64)]) {
+    fn labelled(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        label: &str,
+        samples: &[(&str, u64)],
+    ) {
         self.header(name, kind, help);
         for (label_value, value) in samples {
             let v = escape_label(label_value);
@@ -192,7 +199,10 @@ mod tests {
             } else if let Some(rest) = line.strip_prefix("# TYPE ") {
                 assert!(rest.starts_with(&format!("{family} ")), "{line}");
             } else {
-                assert!(line.starts_with(&family), "{line} outside its family {family}");
+                assert!(
+                    line.starts_with(&family),
+                    "{line} outside its family {family}"
+                );
             }
         }
         assert!(text.contains("\naio_broker_publishes_received_total 7\n"));

@@ -18,7 +18,9 @@ struct Response {
 /// One request on a fresh connection, `Connection: close`, read to the end.
 async fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
     let exchange = async {
-        let mut s = TcpStream::connect(addr).await.expect("connect to the portal");
+        let mut s = TcpStream::connect(addr)
+            .await
+            .expect("connect to the portal");
         let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.expect("send request");
         let mut buf = Vec::new();
@@ -102,8 +104,9 @@ async fn readiness_follows_named_checks() {
     let r = get(http, "/readyz").await;
     assert_eq!(r.status, 503);
     assert!(
-        r.body
-            .contains("[-]storage failed: cannot write /var/lib/edgeplane: no space left on device\n"),
+        r.body.contains(
+            "[-]storage failed: cannot write /var/lib/edgeplane: no space left on device\n"
+        ),
         "{}",
         r.body
     );
@@ -146,7 +149,10 @@ async fn metrics_count_mqtt_traffic() {
     assert!(sample(m, "edgeplane_sent_publish_bytes_total") >= 3.0 * 4.0);
     let dropped = "edgeplane_messages_dropped_total{cause=\"qos0_offline\"}";
     assert_eq!(sample(m, dropped), 0.0);
-    let version = format!("edgeplane_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
+    let version = format!(
+        "edgeplane_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
     assert_eq!(sample(m, &version), 1.0);
 
     // The HTTP address serves the same document.
@@ -155,7 +161,13 @@ async fn metrics_count_mqtt_traffic() {
 
     // A persistent session left offline with a QoS 0 subscription drops what it is sent.
     let mut offline = Client::open(b.addr, V5).await;
-    assert_eq!(offline.connect(connect_persistent("offline", V5, 60)).await.code, 0);
+    assert_eq!(
+        offline
+            .connect(connect_persistent("offline", V5, 60))
+            .await
+            .code,
+        0
+    );
     offline.sub("alarms", QoS::AtMostOnce).await;
     publisher.disconnect().await;
     offline.disconnect().await;
@@ -201,7 +213,11 @@ async fn unknown_paths_and_methods() {
     let portal = start_portal(&b, Readiness::default()).await;
     let r = get(portal.http_addr(), "/status").await;
     assert_eq!(r.status, 404);
-    assert!(r.body.contains("/healthz, /readyz and /metrics"), "{}", r.body);
+    assert!(
+        r.body.contains("/healthz, /readyz and /metrics"),
+        "{}",
+        r.body
+    );
     let r = get(portal.metrics_addr(), "/healthz").await;
     assert_eq!(r.status, 404);
     assert!(r.body.contains("serves /metrics"), "{}", r.body);

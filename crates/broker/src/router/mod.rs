@@ -22,7 +22,7 @@ use std::sync::Arc;
 use edgeplane_codec::{
     ConnAck, Packet, ProtocolVersion, Publish, QoS, SubOptions, Subscribe, Unsubscribe,
 };
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
 use crate::message::Message;
 use crate::retain::RetainStore;
@@ -31,6 +31,17 @@ use crate::stats::Stats;
 
 /// Capacity of a partition's inbox from connections: a full inbox slows publishers down.
 const INBOX_CAPACITY: usize = 4096;
+
+/// Client lifecycle events kept for a slow [`ClientEvent`] listener before it lags.
+const EVENTS_CAPACITY: usize = 4096;
+
+/// A change in a client's connection, for in-process services that keep per-client state
+/// (the state store drops a client's key notifications when it disconnects).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The client's connection ended (normally, abnormally, or taken over by a new one).
+    Disconnected { client_id: Arc<str> },
+}
 
 /// What a partition hands to a connection to write.
 #[derive(Debug)]
@@ -184,6 +195,7 @@ pub struct Router {
     pub retain: Arc<RetainStore>,
     pub stats: Arc<Stats>,
     pub settings: Arc<Settings>,
+    pub events: broadcast::Sender<ClientEvent>,
 }
 
 impl Router {
@@ -206,6 +218,7 @@ impl Router {
             retain: Arc::default(),
             stats,
             settings,
+            events: broadcast::channel(EVENTS_CAPACITY).0,
         });
         for (index, (rx, irx)) in receivers.into_iter().enumerate() {
             let p = partition::Partition::new(index, Arc::clone(&router));

@@ -223,6 +223,7 @@ impl Partition {
                     .clients_connected
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 self.set_shared_online(idx, false);
+                self.client_event_disconnected(&req.client_id);
             }
             if req.clean_start {
                 self.end_session(idx);
@@ -292,6 +293,7 @@ impl Partition {
         s.conn = None;
         s.epoch = epoch;
         s.control.clear();
+        let client_id = Arc::clone(&s.client_id);
         stats
             .clients_connected
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -309,6 +311,7 @@ impl Partition {
         }
         let expiry = s.expiry;
         let will_delay = s.will.as_ref().map(|w| w.delay.min(expiry));
+        self.client_event_disconnected(&client_id);
         self.set_shared_online(idx, false);
         if expiry == 0 {
             self.end_session(idx);
@@ -333,6 +336,14 @@ impl Partition {
             self.timers
                 .push(Reverse((now + secs(expiry), idx, epoch, TimerKind::Expire)));
         }
+    }
+
+    /// Tell in-process listeners (state store) that a client's connection ended; nobody
+    /// listening is not an error.
+    fn client_event_disconnected(&self, client_id: &Arc<str>) {
+        let _ = self.router.events.send(super::ClientEvent::Disconnected {
+            client_id: Arc::clone(client_id),
+        });
     }
 
     fn fire_timers(&mut self) {
@@ -365,6 +376,7 @@ impl Partition {
         };
         self.free.push(idx);
         self.by_id.remove(&s.client_id);
+        Stats::sub(&self.router.stats.clients_total, 1);
         s.kill_connection(ReasonCode::SESSION_TAKEN_OVER.0);
         if let Some(w) = s.will.take() {
             self.publish_will(&s.client_id, w);

@@ -1,0 +1,74 @@
+//! TLS for listeners (rustls, TLS 1.2 and 1.3, `ring` provider): a server identity built from
+//! PEM (a `kubernetes.io/tls` Secret's `tls.crt` and `tls.key`), swappable at run time so a
+//! renewed certificate applies to new connections without dropping connected clients.
+
+mod issue;
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+
+pub use issue::{issue_ca, issue_leaf, CertError, Issued};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("no certificate found in the PEM data (tls.crt); expected one or more \"BEGIN CERTIFICATE\" blocks")]
+    NoCertificate,
+    #[error("the certificate PEM data (tls.crt) cannot be read: {0}")]
+    BadCertificate(String),
+    #[error("the private key PEM data (tls.key) cannot be read: {0}; expected a PKCS#8, PKCS#1 or SEC1 key")]
+    BadKey(String),
+    #[error("the certificate and key do not form a usable identity: {0}")]
+    Identity(#[from] rustls::Error),
+}
+
+/// A listener's server identity; [`ServerTls::reload`] swaps it for new connections.
+pub struct ServerTls {
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls")
+    }
+}
+
+impl ServerTls {
+    /// Build from a PEM certificate chain (leaf first) and its PEM private key.
+    pub fn from_pem(cert_chain: &[u8], key: &[u8]) -> Result<Arc<ServerTls>, TlsError> {
+        Ok(Arc::new(ServerTls {
+            current: RwLock::new(server_config(cert_chain, key)?),
+        }))
+    }
+
+    /// Replace the identity; connections already established keep theirs.
+    pub fn reload(&self, cert_chain: &[u8], key: &[u8]) -> Result<(), TlsError> {
+        let config = server_config(cert_chain, key)?;
+        *self.current.write() = config;
+        Ok(())
+    }
+
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(Arc::clone(&self.current.read()))
+    }
+}
+
+fn server_config(cert_chain: &[u8], key: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(cert_chain)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::BadKey(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(Arc::new(config))
+}
