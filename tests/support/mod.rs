@@ -48,12 +48,14 @@ impl TestBroker {
                 bind: loopback(),
                 protocol: Protocol::Mqtt,
                 tls: None,
+                auth: Default::default(),
             },
             ListenerSpec {
                 name: "ws".into(),
                 bind: loopback(),
                 protocol: Protocol::WebSockets,
                 tls: None,
+                auth: Default::default(),
             },
         ];
         let broker = Broker::start(settings, listeners)

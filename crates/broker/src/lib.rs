@@ -6,6 +6,7 @@
 //! shutting down (DISCONNECT 0x8B) after writing what was already queued for them, and waits
 //! for connections to close.
 
+pub mod auth;
 mod connection;
 mod listener;
 mod local;
@@ -80,7 +81,7 @@ impl Broker {
                 protocol: spec.protocol,
                 tls: spec.tls.is_some(),
             };
-            bound.push((l, info, spec.tls.clone()));
+            bound.push((l, info, spec.tls.clone(), Arc::clone(&spec.auth)));
         }
         let router = Router::start(Arc::clone(&settings), Arc::clone(&stats));
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -93,12 +94,13 @@ impl Broker {
         });
         let live = Arc::new(());
         let mut listeners = Vec::new();
-        for (l, info, tls) in bound {
+        for (l, info, tls, auth) in bound {
             tracing::info!(listener = %info.name, addr = %info.addr, protocol = ?info.protocol, tls = info.tls, "listening");
             let task = listener::accept_loop(
                 l,
                 info.protocol,
                 tls,
+                auth,
                 Arc::clone(&ctx),
                 shutdown_rx.clone(),
                 Arc::clone(&live),

@@ -8,6 +8,7 @@ use edgeplane_config::Protocol;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::ListenerAuth;
 use crate::connection::{self, Context};
 use crate::tls::ServerTls;
 
@@ -18,6 +19,8 @@ pub struct ListenerSpec {
     pub bind: SocketAddr,
     pub protocol: Protocol,
     pub tls: Option<Arc<ServerTls>>,
+    /// Authentication and authorization of this port (none: anonymous, everything allowed).
+    pub auth: Arc<ListenerAuth>,
 }
 
 /// A listener that is accepting connections.
@@ -33,6 +36,7 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     protocol: Protocol,
     tls: Option<Arc<ServerTls>>,
+    auth: Arc<ListenerAuth>,
     ctx: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
     live: Arc<()>,
@@ -54,14 +58,15 @@ pub(crate) async fn accept_loop(
         let ctx = Arc::clone(&ctx);
         let live = Arc::clone(&live);
         let tls = tls.as_ref().map(|t| t.acceptor());
+        let auth = Arc::clone(&auth);
         tokio::spawn(async move {
             let _live = live;
             let Some(acceptor) = tls else {
-                return serve(tcp, protocol, peer, ctx).await;
+                return serve(tcp, protocol, peer, auth, ctx).await;
             };
             // The TLS handshake counts against the CONNECT deadline (slow-loris protection).
             match tokio::time::timeout(ctx.settings.connect_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve(stream, protocol, peer, ctx).await,
+                Ok(Ok(stream)) => serve(stream, protocol, peer, auth, ctx).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -69,14 +74,19 @@ pub(crate) async fn accept_loop(
     }
 }
 
-async fn serve<S>(stream: S, protocol: Protocol, peer: SocketAddr, ctx: Arc<Context>)
-where
+async fn serve<S>(
+    stream: S,
+    protocol: Protocol,
+    peer: SocketAddr,
+    auth: Arc<ListenerAuth>,
+    ctx: Arc<Context>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     match protocol {
-        Protocol::Mqtt => connection::serve(stream, peer, ctx).await,
+        Protocol::Mqtt => connection::serve(stream, peer, auth, ctx).await,
         Protocol::WebSockets => match crate::ws::accept(stream).await {
-            Ok(ws) => connection::serve(ws, peer, ctx).await,
+            Ok(ws) => connection::serve(ws, peer, auth, ctx).await,
             Err(e) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
         },
     }

@@ -155,6 +155,7 @@ impl LocalClient {
             client: Arc::clone(&self.client_id),
             conn: self.conn_id,
             packet,
+            denied: Vec::new(),
         })
         .await?;
         match self.next_control().await? {

@@ -10,6 +10,7 @@ async fn broker() -> Broker {
         bind: "127.0.0.1:0".parse().expect("addr"),
         protocol: Protocol::Mqtt,
         tls: None,
+        auth: Default::default(),
     };
     Broker::start(
         Settings {

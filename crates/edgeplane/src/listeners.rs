@@ -1,7 +1,9 @@
 //! From configuration to listeners: resolve each port's TLS settings to a server identity
 //! (`mode: Manual` → the named `kubernetes.io/tls` Secret; `mode: Automatic` → a certificate
 //! issued at start from the local CA Secret `edgeplane-ca` that `edgeplane certs` creates),
-//! and keep Manual identities current when their Secret changes on disk.
+//! its `authenticationRef` to authentication methods and its `authorizationRef` to a
+//! compiled policy; then keep Manual identities and policies current when the folder changes
+//! (a changed policy applies to connected clients at their next PUBLISH or SUBSCRIBE).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,87 +11,165 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
+use edgeplane_broker::auth::{Authentication, Authorization, ListenerAuth, Method, PasswordFile};
 use edgeplane_broker::tls::{issue_leaf, Issued, ServerTls};
 use edgeplane_broker::ListenerSpec;
 use edgeplane_config::{Config, SecretData, TlsSettings, TLS_CERT_KEY, TLS_KEY_KEY};
+use parking_lot::RwLock;
+use serde_json::Value;
 
 /// Name of the Secret holding the local CA that `mode: Automatic` issues from.
 pub const LOCAL_CA_SECRET: &str = "edgeplane-ca";
+/// Secret entry holding a password file (lines of `user:argon2id-hash`).
+pub const PASSWORDS_KEY: &str = "passwords";
 
-/// How often the config folder is re-read for renewed certificates.
+/// How often the config folder is re-read for renewed certificates and changed policies.
 const RELOAD_PERIOD: Duration = Duration::from_secs(5);
 
-/// A Manual TLS identity to keep in step with its Secret.
+type SharedPolicy = Arc<RwLock<Arc<Authorization>>>;
+
+/// What the reload task keeps current.
+#[derive(Default)]
 pub struct Watched {
-    secret: String,
-    tls: Arc<ServerTls>,
-    pem: (Vec<u8>, Vec<u8>),
+    /// Manual TLS identities: Secret name, identity, PEM it was built from.
+    tls: Vec<(String, Arc<ServerTls>, (Vec<u8>, Vec<u8>))>,
+    /// Authorization policies: resource name, policy, spec it was compiled from.
+    policies: Vec<(String, SharedPolicy, Value)>,
 }
 
-/// The listeners a configuration declares, with their TLS identities.
-pub fn from_config(
-    config: &Config,
-    dir: &Path,
-) -> anyhow::Result<(Vec<ListenerSpec>, Vec<Watched>)> {
+/// The listeners a configuration declares, with their TLS identities and auth.
+pub fn from_config(config: &Config, dir: &Path) -> anyhow::Result<(Vec<ListenerSpec>, Watched)> {
     let mut specs = Vec::new();
-    let mut watched = Vec::new();
+    let mut watched = Watched::default();
+    let mut policies: BTreeMap<String, SharedPolicy> = BTreeMap::new();
+    let at = |listener: &str, field: &str| {
+        format!("{}: BrokerListener/{listener} {field}", dir.display())
+    };
     for p in &config.listeners {
         let tls = match &p.tls {
             None => None,
             Some(TlsSettings::Manual { secret_ref }) => {
-                let (cert, key) = secret_pem(&config.secrets, secret_ref).with_context(|| {
-                    format!(
-                        "{}: BrokerListener/{} tls.manual.secretRef",
-                        dir.display(),
-                        p.listener
-                    )
-                })?;
-                let tls = ServerTls::from_pem(&cert, &key).map_err(|e| {
-                    anyhow!(
-                        "{}: Secret/{secret_ref} (BrokerListener/{} tls.manual.secretRef): {e}",
-                        dir.display(),
-                        p.listener
-                    )
-                })?;
-                watched.push(Watched {
-                    secret: secret_ref.clone(),
-                    tls: Arc::clone(&tls),
-                    pem: (cert, key),
-                });
+                let (cert, key) = secret_pem(&config.secrets, secret_ref)
+                    .with_context(|| at(&p.listener, "tls.manual.secretRef"))?;
+                let tls = ServerTls::from_pem(&cert, &key)
+                    .map_err(|e| anyhow!("{} (Secret/{secret_ref}): {e}", at(&p.listener, "tls.manual.secretRef")))?;
+                watched.tls.push((secret_ref.clone(), Arc::clone(&tls), (cert, key)));
                 Some(tls)
             }
-            Some(TlsSettings::Automatic) => {
-                let (ca_cert, ca_key) = secret_pem(&config.secrets, LOCAL_CA_SECRET).with_context(|| {
-                    format!(
-                        "{}: BrokerListener/{} tls.mode Automatic issues from the local CA; create it with `edgeplane certs --out {}`",
-                        dir.display(),
-                        p.listener,
-                        dir.display()
-                    )
-                })?;
-                let ca = Issued {
-                    cert_pem: String::from_utf8_lossy(&ca_cert).into(),
-                    key_pem: String::from_utf8_lossy(&ca_key).into(),
-                };
-                let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-                if !p.bind.ip().is_unspecified() {
-                    names.push(p.bind.ip().to_string());
-                }
-                let leaf = issue_leaf(&ca, &p.listener, &names, false)?;
-                Some(ServerTls::from_pem(
-                    leaf.cert_pem.as_bytes(),
-                    leaf.key_pem.as_bytes(),
-                )?)
-            }
+            Some(TlsSettings::Automatic) => Some(automatic_tls(config, p.bind.ip(), &p.listener).with_context(|| {
+                format!(
+                    "{}: mode Automatic issues from the local CA; create it with `edgeplane certs --out {}`",
+                    at(&p.listener, "tls"),
+                    dir.display()
+                )
+            })?),
         };
+        let authentication = match &p.authentication_ref {
+            Some(name) => Some(Arc::new(authentication(config, name).map_err(|e| {
+                anyhow!("{}: BrokerAuthentication/{name} {e}", dir.display())
+            })?)),
+            None => None,
+        };
+        let authorization = match &p.authorization_ref {
+            Some(name) => Some(match policies.get(name) {
+                Some(policy) => Arc::clone(policy),
+                None => {
+                    let spec = config.authorizations.get(name).cloned().unwrap_or_default();
+                    let policy = Arc::new(RwLock::new(Arc::new(compile(&spec, name, dir)?)));
+                    policies.insert(name.clone(), Arc::clone(&policy));
+                    watched
+                        .policies
+                        .push((name.clone(), Arc::clone(&policy), spec));
+                    policy
+                }
+            }),
+            None => None,
+        };
+        let auth = Arc::new(ListenerAuth {
+            authentication,
+            authorization,
+        });
         specs.push(ListenerSpec {
             name: p.listener.clone(),
             bind: p.bind,
             protocol: p.protocol,
             tls,
+            auth,
         });
     }
     Ok((specs, watched))
+}
+
+fn automatic_tls(
+    config: &Config,
+    ip: std::net::IpAddr,
+    listener: &str,
+) -> anyhow::Result<Arc<ServerTls>> {
+    let (ca_cert, ca_key) = secret_pem(&config.secrets, LOCAL_CA_SECRET)?;
+    let ca = Issued {
+        cert_pem: String::from_utf8_lossy(&ca_cert).into(),
+        key_pem: String::from_utf8_lossy(&ca_key).into(),
+    };
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    if !ip.is_unspecified() {
+        names.push(ip.to_string());
+    }
+    let leaf = issue_leaf(&ca, listener, &names, false)?;
+    Ok(ServerTls::from_pem(
+        leaf.cert_pem.as_bytes(),
+        leaf.key_pem.as_bytes(),
+    )?)
+}
+
+fn compile(spec: &Value, name: &str, dir: &Path) -> anyhow::Result<Authorization> {
+    Authorization::from_spec(spec).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: BrokerAuthorization/{name} {e}", dir.display()))
+            .collect();
+        anyhow!("{}", lines.join("\n"))
+    })
+}
+
+/// The methods of a `BrokerAuthentication`, in order. Edgeplane's `UsernamePassword` method
+/// names a Secret whose `passwords` entry is a file written by `edgeplane passwd`.
+fn authentication(config: &Config, name: &str) -> anyhow::Result<Authentication> {
+    let spec = config
+        .authentications
+        .get(name)
+        .ok_or_else(|| anyhow!("not found in the folder"))?;
+    let list = spec
+        .get("authenticationMethods")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            anyhow!("spec.authenticationMethods: missing; list the methods to try in order")
+        })?;
+    let mut methods = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        let at = format!("spec.authenticationMethods[{i}]");
+        match m.get("method").and_then(Value::as_str) {
+            Some("UsernamePassword") => {
+                let field = format!("{at}.usernamePasswordSettings.passwordFileSecretRef");
+                let secret = m
+                    .pointer("/usernamePasswordSettings/passwordFileSecretRef")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| anyhow!("{field}: missing; name a Secret made with `edgeplane passwd`"))?;
+                let data = config
+                    .secrets
+                    .get(secret)
+                    .and_then(|s| s.data.get(PASSWORDS_KEY))
+                    .ok_or_else(|| anyhow!("{field}: Secret/{secret} with a {PASSWORDS_KEY:?} entry not found"))?;
+                let text = std::str::from_utf8(data).map_err(|_| anyhow!("Secret/{secret} {PASSWORDS_KEY}: not UTF-8"))?;
+                let file = PasswordFile::parse(text).map_err(|e| anyhow!("Secret/{secret} {PASSWORDS_KEY}: {e}"))?;
+                methods.push(Method::UsernamePassword(file));
+            }
+            Some(other @ ("X509" | "ServiceAccountToken" | "Custom")) => anyhow::bail!(
+                "{at}.method: {other} is not supported yet (it comes with the security issue); refusing to start rather than leave the port unprotected"
+            ),
+            other => anyhow::bail!("{at}.method: {other:?} is not one of UsernamePassword, X509, ServiceAccountToken, Custom"),
+        }
+    }
+    Ok(Authentication { methods })
 }
 
 fn secret_pem(
@@ -109,10 +189,11 @@ fn secret_pem(
     Ok((get(TLS_CERT_KEY)?, get(TLS_KEY_KEY)?))
 }
 
-/// Re-read the folder periodically; a changed Secret replaces its listener's identity for new
-/// connections (connected clients keep theirs). Invalid files are logged and skipped.
-pub fn spawn_reload(dir: PathBuf, mut watched: Vec<Watched>) {
-    if watched.is_empty() {
+/// Re-read the folder periodically: a changed Secret replaces its listener's identity for new
+/// connections (connected clients keep theirs); a changed policy applies at once. Invalid
+/// changes are logged and the current state kept.
+pub fn spawn_reload(dir: PathBuf, mut watched: Watched) {
+    if watched.tls.is_empty() && watched.policies.is_empty() {
         return;
     }
     tokio::spawn(async move {
@@ -123,24 +204,44 @@ pub fn spawn_reload(dir: PathBuf, mut watched: Vec<Watched>) {
             let config = match edgeplane_config::load_dir(&dir) {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(dir = %dir.display(), errors = %e, "configuration changed but is invalid; certificates not reloaded");
+                    tracing::warn!(dir = %dir.display(), errors = %e, "configuration changed but is invalid; nothing reloaded");
                     continue;
                 }
             };
-            for w in &mut watched {
-                let Ok(pem) = secret_pem(&config.secrets, &w.secret) else {
-                    continue;
-                };
-                if pem == w.pem {
+            for (name, policy, current) in &mut watched.policies {
+                let spec = config
+                    .authorizations
+                    .get(name.as_str())
+                    .cloned()
+                    .unwrap_or_default();
+                if spec == *current {
                     continue;
                 }
-                match w.tls.reload(&pem.0, &pem.1) {
-                    Ok(()) => {
-                        tracing::info!(secret = %w.secret, "TLS certificate reloaded");
-                        w.pem = pem;
+                match compile(&spec, name, &dir) {
+                    Ok(p) => {
+                        *policy.write() = Arc::new(p);
+                        *current = spec;
+                        tracing::info!(policy = %name, "authorization policy reloaded; it applies to connected clients now");
                     }
                     Err(e) => {
-                        tracing::warn!(secret = %w.secret, error = %e, "new TLS certificate rejected; keeping the current one")
+                        tracing::warn!(policy = %name, error = %e, "changed authorization policy is invalid; keeping the current one")
+                    }
+                }
+            }
+            for (secret, tls, current) in &mut watched.tls {
+                let Ok(pem) = secret_pem(&config.secrets, secret) else {
+                    continue;
+                };
+                if pem == *current {
+                    continue;
+                }
+                match tls.reload(&pem.0, &pem.1) {
+                    Ok(()) => {
+                        tracing::info!(secret = %secret, "TLS certificate reloaded");
+                        *current = pem;
+                    }
+                    Err(e) => {
+                        tracing::warn!(secret = %secret, error = %e, "new TLS certificate rejected; keeping the current one")
                     }
                 }
             }

@@ -13,6 +13,7 @@ use edgeplane_portal::{Listen, Portal, Readiness};
 
 mod certs;
 mod listeners;
+mod passwd;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +47,17 @@ enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Add or change a user of a password Secret manifest (the password is read from
+    /// standard input and stored only as an argon2id hash).
+    Passwd {
+        /// The Secret manifest to create or update (inside the configuration folder).
+        file: PathBuf,
+        /// User name.
+        user: String,
+        /// Name of the Secret, for `usernamePasswordSettings.passwordFileSecretRef`.
+        #[arg(long, default_value = "edgeplane-passwords")]
+        secret: String,
+    },
     /// Create a local CA, a server certificate and client certificates as manifests
     /// (Secrets, ConfigMap) and PEM files, ready for TLS listeners.
     Certs {
@@ -75,6 +87,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { dir } => validate(&dir),
+        Command::Passwd { file, user, secret } => match passwd::run(&file, &secret, &user) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("edgeplane: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Certs {
             out,
             secret,
@@ -149,8 +168,14 @@ fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyh
                 bind,
                 protocol: Protocol::Mqtt,
                 tls: None,
+                auth: Default::default(),
             };
-            (Settings::default(), vec![spec], None, Vec::new())
+            (
+                Settings::default(),
+                vec![spec],
+                None,
+                listeners::Watched::default(),
+            )
         }
         Some(dir) => {
             let config = edgeplane_config::load_dir(dir)
@@ -188,6 +213,8 @@ fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyh
         let readiness = Readiness::default();
         let serving = readiness.register("broker", "starting");
         let broker = Broker::start(settings, listeners).await?;
+        let state_store = edgeplane_statestore::StateStoreSettings::default();
+        edgeplane_statestore::StateStore::start(&broker, state_store).await?;
         if let Some(dir) = config_dir {
             listeners::spawn_reload(dir.to_path_buf(), watched);
         }

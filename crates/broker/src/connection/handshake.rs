@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Context;
+use crate::auth::{ListenerAuth, Principal, Verdict};
 use crate::router::{Cmd, ConnSignals, ConnectRequest, Outgoing, WillMsg};
 
 /// What the rest of the connection needs after a successful CONNECT.
@@ -24,6 +25,7 @@ pub struct Negotiated {
     pub client_max_packet: usize,
     pub client_alias_max: u16,
     pub incoming_qos2: Vec<u16>,
+    pub principal: Principal,
 }
 
 /// The connection is refused (answered already where the specification asks): close it.
@@ -107,6 +109,7 @@ pub async fn attach<S: AsyncWrite + Unpin>(
     conn_id: u64,
     tx: mpsc::Sender<Outgoing>,
     signals: Arc<ConnSignals>,
+    auth: &ListenerAuth,
 ) -> Result<Negotiated, Refused> {
     let c = *connect;
     let v5 = c.protocol == ProtocolVersion::V5;
@@ -142,7 +145,27 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         }
         id.into()
     } else {
-        c.client_id.into()
+        c.client_id.as_str().into()
+    };
+
+    let principal = match authenticate(&c, &client_id, auth).await {
+        Ok(p) => p,
+        Err(code) => {
+            // 3.1.1 has its own return codes: 0x04 bad user name or password, 0x05 not authorized.
+            let code = match (v5, code) {
+                (true, code) => code,
+                (false, 0x86) => 0x04,
+                (false, _) => 0x05,
+            };
+            tracing::info!(client_id = %client_id, code = format!("0x{code:02X}"), "connection refused by authentication or authorization");
+            let ack = ConnAck {
+                session_present: false,
+                code,
+                properties: Properties::default(),
+            };
+            write_packet(stream, Packet::ConnAck(ack), c.protocol).await?;
+            return Err(Refused);
+        }
     };
 
     // The cap is applied only where Server Keep Alive tells the client (MQTT 5): a 3.1.1
@@ -234,7 +257,43 @@ pub async fn attach<S: AsyncWrite + Unpin>(
             .map_or(usize::MAX, |m| m as usize),
         client_alias_max: c.properties.topic_alias_maximum.unwrap_or(0),
         incoming_qos2: reply.incoming_qos2,
+        principal,
     })
+}
+
+/// Authenticate (methods in order) and authorize Connect. `Err` is the CONNACK reason code.
+async fn authenticate(
+    c: &Connect,
+    client_id: &Arc<str>,
+    auth: &ListenerAuth,
+) -> Result<Principal, u8> {
+    let mut principal = Principal {
+        client_id: client_id.to_string(),
+        username: c.username.clone(),
+        attributes: Default::default(),
+    };
+    if let Some(authn) = &auth.authentication {
+        match authn
+            .authenticate(c.username.clone(), c.password.clone())
+            .await
+        {
+            Verdict::Allowed {
+                username,
+                attributes,
+            } => {
+                principal.username = username;
+                principal.attributes = attributes;
+            }
+            Verdict::BadCredentials => return Err(0x86),
+            Verdict::NotAuthorized => return Err(0x87),
+        }
+    }
+    if let Some(authz) = auth.authorization() {
+        if !authz.allows_connect(&principal) {
+            return Err(0x87);
+        }
+    }
+    Ok(principal)
 }
 
 async fn write_packet<S: AsyncWrite + Unpin>(

@@ -67,16 +67,14 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
             conn.write(&Packet::PubComp(Ack::new(a.packet_id, reason)));
         }
         Packet::Subscribe(s) => {
-            ctx.router
-                .send(
-                    conn.partition,
-                    Cmd::Subscribe {
-                        client: client(),
-                        conn: conn.conn_id,
-                        packet: s,
-                    },
-                )
-                .await;
+            let denied = denied_filters(&s, conn);
+            let cmd = Cmd::Subscribe {
+                client: client(),
+                conn: conn.conn_id,
+                packet: s,
+                denied,
+            };
+            ctx.router.send(conn.partition, cmd).await;
         }
         Packet::Unsubscribe(u) => {
             ctx.router
@@ -112,6 +110,21 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
         }
     }
     None
+}
+
+/// Which filters of a SUBSCRIBE authorization refuses (empty when no policy applies). A
+/// shared subscription is authorized on its filter proper.
+fn denied_filters(s: &edgeplane_codec::Subscribe, conn: &Conn) -> Vec<bool> {
+    let Some(authz) = conn.auth.authorization() else {
+        return Vec::new();
+    };
+    s.filters
+        .iter()
+        .map(|(raw, _)| match edgeplane_codec::topic::parse_filter(raw) {
+            Ok(spec) => !authz.allows_subscribe(&conn.principal, spec.filter),
+            Err(_) => false,
+        })
+        .collect()
 }
 
 async fn ack(conn: &Conn, ctx: &Context, packet_id: u16, kind: AckKind) {
@@ -175,7 +188,13 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
             }
         }
     }
-    let refused = if p.topic.starts_with("$SYS") || p.topic.starts_with("$share") {
+    let denied = p.topic.starts_with("$SYS")
+        || p.topic.starts_with("$share")
+        || conn
+            .auth
+            .authorization()
+            .is_some_and(|a| !a.allows_publish(&conn.principal, &p.topic));
+    let refused = if denied {
         Some(ReasonCode::NOT_AUTHORIZED)
     } else if p.properties.payload_format_indicator == Some(1)
         && std::str::from_utf8(&p.payload).is_err()

@@ -18,6 +18,7 @@ use edgeplane_codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
+use crate::auth::{ListenerAuth, Principal};
 use crate::router::{Cmd, ConnSignals, Ending, Outgoing, Router};
 use crate::settings::Settings;
 use crate::stats::Stats;
@@ -61,6 +62,9 @@ struct Conn {
     outbound_aliases: HashMap<String, u16>,
     incoming_qos2: HashSet<u16>,
     wbuf: BytesMut,
+    /// Who the client is, for authorization of each PUBLISH and SUBSCRIBE.
+    principal: Principal,
+    auth: Arc<ListenerAuth>,
 }
 
 impl Conn {
@@ -81,7 +85,7 @@ impl Conn {
 }
 
 /// Serve one client connection until it ends.
-pub async fn serve<S>(mut stream: S, peer: SocketAddr, ctx: Arc<Context>)
+pub async fn serve<S>(mut stream: S, peer: SocketAddr, auth: Arc<ListenerAuth>, ctx: Arc<Context>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -102,6 +106,7 @@ where
         conn_id,
         tx,
         Arc::clone(&signals),
+        &auth,
     ))
     .await
     {
@@ -121,6 +126,8 @@ where
         outbound_aliases: HashMap::new(),
         incoming_qos2: neg.incoming_qos2.into_iter().collect(),
         wbuf: BytesMut::new(),
+        principal: neg.principal,
+        auth,
     };
     // CONNACK goes out before the answer to any packet pipelined behind CONNECT
     // [MQTT-3.2.0-1]; the partition queues it on this fresh channel right after attaching.

@@ -135,6 +135,8 @@ pub enum Cmd {
         client: Arc<str>,
         conn: u64,
         packet: Subscribe,
+        /// Per filter, whether authorization refused it (empty: none refused).
+        denied: Vec<bool>,
     },
     Unsubscribe {
         client: Arc<str>,

@@ -105,9 +105,10 @@ impl Partition {
                 client,
                 conn,
                 packet,
+                denied,
             } => {
                 if let Some(idx) = self.attached(&client, conn) {
-                    self.on_subscribe(idx, packet);
+                    self.on_subscribe(idx, packet, &denied);
                 }
             }
             Cmd::Unsubscribe {
@@ -598,11 +599,11 @@ impl Partition {
 
     // ---- subscriptions ----------------------------------------------------------------
 
-    fn on_subscribe(&mut self, idx: u32, packet: Subscribe) {
+    fn on_subscribe(&mut self, idx: u32, packet: Subscribe, denied: &[bool]) {
         let sub_id = packet.properties.subscription_identifiers.first().copied();
         let mut reasons = Vec::with_capacity(packet.filters.len());
         let mut retained: Vec<(Arc<Message>, QoS, Option<u32>)> = Vec::new();
-        for (raw, opts) in &packet.filters {
+        for (i, (raw, opts)) in packet.filters.iter().enumerate() {
             let spec = match topic::parse_filter(raw) {
                 Ok(spec) => spec,
                 Err(_) => {
@@ -617,6 +618,10 @@ impl Partition {
                 }
                 self.on_disconnected(idx, Ending::Abnormal);
                 return;
+            }
+            if denied.get(i) == Some(&true) {
+                reasons.push(ReasonCode::NOT_AUTHORIZED);
+                continue;
             }
             let client = match self.session(idx) {
                 Some(s) => Arc::clone(&s.client_id),

@@ -1,0 +1,67 @@
+//! `edgeplane passwd FILE USER`: add or change a user in a password Secret manifest (kind
+//! `Secret`, entry `passwords`, one `user:argon2id-hash` line per user), reading the password
+//! from standard input. The plaintext is never written, logged or echoed.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::{anyhow, Context as _};
+use edgeplane_broker::auth::hash_password;
+
+use crate::listeners::PASSWORDS_KEY;
+
+pub fn run(file: &Path, secret: &str, user: &str) -> anyhow::Result<()> {
+    if user.is_empty() || user.contains([':', '\n']) {
+        anyhow::bail!("user names cannot be empty or contain ':' or a newline");
+    }
+    let mut users = existing(file, secret)?;
+    eprintln!("password for {user} (read from standard input, not echoed by this command):");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password")?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        anyhow::bail!("empty password refused");
+    }
+    users.insert(user.to_owned(), hash_password(password.as_bytes())?);
+    let lines: String = users
+        .iter()
+        .map(|(u, h)| format!("    {u}:{h}\n"))
+        .collect();
+    let text = format!(
+        "# Written by `edgeplane passwd`: argon2id hashes, never plaintext.\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {secret}\nstringData:\n  {PASSWORDS_KEY}: |\n{lines}"
+    );
+    std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+    }
+    eprintln!("{user} saved in Secret/{secret} ({})", file.display());
+    Ok(())
+}
+
+/// Users already in the file, if it exists.
+fn existing(file: &Path, secret: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Ok(BTreeMap::new());
+    };
+    let name = file.display().to_string();
+    let config = edgeplane_config::load_str(&name, &text).map_err(|e| anyhow!("{e}"))?;
+    let data = config
+        .secrets
+        .get(secret)
+        .and_then(|s| s.data.get(PASSWORDS_KEY))
+        .ok_or_else(|| {
+            anyhow!("{name} exists but holds no Secret/{secret} with a {PASSWORDS_KEY:?} entry")
+        })?;
+    let text = String::from_utf8_lossy(data);
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .map(|(u, h)| (u.to_owned(), h.to_owned()))
+        .collect())
+}

@@ -1,0 +1,394 @@
+//! The key-value store behind the protocol: values with versions (HLC), optional fencing
+//! tokens and expiry, quotas, and KEYNOTIFY registrations. Pure state: the service task owns
+//! one [`Store`], passes the time in, and drains the [`Notification`]s each operation
+//! produces to publish them. In memory only until the durability issue lands.
+//!
+//! Invariants: `bytes` is the sum of key and value lengths of `entries`; every entry with an
+//! expiry has a matching `(expires_at, key, version)` in `expiries` (stale heap items, for
+//! keys since rewritten or deleted, are skipped when they come due).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::glob;
+use crate::hlc::{wall_ms, Clock, Hlc};
+
+/// Why a write was refused; [`StoreError::text`] is the protocol's exact error text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    FencingTokenRequired,
+    FencingTokenLower,
+    QuotaExceeded,
+    EmptyKey,
+}
+
+impl StoreError {
+    /// The text sent as `-ERR {text}` (the SDK matches these byte for byte).
+    pub fn text(self) -> &'static str {
+        match self {
+            StoreError::FencingTokenRequired => "a fencing token is required for this request",
+            StoreError::FencingTokenLower => "the request fencing token is a lower version than the fencing token protecting the resource",
+            StoreError::QuotaExceeded => "the quota has been exceeded",
+            StoreError::EmptyKey => "the key length is zero",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// When a SET applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Condition {
+    #[default]
+    Always,
+    /// `NX`: only if the key is absent.
+    IfAbsent,
+    /// `NEX`: only if the key is absent or holds this very value (lock renewal).
+    IfAbsentOrEqual,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetOptions {
+    pub condition: Condition,
+    /// `PX`: the key disappears (and watchers get DELETE) after this long.
+    pub expires: Option<Duration>,
+    /// `__ft`: required (equal or newer) once the key holds one; stored on success.
+    pub fencing_token: Option<Hlc>,
+}
+
+/// Result of a conditional write: applied with this version, or the condition was not met.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    Applied(Hlc),
+    NotApplied,
+}
+
+/// Result of a VDEL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueDeleted {
+    Deleted(Hlc),
+    NotFound,
+    /// The key holds another value.
+    Mismatch,
+}
+
+/// A key's value and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Bytes,
+    pub version: Hlc,
+}
+
+/// One notification to publish: `value` is the new value of a SET, `None` a deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub client_id: Arc<str>,
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+    pub version: Hlc,
+}
+
+/// Quotas (the memory profile's, in AIO terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_keys: usize,
+    /// Sum of key and value lengths.
+    pub max_bytes: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: Bytes,
+    version: Hlc,
+    fencing: Option<Hlc>,
+    expires_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    entries: BTreeMap<Bytes, Entry>,
+    expiries: BinaryHeap<Reverse<(Instant, Bytes, Hlc)>>,
+    watchers: HashMap<Bytes, BTreeSet<Arc<str>>>,
+    watched_by: HashMap<Arc<str>, HashSet<Bytes>>,
+    bytes: usize,
+    limits: Limits,
+    clock: Clock,
+    notifications: Vec<Notification>,
+}
+
+impl Store {
+    pub fn new(node_id: &str, limits: Limits) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            expiries: BinaryHeap::new(),
+            watchers: HashMap::new(),
+            watched_by: HashMap::new(),
+            bytes: 0,
+            limits,
+            clock: Clock::new(node_id),
+            notifications: Vec::new(),
+        }
+    }
+
+    /// A fresh version (for responses that carry no key's version).
+    pub fn tick(&mut self) -> Hlc {
+        self.clock.tick(wall_ms())
+    }
+
+    /// Merge a client's (validated) timestamp into the clock.
+    pub fn observe(&mut self, remote: &Hlc) {
+        self.clock.observe(remote);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Versioned> {
+        self.reap_if_expired(key, now);
+        self.entries.get(key).map(|e| Versioned {
+            value: e.value.clone(),
+            version: e.version.clone(),
+        })
+    }
+
+    pub fn set(
+        &mut self,
+        key: Bytes,
+        value: Bytes,
+        opts: SetOptions,
+        now: Instant,
+    ) -> Result<Written, StoreError> {
+        if key.is_empty() {
+            return Err(StoreError::EmptyKey);
+        }
+        self.reap_if_expired(&key, now);
+        let old = self.entries.get(&key);
+        let stored_token = old.and_then(|e| e.fencing.as_ref());
+        check_fencing(stored_token, opts.fencing_token.as_ref())?;
+        let met = match (opts.condition, old) {
+            (Condition::Always, _) | (_, None) => true,
+            (Condition::IfAbsent, Some(_)) => false,
+            (Condition::IfAbsentOrEqual, Some(e)) => e.value == value,
+        };
+        if !met {
+            return Ok(Written::NotApplied);
+        }
+        let old_size = old.map_or(0, |e| key.len() + e.value.len());
+        let keys = self.entries.len() + usize::from(old.is_none());
+        let bytes = self.bytes - old_size + key.len() + value.len();
+        if keys > self.limits.max_keys || bytes > self.limits.max_bytes {
+            return Err(StoreError::QuotaExceeded);
+        }
+        let fencing = opts
+            .fencing_token
+            .or_else(|| old.and_then(|e| e.fencing.clone()));
+        let version = self.tick();
+        let expires_at = opts.expires.and_then(|d| now.checked_add(d));
+        if let Some(at) = expires_at {
+            self.expiries
+                .push(Reverse((at, key.clone(), version.clone())));
+        }
+        self.bytes = bytes;
+        self.notify(&key, Some(&value), &version);
+        let entry = Entry {
+            value,
+            version: version.clone(),
+            fencing,
+            expires_at,
+        };
+        self.entries.insert(key, entry);
+        Ok(Written::Applied(version))
+    }
+
+    /// Delete a key; the deletion's version if it existed.
+    pub fn del(
+        &mut self,
+        key: &[u8],
+        fencing_token: Option<&Hlc>,
+        now: Instant,
+    ) -> Result<Option<Hlc>, StoreError> {
+        self.reap_if_expired(key, now);
+        let Some(e) = self.entries.get(key) else {
+            return Ok(None);
+        };
+        check_fencing(e.fencing.as_ref(), fencing_token)?;
+        Ok(Some(self.remove(key)))
+    }
+
+    /// Delete a key only if it holds `value`.
+    pub fn vdel(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        fencing_token: Option<&Hlc>,
+        now: Instant,
+    ) -> Result<ValueDeleted, StoreError> {
+        self.reap_if_expired(key, now);
+        let Some(e) = self.entries.get(key) else {
+            return Ok(ValueDeleted::NotFound);
+        };
+        check_fencing(e.fencing.as_ref(), fencing_token)?;
+        if e.value != value {
+            return Ok(ValueDeleted::Mismatch);
+        }
+        Ok(ValueDeleted::Deleted(self.remove(key)))
+    }
+
+    /// Register `client_id` for notifications on `key` (idempotent).
+    pub fn watch(&mut self, client_id: &Arc<str>, key: Bytes) {
+        self.watched_by
+            .entry(Arc::clone(client_id))
+            .or_default()
+            .insert(key.clone());
+        self.watchers
+            .entry(key)
+            .or_default()
+            .insert(Arc::clone(client_id));
+    }
+
+    /// Remove a registration; false if there was none.
+    pub fn unwatch(&mut self, client_id: &str, key: &[u8]) -> bool {
+        let Some(keys) = self.watched_by.get_mut(client_id) else {
+            return false;
+        };
+        if !keys.remove(key) {
+            return false;
+        }
+        if keys.is_empty() {
+            self.watched_by.remove(client_id);
+        }
+        self.remove_watcher(key, client_id);
+        true
+    }
+
+    /// Drop every registration of a client (it disconnected).
+    pub fn drop_client(&mut self, client_id: &str) {
+        for key in self.watched_by.remove(client_id).unwrap_or_default() {
+            self.remove_watcher(&key, client_id);
+        }
+    }
+
+    /// One page of keys matching `pattern`, in key order, after `cursor`; looks at no more
+    /// than `budget` keys so a sparse match cannot stall the service (a page may then be
+    /// empty but still carry a cursor). The cursor is `None` after the last page.
+    pub fn scan(
+        &self,
+        pattern: &[u8],
+        cursor: Option<&[u8]>,
+        page: usize,
+        budget: usize,
+        now: Instant,
+    ) -> (Vec<Bytes>, Option<Bytes>) {
+        let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut iter = self
+            .entries
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .peekable();
+        let mut keys = Vec::new();
+        let mut last = None;
+        for _ in 0..budget.max(1) {
+            let Some((k, e)) = iter.next() else { break };
+            last = Some(k);
+            if !e.expires_at.is_some_and(|t| t <= now) && glob::matches(pattern, k) {
+                keys.push(k.clone());
+                if keys.len() >= page.max(1) {
+                    break;
+                }
+            }
+        }
+        let more = iter.peek().is_some();
+        (keys, last.filter(|_| more).cloned())
+    }
+
+    /// When the next expiry is due.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.expiries.peek().map(|Reverse((at, ..))| *at)
+    }
+
+    /// Remove every key due by `now` (watchers get DELETE).
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(Reverse((at, key, version))) = self.expiries.peek().cloned() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop();
+            if self.entries.get(&key).is_some_and(|e| e.version == version) {
+                self.remove(&key);
+            }
+        }
+    }
+
+    /// Notifications produced since the last call, in order.
+    pub fn take_notifications(&mut self) -> Vec<Notification> {
+        std::mem::take(&mut self.notifications)
+    }
+
+    fn reap_if_expired(&mut self, key: &[u8], now: Instant) {
+        let due = self
+            .entries
+            .get(key)
+            .is_some_and(|e| e.expires_at.is_some_and(|t| t <= now));
+        if due {
+            self.remove(key);
+        }
+    }
+
+    /// Remove an existing key, notify watchers; the deletion's version.
+    fn remove(&mut self, key: &[u8]) -> Hlc {
+        if let Some(e) = self.entries.remove(key) {
+            self.bytes -= key.len() + e.value.len();
+        }
+        let version = self.tick();
+        self.notify(key, None, &version);
+        version
+    }
+
+    fn notify(&mut self, key: &[u8], value: Option<&Bytes>, version: &Hlc) {
+        let Some(clients) = self.watchers.get(key) else {
+            return;
+        };
+        let key = Bytes::copy_from_slice(key);
+        for c in clients {
+            self.notifications.push(Notification {
+                client_id: Arc::clone(c),
+                key: key.clone(),
+                value: value.cloned(),
+                version: version.clone(),
+            });
+        }
+    }
+
+    fn remove_watcher(&mut self, key: &[u8], client_id: &str) {
+        if let Some(set) = self.watchers.get_mut(key) {
+            set.remove(client_id);
+            if set.is_empty() {
+                self.watchers.remove(key);
+            }
+        }
+    }
+}
+
+/// Once a key holds a fencing token, writes need one at least as new.
+fn check_fencing(stored: Option<&Hlc>, given: Option<&Hlc>) -> Result<(), StoreError> {
+    match (stored, given) {
+        (Some(_), None) => Err(StoreError::FencingTokenRequired),
+        (Some(s), Some(g)) if g < s => Err(StoreError::FencingTokenLower),
+        _ => Ok(()),
+    }
+}
