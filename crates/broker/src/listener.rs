@@ -8,7 +8,7 @@ use edgeplane_config::Protocol;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::ListenerAuth;
+use crate::auth::{ClientCerts, ListenerAuth};
 use crate::connection::{self, Context};
 use crate::tls::ServerTls;
 
@@ -62,11 +62,19 @@ pub(crate) async fn accept_loop(
         tokio::spawn(async move {
             let _live = live;
             let Some(acceptor) = tls else {
-                return serve(tcp, protocol, peer, auth, ctx).await;
+                return serve(tcp, protocol, peer, auth, None, ctx).await;
             };
             // The TLS handshake counts against the CONNECT deadline (slow-loris protection).
             match tokio::time::timeout(ctx.settings.connect_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve(stream, protocol, peer, auth, ctx).await,
+                Ok(Ok(stream)) => {
+                    // Verified by rustls against the port's trusted client CAs, if any.
+                    let certs = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .map(|c| Arc::new(c.iter().map(|d| d.clone().into_owned()).collect()));
+                    serve(stream, protocol, peer, auth, certs, ctx).await
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -79,14 +87,15 @@ async fn serve<S>(
     protocol: Protocol,
     peer: SocketAddr,
     auth: Arc<ListenerAuth>,
+    certs: Option<ClientCerts>,
     ctx: Arc<Context>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     match protocol {
-        Protocol::Mqtt => connection::serve(stream, peer, auth, ctx).await,
+        Protocol::Mqtt => connection::serve(stream, peer, auth, certs, ctx).await,
         Protocol::WebSockets => match crate::ws::accept(stream).await {
-            Ok(ws) => connection::serve(ws, peer, auth, ctx).await,
+            Ok(ws) => connection::serve(ws, peer, auth, certs, ctx).await,
             Err(e) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
         },
     }

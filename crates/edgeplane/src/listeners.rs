@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use edgeplane_broker::auth::{Authentication, Authorization, ListenerAuth, Method, PasswordFile};
+use edgeplane_broker::auth::{
+    Authentication, Authorization, ListenerAuth, Method, PasswordFile, X509Settings,
+};
 use edgeplane_broker::tls::{issue_leaf, Issued, ServerTls};
 use edgeplane_broker::ListenerSpec;
 use edgeplane_config::{Config, SecretData, TlsSettings, TLS_CERT_KEY, TLS_KEY_KEY};
@@ -46,29 +48,37 @@ pub fn from_config(config: &Config, dir: &Path) -> anyhow::Result<(Vec<ListenerS
         format!("{}: BrokerListener/{listener} {field}", dir.display())
     };
     for p in &config.listeners {
+        let (authentication, client_cas) = match &p.authentication_ref {
+            Some(name) => {
+                let (authn, cas) = authentication(config, name)
+                    .map_err(|e| anyhow!("{}: BrokerAuthentication/{name} {e}", dir.display()))?;
+                (Some(Arc::new(authn)), cas)
+            }
+            None => (None, None),
+        };
+        if client_cas.is_some() && p.tls.is_none() {
+            anyhow::bail!(
+                "{}: X509 authentication needs TLS on the port; add tls",
+                at(&p.listener, "authenticationRef")
+            );
+        }
         let tls = match &p.tls {
             None => None,
             Some(TlsSettings::Manual { secret_ref }) => {
                 let (cert, key) = secret_pem(&config.secrets, secret_ref)
                     .with_context(|| at(&p.listener, "tls.manual.secretRef"))?;
-                let tls = ServerTls::from_pem(&cert, &key)
+                let tls = ServerTls::with_client_cas(&cert, &key, client_cas.as_deref())
                     .map_err(|e| anyhow!("{} (Secret/{secret_ref}): {e}", at(&p.listener, "tls.manual.secretRef")))?;
                 watched.tls.push((secret_ref.clone(), Arc::clone(&tls), (cert, key)));
                 Some(tls)
             }
-            Some(TlsSettings::Automatic) => Some(automatic_tls(config, p.bind.ip(), &p.listener).with_context(|| {
+            Some(TlsSettings::Automatic) => Some(automatic_tls(config, p.bind.ip(), &p.listener, client_cas.as_deref()).with_context(|| {
                 format!(
                     "{}: mode Automatic issues from the local CA; create it with `edgeplane certs --out {}`",
                     at(&p.listener, "tls"),
                     dir.display()
                 )
             })?),
-        };
-        let authentication = match &p.authentication_ref {
-            Some(name) => Some(Arc::new(authentication(config, name).map_err(|e| {
-                anyhow!("{}: BrokerAuthentication/{name} {e}", dir.display())
-            })?)),
-            None => None,
         };
         let authorization = match &p.authorization_ref {
             Some(name) => Some(match policies.get(name) {
@@ -104,6 +114,7 @@ fn automatic_tls(
     config: &Config,
     ip: std::net::IpAddr,
     listener: &str,
+    client_cas: Option<&[u8]>,
 ) -> anyhow::Result<Arc<ServerTls>> {
     let (ca_cert, ca_key) = secret_pem(&config.secrets, LOCAL_CA_SECRET)?;
     let ca = Issued {
@@ -115,9 +126,10 @@ fn automatic_tls(
         names.push(ip.to_string());
     }
     let leaf = issue_leaf(&ca, listener, &names, false)?;
-    Ok(ServerTls::from_pem(
+    Ok(ServerTls::with_client_cas(
         leaf.cert_pem.as_bytes(),
         leaf.key_pem.as_bytes(),
+        client_cas,
     )?)
 }
 
@@ -133,7 +145,10 @@ fn compile(spec: &Value, name: &str, dir: &Path) -> anyhow::Result<Authorization
 
 /// The methods of a `BrokerAuthentication`, in order. Edgeplane's `UsernamePassword` method
 /// names a Secret whose `passwords` entry is a file written by `edgeplane passwd`.
-fn authentication(config: &Config, name: &str) -> anyhow::Result<Authentication> {
+fn authentication(
+    config: &Config,
+    name: &str,
+) -> anyhow::Result<(Authentication, Option<Vec<u8>>)> {
     let spec = config
         .authentications
         .get(name)
@@ -145,6 +160,7 @@ fn authentication(config: &Config, name: &str) -> anyhow::Result<Authentication>
             anyhow!("spec.authenticationMethods: missing; list the methods to try in order")
         })?;
     let mut methods = Vec::new();
+    let mut client_cas = None;
     for (i, m) in list.iter().enumerate() {
         let at = format!("spec.authenticationMethods[{i}]");
         match m.get("method").and_then(Value::as_str) {
@@ -163,13 +179,65 @@ fn authentication(config: &Config, name: &str) -> anyhow::Result<Authentication>
                 let file = PasswordFile::parse(text).map_err(|e| anyhow!("Secret/{secret} {PASSWORDS_KEY}: {e}"))?;
                 methods.push(Method::UsernamePassword(file));
             }
-            Some(other @ ("X509" | "ServiceAccountToken" | "Custom")) => anyhow::bail!(
+            Some("X509") => {
+                let (settings, cas) = x509(config, m, &at)?;
+                methods.push(Method::X509(settings));
+                client_cas = Some(cas);
+            }
+            Some(other @ ("ServiceAccountToken" | "Custom")) => anyhow::bail!(
                 "{at}.method: {other} is not supported yet (it comes with the security issue); refusing to start rather than leave the port unprotected"
             ),
             other => anyhow::bail!("{at}.method: {other:?} is not one of UsernamePassword, X509, ServiceAccountToken, Custom"),
         }
     }
-    Ok(Authentication { methods })
+    Ok((Authentication { methods }, client_cas))
+}
+
+/// `x509Settings`: the ConfigMap of trusted client CAs (every entry's PEM, default name
+/// `client-ca` as in Azure IoT Operations) and `authorizationAttributes` by subject.
+fn x509(config: &Config, m: &Value, at: &str) -> anyhow::Result<(X509Settings, Vec<u8>)> {
+    let settings = m.get("x509Settings");
+    let ca_name = settings
+        .and_then(|s| s.get("trustedClientCaCert"))
+        .and_then(Value::as_str)
+        .unwrap_or("client-ca");
+    let cas: String = config
+        .config_maps
+        .get(ca_name)
+        .ok_or_else(|| anyhow!("{at}.x509Settings.trustedClientCaCert: ConfigMap/{ca_name} not found (`edgeplane certs` writes one named client-ca)"))?
+        .values()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut rules = Vec::new();
+    if let Some(attrs) = settings
+        .and_then(|s| s.get("authorizationAttributes"))
+        .and_then(Value::as_object)
+    {
+        for (key, rule) in attrs {
+            let field = format!("{at}.x509Settings.authorizationAttributes.{key}");
+            let subject = rule
+                .get("subject")
+                .and_then(Value::as_str)
+                .ok_or_else(|| anyhow!("{field}.subject: missing"))?;
+            let mut map = BTreeMap::new();
+            for (k, v) in rule
+                .get("attributes")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| anyhow!("{field}.attributes.{k}: expected a string"))?;
+                map.insert(k.clone(), v.to_owned());
+            }
+            rules.push((subject.to_owned(), map));
+        }
+    }
+    let parsed = X509Settings::new(cas.as_bytes(), rules)
+        .map_err(|e| anyhow!("ConfigMap/{ca_name}: {e}"))?;
+    Ok((parsed, cas.into_bytes()))
 }
 
 fn secret_pem(

@@ -260,3 +260,154 @@ async fn automatic_tls_without_ca_is_a_clear_error() {
         "{err}"
     );
 }
+
+const X509_CONFIG: &str = r#"
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata: {name: devices}
+spec:
+  authenticationMethods:
+  - method: X509
+    x509Settings:
+      trustedClientCaCert: client-ca
+      authorizationAttributes:
+        sensors: {subject: "CN = dev1, O = Edgeplane", attributes: {role: sensor}}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata: {name: by-certificate}
+spec:
+  authorizationPolicies:
+    rules:
+    - principals:
+        attributes: [{role: sensor}]
+      brokerResources:
+      - method: Connect
+      - method: Publish
+        topics: ["devices/{principal.username}/#"]
+      - method: Subscribe
+        topics: ["devices/{principal.username}/#"]
+---
+apiVersion: edgeplane.io/v1
+kind: BrokerListener
+metadata: {name: mtls}
+spec:
+  ports:
+  - port: 0
+    bindAddress: 127.0.0.1
+    tls: {mode: Manual, manual: {secretRef: edgeplane-server-tls}}
+    authenticationRef: devices
+    authorizationRef: by-certificate
+"#;
+
+/// An expired client certificate signed by the local CA in `dir`.
+fn expired_client_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let config = edgeplane_config::load_dir(dir).expect("load certs");
+    let ca = &config.secrets["edgeplane-ca"].data;
+    let ca_key = rcgen::KeyPair::from_pem(std::str::from_utf8(&ca["tls.key"]).expect("pem"))
+        .expect("ca key");
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(std::str::from_utf8(&ca["tls.crt"]).expect("pem"), ca_key)
+            .expect("issuer");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "dev1");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Edgeplane");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.signed_by(&key, &issuer).expect("sign");
+    let (crt, pem) = (dir.join("expired.crt"), dir.join("expired.key"));
+    std::fs::write(&crt, cert.pem()).expect("write");
+    std::fs::write(&pem, key.serialize_pem()).expect("write");
+    (crt, pem)
+}
+
+/// X509 authentication: a client certificate from the trusted CA connects, its CN is the
+/// user name and its subject gives the attributes authorization uses; no certificate, a
+/// certificate from another CA, and an expired certificate cannot connect.
+#[tokio::test]
+async fn x509_client_certificates() {
+    let dir = temp_dir("x509");
+    let status = Command::new(BIN)
+        .args(["certs", "--client", "dev1", "--out"])
+        .arg(&dir)
+        .status()
+        .await
+        .expect("certs");
+    assert!(status.success());
+    std::fs::write(dir.join("mtls.yaml"), X509_CONFIG).expect("write");
+    let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
+    let port = addrs[0].port();
+    let ca = dir.join("ca.crt");
+    let (crt, key) = (dir.join("client-dev1.crt"), dir.join("client-dev1.key"));
+    let auth = |c: &Path, k: &Path| {
+        vec![
+            "--cert".to_owned(),
+            c.display().to_string(),
+            "--key".to_owned(),
+            k.display().to_string(),
+        ]
+    };
+    let good = auth(&crt, &key);
+
+    let mut sub_args: Vec<String> = ["-t", "devices/dev1/#", "-C", "1", "-i", "watcher"]
+        .map(String::from)
+        .to_vec();
+    sub_args.extend(good.clone());
+    let sub_ca = ca.clone();
+    let sub = tokio::spawn(async move {
+        let args: Vec<&str> = sub_args.iter().map(String::as_str).collect();
+        mosquitto("mosquitto_sub", port, &sub_ca, &args).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut pub_args: Vec<String> = ["-t", "devices/dev1/temp", "-m", "21.5", "-q", "1"]
+        .map(String::from)
+        .to_vec();
+    pub_args.extend(good.clone());
+    let args: Vec<&str> = pub_args.iter().map(String::as_str).collect();
+    let (ok, out) = mosquitto("mosquitto_pub", port, &ca, &args).await;
+    assert!(ok, "trusted client certificate: {out}");
+    let (ok, out) = sub.await.expect("sub");
+    assert!(
+        ok && out.trim() == "21.5",
+        "authorized by the certificate's CN and attributes: {out}"
+    );
+
+    let (ok, out) = mosquitto(
+        "mosquitto_pub",
+        port,
+        &ca,
+        &["-t", "devices/dev1/temp", "-m", "x"],
+    )
+    .await;
+    assert!(!ok, "no client certificate must not connect: {out}");
+
+    let other = temp_dir("x509-other");
+    let status = Command::new(BIN)
+        .args(["certs", "--client", "dev1", "--out"])
+        .arg(&other)
+        .status()
+        .await
+        .expect("certs");
+    assert!(status.success());
+    let foreign = auth(
+        &other.join("client-dev1.crt"),
+        &other.join("client-dev1.key"),
+    );
+    let mut args: Vec<&str> = vec!["-t", "devices/dev1/temp", "-m", "x"];
+    args.extend(foreign.iter().map(String::as_str));
+    let (ok, out) = mosquitto("mosquitto_pub", port, &ca, &args).await;
+    assert!(!ok, "a certificate from another CA must not connect: {out}");
+
+    let (ecrt, ekey) = expired_client_cert(&dir);
+    let expired = auth(&ecrt, &ekey);
+    let mut args: Vec<&str> = vec!["-t", "devices/dev1/temp", "-m", "x"];
+    args.extend(expired.iter().map(String::as_str));
+    let (ok, out) = mosquitto("mosquitto_pub", port, &ca, &args).await;
+    assert!(!ok, "an expired certificate must not connect: {out}");
+}

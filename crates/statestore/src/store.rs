@@ -305,7 +305,7 @@ impl Store {
         for _ in 0..budget.max(1) {
             let Some((k, e)) = iter.next() else { break };
             last = Some(k);
-            if !e.expires_at.is_some_and(|t| t <= now) && glob::matches(pattern, k) {
+            if e.expires_at.is_none_or(|t| t > now) && glob::matches(pattern, k) {
                 keys.push(k.clone());
                 if keys.len() >= page.max(1) {
                     break;
@@ -392,3 +392,7 @@ fn check_fencing(stored: Option<&Hlc>, given: Option<&Hlc>) -> Result<(), StoreE
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

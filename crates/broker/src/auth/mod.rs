@@ -5,6 +5,7 @@
 
 mod authz;
 mod password;
+mod x509;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +14,10 @@ use parking_lot::RwLock;
 
 pub use authz::{Authorization, PolicyError};
 pub use password::{hash_password, PasswordFile, PasswordFileError};
+pub use x509::{X509Error, X509Settings};
+
+/// The certificate chain a client presented over TLS (leaf first), already verified.
+pub type ClientCerts = Arc<Vec<rustls::pki_types::CertificateDer<'static>>>;
 
 /// Who a connection is, as authorization sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,6 +33,10 @@ pub enum Method {
     /// User name and password checked against a file of argon2id hashes (Edgeplane's
     /// `UsernamePassword` method). Relevant when CONNECT carries a user name.
     UsernamePassword(PasswordFile),
+    /// A client certificate verified against the port's trusted CAs during the TLS handshake
+    /// (so chain and validity are already checked). Relevant when the client presented one;
+    /// its CN becomes the user name.
+    X509(X509Settings),
 }
 
 /// The authentication of a listener port.
@@ -55,18 +64,37 @@ impl Authentication {
         self: &Arc<Self>,
         username: Option<String>,
         password: Option<bytes::Bytes>,
+        certs: Option<ClientCerts>,
     ) -> Verdict {
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            this.authenticate_blocking(username.as_deref(), password.as_deref())
+            let chain = certs.as_deref().map(Vec::as_slice);
+            this.authenticate_blocking(username.as_deref(), password.as_deref(), chain)
         })
         .await
         .unwrap_or(Verdict::NotAuthorized)
     }
 
-    fn authenticate_blocking(&self, username: Option<&str>, password: Option<&[u8]>) -> Verdict {
+    fn authenticate_blocking(
+        &self,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        certs: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+    ) -> Verdict {
         for method in &self.methods {
             match method {
+                Method::X509(settings) => {
+                    let Some(chain) = certs.filter(|c| !c.is_empty()) else {
+                        continue;
+                    };
+                    return match settings.identify(chain) {
+                        Some((cn, attributes)) => Verdict::Allowed {
+                            username: Some(cn),
+                            attributes,
+                        },
+                        None => Verdict::BadCredentials,
+                    };
+                }
                 Method::UsernamePassword(file) => {
                     let Some(user) = username else { continue };
                     return if file.verify(user, password.unwrap_or_default()) {

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Context;
-use crate::auth::{ListenerAuth, Principal, Verdict};
+use crate::auth::{ClientCerts, ListenerAuth, Principal, Verdict};
 use crate::router::{Cmd, ConnSignals, ConnectRequest, Outgoing, WillMsg};
 
 /// What the rest of the connection needs after a successful CONNECT.
@@ -110,6 +110,7 @@ pub async fn attach<S: AsyncWrite + Unpin>(
     tx: mpsc::Sender<Outgoing>,
     signals: Arc<ConnSignals>,
     auth: &ListenerAuth,
+    certs: Option<ClientCerts>,
 ) -> Result<Negotiated, Refused> {
     let c = *connect;
     let v5 = c.protocol == ProtocolVersion::V5;
@@ -148,7 +149,7 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         c.client_id.as_str().into()
     };
 
-    let principal = match authenticate(&c, &client_id, auth).await {
+    let principal = match authenticate(&c, &client_id, auth, certs).await {
         Ok(p) => p,
         Err(code) => {
             // 3.1.1 has its own return codes: 0x04 bad user name or password, 0x05 not authorized.
@@ -266,6 +267,7 @@ async fn authenticate(
     c: &Connect,
     client_id: &Arc<str>,
     auth: &ListenerAuth,
+    certs: Option<ClientCerts>,
 ) -> Result<Principal, u8> {
     let mut principal = Principal {
         client_id: client_id.to_string(),
@@ -274,7 +276,7 @@ async fn authenticate(
     };
     if let Some(authn) = &auth.authentication {
         match authn
-            .authenticate(c.username.clone(), c.password.clone())
+            .authenticate(c.username.clone(), c.password.clone(), certs)
             .await
         {
             Verdict::Allowed {

@@ -18,7 +18,7 @@ use edgeplane_codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::auth::{ListenerAuth, Principal};
+use crate::auth::{ClientCerts, ListenerAuth, Principal};
 use crate::router::{Cmd, ConnSignals, Ending, Outgoing, Router};
 use crate::settings::Settings;
 use crate::stats::Stats;
@@ -85,8 +85,13 @@ impl Conn {
 }
 
 /// Serve one client connection until it ends.
-pub async fn serve<S>(mut stream: S, peer: SocketAddr, auth: Arc<ListenerAuth>, ctx: Arc<Context>)
-where
+pub async fn serve<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    auth: Arc<ListenerAuth>,
+    certs: Option<ClientCerts>,
+    ctx: Arc<Context>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let conn_id = ctx.next_conn_id.fetch_add(1, Ordering::Relaxed);
@@ -107,6 +112,7 @@ where
         tx,
         Arc::clone(&signals),
         &auth,
+        certs,
     ))
     .await
     {

@@ -1,6 +1,8 @@
 //! TLS for listeners (rustls, TLS 1.2 and 1.3, `ring` provider): a server identity built from
 //! PEM (a `kubernetes.io/tls` Secret's `tls.crt` and `tls.key`), swappable at run time so a
-//! renewed certificate applies to new connections without dropping connected clients.
+//! renewed certificate applies to new connections without dropping connected clients, and,
+//! for ports with X509 authentication, client certificates verified against trusted CAs
+//! (chain and validity; a client without a certificate may still try other methods).
 
 mod issue;
 
@@ -9,7 +11,8 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 pub use issue::{issue_ca, issue_leaf, CertError, Issued};
@@ -29,6 +32,8 @@ pub enum TlsError {
 /// A listener's server identity; [`ServerTls::reload`] swaps it for new connections.
 pub struct ServerTls {
     current: RwLock<Arc<ServerConfig>>,
+    /// CAs that client certificates must chain to (X509 authentication), if any.
+    client_roots: Option<Arc<RootCertStore>>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -40,14 +45,42 @@ impl std::fmt::Debug for ServerTls {
 impl ServerTls {
     /// Build from a PEM certificate chain (leaf first) and its PEM private key.
     pub fn from_pem(cert_chain: &[u8], key: &[u8]) -> Result<Arc<ServerTls>, TlsError> {
+        Self::with_client_cas(cert_chain, key, None)
+    }
+
+    /// Like [`ServerTls::from_pem`], also asking clients for certificates that must chain to
+    /// one of the PEM CAs in `client_cas` (clients may still connect without one).
+    pub fn with_client_cas(
+        cert_chain: &[u8],
+        key: &[u8],
+        client_cas: Option<&[u8]>,
+    ) -> Result<Arc<ServerTls>, TlsError> {
+        let client_roots = match client_cas {
+            None => None,
+            Some(pem) => {
+                let mut roots = RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(pem) {
+                    let cert = cert.map_err(|e| TlsError::BadCertificate(e.to_string()))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
+                }
+                if roots.is_empty() {
+                    return Err(TlsError::NoCertificate);
+                }
+                Some(Arc::new(roots))
+            }
+        };
+        let current = RwLock::new(server_config(cert_chain, key, client_roots.as_ref())?);
         Ok(Arc::new(ServerTls {
-            current: RwLock::new(server_config(cert_chain, key)?),
+            current,
+            client_roots,
         }))
     }
 
     /// Replace the identity; connections already established keep theirs.
     pub fn reload(&self, cert_chain: &[u8], key: &[u8]) -> Result<(), TlsError> {
-        let config = server_config(cert_chain, key)?;
+        let config = server_config(cert_chain, key, self.client_roots.as_ref())?;
         *self.current.write() = config;
         Ok(())
     }
@@ -57,7 +90,11 @@ impl ServerTls {
     }
 }
 
-fn server_config(cert_chain: &[u8], key: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
+fn server_config(
+    cert_chain: &[u8],
+    key: &[u8],
+    client_roots: Option<&Arc<RootCertStore>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(cert_chain)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
@@ -66,9 +103,18 @@ fn server_config(cert_chain: &[u8], key: &[u8]) -> Result<Arc<ServerConfig>, Tls
     }
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::BadKey(e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let config = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let config = match client_roots {
+        None => config.with_no_client_auth(),
+        Some(roots) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::clone(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
+            config.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = config.with_single_cert(certs, key)?;
     Ok(Arc::new(config))
 }
