@@ -98,6 +98,7 @@ impl LocalClient {
         let (reply, reply_rx) = oneshot::channel();
         let request = ConnectRequest {
             client_id: Arc::clone(&client_id),
+            internal: true,
             conn_id,
             version: ProtocolVersion::V5,
             clean_start: o.clean_start,

@@ -29,12 +29,14 @@ pub const PASSWORDS_KEY: &str = "passwords";
 const RELOAD_PERIOD: Duration = Duration::from_secs(5);
 
 type SharedPolicy = Arc<RwLock<Arc<Authorization>>>;
+/// A certificate and key, PEM.
+type Pem = (Vec<u8>, Vec<u8>);
 
 /// What the reload task keeps current.
 #[derive(Default)]
 pub struct Watched {
     /// Manual TLS identities: Secret name, identity, PEM it was built from.
-    tls: Vec<(String, Arc<ServerTls>, (Vec<u8>, Vec<u8>))>,
+    tls: Vec<(String, Arc<ServerTls>, Pem)>,
     /// Authorization policies: resource name, policy, spec it was compiled from.
     policies: Vec<(String, SharedPolicy, Value)>,
 }

@@ -71,27 +71,25 @@ spec:
 "#;
 
 fn config(dir: &Path, policy: &str) {
-    let text = format!(
-        r#"
+    let text = r#"
 apiVersion: mqttbroker.iotoperations.azure.com/v1
 kind: BrokerAuthentication
-metadata: {{name: users}}
+metadata: {name: users}
 spec:
   authenticationMethods:
   - method: UsernamePassword
-    usernamePasswordSettings: {{passwordFileSecretRef: edgeplane-passwords}}
+    usernamePasswordSettings: {passwordFileSecretRef: edgeplane-passwords}
 ---
 apiVersion: edgeplane.io/v1
 kind: BrokerListener
-metadata: {{name: secured}}
+metadata: {name: secured}
 spec:
   ports:
   - port: 0
     bindAddress: 127.0.0.1
     authenticationRef: users
     authorizationRef: rules
-"#
-    );
+"#;
     std::fs::write(dir.join("listener.yaml"), text).expect("write listener");
     std::fs::write(dir.join("policy.yaml"), policy).expect("write policy");
 }

@@ -191,7 +191,7 @@ async fn scrape_after_traffic_passes_promtool() {
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
     assert_eq!(delta("aio_broker_publishes_received_total"), 3.0);
     assert_eq!(delta("aio_broker_publishes_sent_total"), 3.0);
-    assert_eq!(delta("edgeplane_sessions_created_total"), 2.0);
+    assert_eq!(delta("aio_broker_total_sessions"), 2.0);
     assert!(delta("edgeplane_received_bytes_total") > 0.0);
     assert!(delta("edgeplane_sent_publish_bytes_total") > 0.0);
     assert_eq!(sample(&after, "aio_broker_connected_sessions"), 2.0);

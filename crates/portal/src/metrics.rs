@@ -14,7 +14,7 @@
 //! | `aio_broker_connected_sessions` | gauge | clients connected now |
 //! | `aio_broker_total_subscriptions` | gauge | subscriptions held by all sessions |
 //! | `aio_broker_store_retained_messages` | gauge | retained messages stored, `$SYS` included |
-//! | `edgeplane_sessions_created_total` | counter | sessions created since start |
+//! | `aio_broker_total_sessions` | gauge | sessions that exist now, connected or not |
 //! | `edgeplane_clients_maximum` | gauge | most clients connected at once since start |
 //! | `edgeplane_received_bytes_total` | counter | MQTT bytes read from clients, all packets |
 //! | `edgeplane_sent_publish_bytes_total` | counter | bytes of PUBLISH packets written to clients |
@@ -83,9 +83,9 @@ pub fn render(stats: &Stats) -> String {
         Stats::get(&s.retained),
     );
     out.single(
-        "edgeplane_sessions_created_total",
-        Kind::Counter,
-        "Sessions created since the broker started (a resumed session is not counted again).",
+        "aio_broker_total_sessions",
+        Kind::Gauge,
+        "Sessions that exist now, connected or not (in-process services excluded).",
         Stats::get(&s.clients_total),
     );
     out.single(

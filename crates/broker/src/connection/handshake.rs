@@ -101,17 +101,30 @@ fn peek_level(buf: &[u8]) -> Option<u8> {
     buf.get(start + 2 + name_len).copied()
 }
 
+/// The connection's side of the attachment: its id, the channel the partition writes to,
+/// the shared signals, and what authentication needs to know about the transport.
+pub struct Attachment<'a> {
+    pub conn_id: u64,
+    pub tx: mpsc::Sender<Outgoing>,
+    pub signals: Arc<ConnSignals>,
+    pub auth: &'a ListenerAuth,
+    pub certs: Option<ClientCerts>,
+}
+
 /// Validate CONNECT, attach the session, and return the negotiated parameters.
 pub async fn attach<S: AsyncWrite + Unpin>(
     stream: &mut S,
     connect: Box<Connect>,
     ctx: &Context,
-    conn_id: u64,
-    tx: mpsc::Sender<Outgoing>,
-    signals: Arc<ConnSignals>,
-    auth: &ListenerAuth,
-    certs: Option<ClientCerts>,
+    a: Attachment<'_>,
 ) -> Result<Negotiated, Refused> {
+    let Attachment {
+        conn_id,
+        tx,
+        signals,
+        auth,
+        certs,
+    } = a;
     let c = *connect;
     let v5 = c.protocol == ProtocolVersion::V5;
     let limits = &ctx.settings.clients;
@@ -223,6 +236,7 @@ pub async fn attach<S: AsyncWrite + Unpin>(
     let (reply_tx, reply_rx) = oneshot::channel();
     let request = ConnectRequest {
         client_id: Arc::clone(&client_id),
+        internal: false,
         conn_id,
         version: c.protocol,
         clean_start: c.clean_start,

@@ -104,18 +104,14 @@ pub async fn serve<S>(
     };
     let (tx, mut rx) = mpsc::channel(OUTGOING_CAPACITY);
     let signals = Arc::new(ConnSignals::default());
-    let neg = match Box::pin(handshake::attach(
-        &mut stream,
-        connect,
-        &ctx,
+    let attachment = handshake::Attachment {
         conn_id,
         tx,
-        Arc::clone(&signals),
-        &auth,
+        signals: Arc::clone(&signals),
+        auth: &auth,
         certs,
-    ))
-    .await
-    {
+    };
+    let neg = match Box::pin(handshake::attach(&mut stream, connect, &ctx, attachment)).await {
         Ok(n) => n,
         Err(_) => return,
     };

@@ -97,6 +97,8 @@ pub enum Ending {
 
 pub struct ConnectRequest {
     pub client_id: Arc<str>,
+    /// An in-process service (not counted as a client in statistics).
+    pub internal: bool,
     pub conn_id: u64,
     pub version: ProtocolVersion,
     pub clean_start: bool,

@@ -216,13 +216,16 @@ impl Partition {
         let existing = self.by_id.get(&req.client_id).copied();
         let mut session_present = false;
         if let Some(idx) = existing {
-            let taken_over = self
-                .session(idx)
-                .is_some_and(|s| s.kill_connection(ReasonCode::SESSION_TAKEN_OVER.0));
+            let (taken_over, internal) = self.session(idx).map_or((false, false), |s| {
+                (
+                    s.kill_connection(ReasonCode::SESSION_TAKEN_OVER.0),
+                    s.internal,
+                )
+            });
             if taken_over {
-                stats
-                    .clients_connected
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                if !internal {
+                    Stats::sub(&stats.clients_connected, 1);
+                }
                 self.set_shared_online(idx, false);
                 self.client_event_disconnected(&req.client_id);
             }
@@ -245,8 +248,12 @@ impl Partition {
         let idx = match self.by_id.get(&req.client_id) {
             Some(&idx) => idx,
             None => {
-                Stats::add(&stats.clients_total, 1);
-                self.insert_session(Session::new(Arc::clone(&req.client_id), req.version))
+                if !req.internal {
+                    Stats::add(&stats.clients_total, 1);
+                }
+                let mut session = Session::new(Arc::clone(&req.client_id), req.version);
+                session.internal = req.internal;
+                self.insert_session(session)
             }
         };
         let epoch = self.bump_epoch();
@@ -282,7 +289,9 @@ impl Partition {
         let _ = req.reply.send(ConnectReply {
             incoming_qos2: s.incoming_qos2.iter().copied().collect(),
         });
-        stats.client_connected();
+        if !req.internal {
+            stats.client_connected();
+        }
         self.set_shared_online(idx, true);
         self.pump(idx);
     }
@@ -295,9 +304,9 @@ impl Partition {
         s.epoch = epoch;
         s.control.clear();
         let client_id = Arc::clone(&s.client_id);
-        stats
-            .clients_connected
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if !s.internal {
+            Stats::sub(&stats.clients_connected, 1);
+        }
         if let Ending::Graceful {
             publish_will,
             session_expiry,
@@ -377,13 +386,15 @@ impl Partition {
         };
         self.free.push(idx);
         self.by_id.remove(&s.client_id);
-        Stats::sub(&self.router.stats.clients_total, 1);
+        if !s.internal {
+            Stats::sub(&self.router.stats.clients_total, 1);
+        }
         s.kill_connection(ReasonCode::SESSION_TAKEN_OVER.0);
         if let Some(w) = s.will.take() {
             self.publish_will(&s.client_id, w);
         }
         for raw in s.subs.drain() {
-            self.remove_subscription(idx, &s.client_id, &raw);
+            self.remove_subscription(idx, &s.client_id, &raw, s.internal);
         }
     }
 
@@ -629,7 +640,7 @@ impl Partition {
             };
             let is_new = self
                 .session(idx)
-                .is_some_and(|s| s.subs.insert(raw.clone()));
+                .is_some_and(|s| s.subs.insert(raw.clone()) && !s.internal);
             if is_new {
                 Stats::add(&self.router.stats.subscriptions, 1);
             }
@@ -682,8 +693,9 @@ impl Partition {
         for raw in &packet.filters {
             let Some(s) = self.session(idx) else { return };
             let client = Arc::clone(&s.client_id);
+            let internal = s.internal;
             if s.subs.remove(raw) {
-                self.remove_subscription(idx, &client, raw);
+                self.remove_subscription(idx, &client, raw, internal);
                 reasons.push(ReasonCode::SUCCESS);
             } else if topic::parse_filter(raw).is_err() {
                 reasons.push(ReasonCode::TOPIC_FILTER_INVALID);
@@ -704,8 +716,10 @@ impl Partition {
 
     /// Remove one subscription (already taken out of the session's map) from the trie or
     /// its shared group.
-    fn remove_subscription(&mut self, idx: u32, client: &Arc<str>, raw: &str) {
-        Stats::sub(&self.router.stats.subscriptions, 1);
+    fn remove_subscription(&mut self, idx: u32, client: &Arc<str>, raw: &str, internal: bool) {
+        if !internal {
+            Stats::sub(&self.router.stats.subscriptions, 1);
+        }
         let Ok(spec) = topic::parse_filter(raw) else {
             return;
         };

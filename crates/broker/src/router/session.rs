@@ -42,6 +42,8 @@ pub struct Session {
     pub will: Option<WillMsg>,
     /// Changes at every attach/detach so stale timers are recognised.
     pub epoch: u64,
+    /// An in-process service's session: not counted as a client in statistics.
+    pub internal: bool,
 }
 
 /// Result of offering one item to the connection's channel.
@@ -68,6 +70,7 @@ impl Session {
             expiry: 0,
             will: None,
             epoch: 0,
+            internal: false,
         }
     }
 
