@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what Edgeplane's tests talk to, if missing: Debian's Mosquitto (broker and
 # mosquitto_pub/sub clients), Debian's Prometheus (server and promtool, for the metrics
-# tests) and Python paho-mqtt 2.x. Idempotent; quiet when all is there.
+# tests), OpenSSL headers for the Azure IoT Operations SDK crates the state store tests use,
+# and Python paho-mqtt 2.x. Idempotent; quiet when all is there.
 set -euo pipefail
 
 SUDO=""
@@ -17,6 +18,12 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   echo "installing prometheus (Debian package: server and promtool)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+if ! command -v pkg-config >/dev/null || ! pkg-config --exists openssl; then
+  echo "installing pkg-config and libssl-dev (Debian packages, for the SDK crates' openssl-sys)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq pkg-config libssl-dev >/dev/null
 fi
 
 if ! python3 -c 'import paho.mqtt, sys; sys.exit(0 if paho.mqtt.__version__ >= "2" else 1)' 2>/dev/null; then
