@@ -3,7 +3,7 @@
 //! specification's codes in both protocol versions, injection attempts that must not widen a
 //! grant, a policy change applied to connected clients, and no password in the logs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -15,11 +15,8 @@ use tokio::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
 const SECRET_PASSWORD: &str = "correct-horse-battery-staple";
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("edgeplane-auth-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("auth-{name}"))
 }
 
 async fn passwd(file: &Path, user: &str, password: &str) {

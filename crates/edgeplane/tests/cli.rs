@@ -9,11 +9,8 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("edgeplane-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("cli-{name}"))
 }
 
 const CONFIG: &str = r#"

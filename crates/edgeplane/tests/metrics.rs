@@ -4,7 +4,7 @@
 //! package, installed by `scripts/install-deps.sh`), queried through its HTTP API.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -29,11 +29,8 @@ spec:
     bindAddress: 127.0.0.1
 "#;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("edgeplane-metrics-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("metrics-{name}"))
 }
 
 /// A port free right now on 127.0.0.1, for programs that cannot be told to pick one.
@@ -209,7 +206,6 @@ async fn scrape_after_traffic_passes_promtool() {
     );
     assert!(out.status.success(), "promtool check metrics: {report}");
     assert_eq!(report.trim(), "", "promtool lints");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `diagnostics.metrics.prometheusPort` of the Broker resource sets the metrics port.
@@ -227,7 +223,6 @@ async fn prometheus_port_from_the_broker_resource() {
     let (status, body) = get(ep.metrics, "/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(sample(&body, "aio_broker_connected_sessions"), 0.0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An HTTP address in use stops the process with an error naming it and the flag.
@@ -256,7 +251,6 @@ async fn http_address_in_use_is_a_clear_error() {
         )),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Prometheus' answer to an instant query: the value of its single series.
@@ -335,5 +329,4 @@ async fn prometheus_scrapes_the_broker() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,11 +12,8 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("edgeplane-tls-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("tls-{name}"))
 }
 
 async fn certs(out: &Path) {
