@@ -7,8 +7,11 @@
 //! - `fan-in` (N publishers → 1 subscriber) and `fan-out` (1 publisher → N subscribers):
 //!   closed loop, every message counted at the subscribers; reports deliveries per second
 //!   and how many were lost.
+//! - `statestore`: SET/GET requests to the state store through MQTT, pipelined; operations
+//!   per second and latency percentiles.
 
 mod flow;
+mod statestore;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -51,6 +54,8 @@ enum Scenario {
     FanIn(flow::FlowArgs),
     /// 1 publisher → N subscribers on one topic.
     FanOut(flow::FlowArgs),
+    /// State store requests through MQTT (SET/GET), pipelined.
+    Statestore(statestore::StateStoreArgs),
 }
 
 #[tokio::main]
@@ -74,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::FanIn(args) => flow::run(args, flow::Shape::FanIn).await,
         Scenario::FanOut(args) => flow::run(args, flow::Shape::FanOut).await,
+        Scenario::Statestore(args) => statestore::run(args).await,
     }
 }
 
