@@ -149,14 +149,16 @@ async fn client(
                 resp_array(&[b"GET", key.as_bytes()])
             };
             let corr = sent as u64;
-            let mut props = Properties::default();
-            props.response_topic = Some(response_topic.clone());
-            props.correlation_data = Some(Bytes::copy_from_slice(&corr.to_be_bytes()));
-            props.user_properties = vec![
-                ("__ts".into(), hlc_now()),
-                ("__protVer".into(), "1.0".into()),
-                ("__srcId".into(), id.clone()),
-            ];
+            let props = Properties {
+                response_topic: Some(response_topic.clone()),
+                correlation_data: Some(Bytes::copy_from_slice(&corr.to_be_bytes())),
+                user_properties: vec![
+                    ("__ts".into(), hlc_now()),
+                    ("__protVer".into(), "1.0".into()),
+                    ("__srcId".into(), id.clone()),
+                ],
+                ..Properties::default()
+            };
             packet_id = packet_id.wrapping_add(1).max(1);
             let p = Publish {
                 dup: false,
