@@ -14,6 +14,7 @@ use edgeplane_portal::{Listen, Portal, Readiness};
 mod certs;
 mod listeners;
 mod passwd;
+mod state;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +47,14 @@ enum Command {
     Validate {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
+    },
+    /// Read and change the state store of a running broker.
+    State {
+        /// MQTT address of the broker.
+        #[arg(long, default_value = DEFAULT_LISTEN, global = true)]
+        broker: SocketAddr,
+        #[command(subcommand)]
+        command: state::StateCommand,
     },
     /// Add or change a user of a password Secret manifest (the password is read from
     /// standard input and stored only as an argon2id hash).
@@ -87,6 +96,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { dir } => validate(&dir),
+        Command::State { broker, command } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("edgeplane: starting the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(state::run(broker, command)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("edgeplane: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Passwd { file, user, secret } => match passwd::run(&file, &secret, &user) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

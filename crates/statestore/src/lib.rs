@@ -16,6 +16,7 @@
 mod command;
 mod glob;
 pub mod hlc;
+pub mod remote;
 pub mod resp;
 mod service;
 pub mod store;

@@ -1,0 +1,101 @@
+//! `edgeplane state` against a running `edgeplane run`: set, get, list, conditions, watch,
+//! delete and the exit status of a missing key, all through the state store's MQTT protocol.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use edgeplane_tests::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
+
+const LISTENER: &str = "apiVersion: edgeplane.io/v1\nkind: BrokerListener\nmetadata: {name: local}\nspec:\n  ports:\n  - port: 0\n    bindAddress: 127.0.0.1\n";
+
+async fn state(broker: &str, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::time::timeout(
+        WAIT * 2,
+        Command::new(BIN)
+            .arg("state")
+            .args(args)
+            .args(["--broker", broker])
+            .output(),
+    )
+    .await
+    .expect("edgeplane state finished")
+    .expect("run edgeplane state");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn state_commands_against_a_running_broker() {
+    let dir = TempDir::new("state-cli");
+    std::fs::write(dir.join("listener.yaml"), LISTENER).expect("write");
+    let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
+    let broker = addrs[0].to_string();
+
+    let mut watch = Command::new(BIN)
+        .args(["state", "watch", "line1/setpoint", "--broker", &broker])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("watch");
+    let mut watched = BufReader::new(watch.stderr.take().expect("stderr")).lines();
+    let ready = tokio::time::timeout(WAIT, watched.next_line())
+        .await
+        .expect("watch starts")
+        .expect("line");
+    assert!(ready.is_some_and(|l| l.contains("watching")));
+
+    assert_eq!(
+        state(&broker, &["set", "line1/setpoint", "72.5"]).await.0,
+        0
+    );
+    let (code, out, _) = state(&broker, &["get", "line1/setpoint"]).await;
+    assert_eq!((code, out.trim()), (0, "72.5"));
+    let (code, _, err) = state(&broker, &["set", "line1/setpoint", "80", "--nx"]).await;
+    assert_eq!(code, 2, "NX on an existing key is refused: {err}");
+    assert!(err.contains("condition"), "{err}");
+    assert_eq!(
+        state(&broker, &["set", "line2/setpoint", "60", "--px", "60000"])
+            .await
+            .0,
+        0
+    );
+    let (code, out, _) = state(&broker, &["list", "line*"]).await;
+    let mut keys: Vec<&str> = out.lines().collect();
+    keys.sort();
+    assert_eq!((code, keys), (0, vec!["line1/setpoint", "line2/setpoint"]));
+    let (code, out, _) = state(&broker, &["del", "line1/setpoint"]).await;
+    assert_eq!((code, out.trim()), (0, "deleted"));
+    assert_eq!(
+        state(&broker, &["get", "line1/setpoint"]).await.0,
+        1,
+        "missing key: exit status 1"
+    );
+    assert_eq!(state(&broker, &["del", "line1/setpoint"]).await.0, 1);
+
+    let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let line = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+            .await
+            .expect("notification")
+            .expect("read");
+        seen.push(line.expect("watch still running"));
+    }
+    assert_eq!(seen, ["SET 72.5", "DELETE"]);
+}
+
+/// A broker that is not there gives a clear error and exit status 2.
+#[tokio::test]
+async fn unreachable_broker_is_a_clear_error() {
+    let (code, _, err) = state("127.0.0.1:9", &["get", "k"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot reach the broker"), "{err}");
+}
