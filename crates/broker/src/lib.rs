@@ -13,6 +13,7 @@ mod local;
 pub mod message;
 mod retain;
 mod router;
+pub mod selfcheck;
 pub mod settings;
 pub mod stats;
 mod sys;
@@ -28,7 +29,7 @@ use tokio::sync::watch;
 
 pub use edgeplane_config::Protocol;
 pub use listener::{BoundListener, ListenerSpec};
-pub use local::{LocalClient, LocalError, LocalOptions, Received};
+pub use local::{LocalClient, LocalError, LocalFactory, LocalOptions, Received};
 pub use router::ClientEvent;
 pub use settings::Settings;
 pub use stats::Stats;
@@ -125,6 +126,11 @@ impl Broker {
             shutdown,
             live,
         })
+    }
+
+    /// A handle that attaches in-process clients, for services running in their own tasks.
+    pub fn local_factory(&self) -> LocalFactory {
+        LocalFactory(Arc::clone(&self.ctx))
     }
 
     /// Attach an in-process client (state store, self-check, dataflows, connectors): a

@@ -61,6 +61,17 @@ pub enum LocalError {
     Unexpected(&'static str),
 }
 
+/// Attaches in-process clients from anywhere (a task, a service), independent of the
+/// [`crate::Broker`] value's lifetime.
+#[derive(Clone)]
+pub struct LocalFactory(pub(crate) Arc<Context>);
+
+impl LocalFactory {
+    pub async fn attach(&self, options: LocalOptions) -> Result<LocalClient, LocalError> {
+        LocalClient::connect(Arc::clone(&self.0), options).await
+    }
+}
+
 /// A message delivered to an in-process client.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -197,13 +208,13 @@ impl LocalClient {
 
     /// Publish a message, with this client as its origin (for No Local). It is routed (and,
     /// if retained, stored) before this returns; the QoS decides how subscribers get it.
+    /// In-process publishes are not counted as received messages (those count clients').
     pub async fn publish(&self, publish: Publish) -> Result<(), LocalError> {
         if self.closed {
             return Err(LocalError::Closed);
         }
         let max_expiry = self.ctx.settings.clients.max_message_expiry_secs;
         let msg = Message::from_publish(publish, Some(Arc::clone(&self.client_id)), max_expiry);
-        crate::stats::Stats::add(&self.ctx.stats.messages_received, 1);
         self.ctx.router.publish(Arc::new(msg)).await;
         Ok(())
     }

@@ -21,6 +21,10 @@ pub struct Stats {
     pub dropped_expired: AtomicU64,
     pub dropped_oversize: AtomicU64,
     pub dropped_qos0_offline: AtomicU64,
+    /// Self-check probes run, failed, and the latest successful round trip in microseconds.
+    pub selfcheck_runs: AtomicU64,
+    pub selfcheck_failures: AtomicU64,
+    pub selfcheck_latency_us: AtomicU64,
 }
 
 impl Default for Stats {
@@ -40,6 +44,9 @@ impl Default for Stats {
             dropped_expired: AtomicU64::new(0),
             dropped_oversize: AtomicU64::new(0),
             dropped_qos0_offline: AtomicU64::new(0),
+            selfcheck_runs: AtomicU64::new(0),
+            selfcheck_failures: AtomicU64::new(0),
+            selfcheck_latency_us: AtomicU64::new(0),
         }
     }
 }

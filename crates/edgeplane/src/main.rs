@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use edgeplane_broker::selfcheck::{ProbeStatus, SelfCheckSettings};
 use edgeplane_broker::{Broker, ListenerSpec, Protocol, Settings};
 use edgeplane_portal::{Listen, Portal, Readiness};
 
@@ -189,7 +190,7 @@ fn validate(dir: &Path) -> ExitCode {
 }
 
 fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyhow::Result<()> {
-    let (settings, listeners, prometheus_port, watched) = match config_dir {
+    let (settings, listeners, prometheus_port, watched, self_check) = match config_dir {
         None => {
             let bind: SocketAddr = DEFAULT_LISTEN.parse()?;
             let spec = ListenerSpec {
@@ -204,6 +205,7 @@ fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyh
                 vec![spec],
                 None,
                 listeners::Watched::default(),
+                Some(SelfCheckSettings::default()),
             )
         }
         Some(dir) => {
@@ -220,7 +222,14 @@ fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyh
                 clients: config.broker.clients,
                 ..Settings::default()
             };
-            (settings, listeners, config.broker.prometheus_port, watched)
+            let self_check = self_check_settings(&config.broker.raw_spec);
+            (
+                settings,
+                listeners,
+                config.broker.prometheus_port,
+                watched,
+                self_check,
+            )
         }
     };
     let http = Listen {
@@ -250,12 +259,63 @@ fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyh
         // Listeners are bound. Ready before the portal logs its addresses, so whoever
         // waits for them finds /readyz passing.
         serving.ready();
+        if let Some(settings) = self_check {
+            let check = readiness.register("self-check", "no probe has completed yet");
+            let mut status = broker.start_self_check(settings);
+            // The first probe runs at once: wait for it, so readiness is known before the
+            // portal serves /readyz.
+            let _ = tokio::time::timeout(
+                settings.timeout,
+                status.wait_for(|s| *s != ProbeStatus::Pending),
+            )
+            .await;
+            match &*status.borrow_and_update() {
+                ProbeStatus::Passed { .. } => check.ready(),
+                ProbeStatus::Failed { reason } => {
+                    check.not_ready(format!("self-check failed: {reason}"))
+                }
+                ProbeStatus::Pending => {}
+            }
+            tokio::spawn(async move {
+                while status.changed().await.is_ok() {
+                    match &*status.borrow_and_update() {
+                        ProbeStatus::Passed { .. } => check.ready(),
+                        ProbeStatus::Failed { reason } => {
+                            check.not_ready(format!("self-check failed: {reason}"))
+                        }
+                        ProbeStatus::Pending => {}
+                    }
+                }
+            });
+        }
         let _portal = Portal::start(&http, &metrics, broker.stats_handle(), readiness).await?;
         wait_for_signal().await;
         tracing::info!("shutting down");
         serving.not_ready("shutting down");
         broker.shutdown(Duration::from_secs(5)).await;
         Ok(())
+    })
+}
+
+/// `Broker.spec.diagnostics.selfCheck`: `mode` (Enabled by default), `intervalSeconds` (30)
+/// and `timeoutSeconds` (15), ranges checked by the configuration loader.
+fn self_check_settings(spec: &serde_json::Value) -> Option<SelfCheckSettings> {
+    let sc = spec.pointer("/diagnostics/selfCheck");
+    if sc
+        .and_then(|s| s.get("mode"))
+        .and_then(serde_json::Value::as_str)
+        == Some("Disabled")
+    {
+        return None;
+    }
+    let secs = |field: &str, default: u64| {
+        sc.and_then(|s| s.get(field))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(default)
+    };
+    Some(SelfCheckSettings {
+        interval: Duration::from_secs(secs("intervalSeconds", 30)),
+        timeout: Duration::from_secs(secs("timeoutSeconds", 15)),
     })
 }
 

@@ -178,7 +178,7 @@ async fn scrape_after_traffic_passes_promtool() {
     let (status, body) = get(ep.http, "/readyz").await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "[+]broker ok\nreadyz check passed\n")
+        (200, "[+]broker ok\n[+]self-check ok\nreadyz check passed\n")
     );
 
     let (status, before) = get(ep.metrics, "/metrics").await;

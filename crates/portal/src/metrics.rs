@@ -20,11 +20,13 @@
 //! | `edgeplane_sent_publish_bytes_total` | counter | bytes of PUBLISH packets written to clients |
 //! | `edgeplane_messages_dropped_total{cause}` | counter | queue_full, expired, oversize, qos0_offline |
 //! | `edgeplane_uptime_seconds` | gauge | seconds since the broker started |
+//! | `edgeplane_selfcheck_runs_total` | counter | self-check probes run |
+//! | `edgeplane_selfcheck_failures_total` | counter | self-check probes that failed |
+//! | `edgeplane_selfcheck_latency_seconds` | gauge | round trip of the latest successful probe |
 //! | `edgeplane_build_info{version}` | gauge | always 1 |
 //!
-//! AIO's `aio_broker_payload_bytes_*` count payload bytes only and `aio_broker_total_sessions`
-//! is the number of sessions that exist; the broker counts neither yet (it counts whole
-//! packets and sessions created), so those names are not used for what would be other numbers.
+//! AIO's `aio_broker_payload_bytes_*` count payload bytes only; the broker counts whole
+//! packets, so that name is not used for what would be another number.
 
 use std::fmt::Write as _;
 
@@ -118,6 +120,25 @@ pub fn render(stats: &Stats) -> String {
             ("qos0_offline", Stats::get(&s.dropped_qos0_offline)),
         ],
     );
+    out.single(
+        "edgeplane_selfcheck_runs_total",
+        Kind::Counter,
+        "Self-check probes run (publish to a reserved topic and receive it back).",
+        Stats::get(&s.selfcheck_runs),
+    );
+    out.single(
+        "edgeplane_selfcheck_failures_total",
+        Kind::Counter,
+        "Self-check probes that failed or timed out.",
+        Stats::get(&s.selfcheck_failures),
+    );
+    out.header(
+        "edgeplane_selfcheck_latency_seconds",
+        Kind::Gauge,
+        "Round trip of the latest successful self-check probe.",
+    );
+    let latency = Stats::get(&s.selfcheck_latency_us) as f64 / 1e6;
+    let _ = writeln!(out.text, "edgeplane_selfcheck_latency_seconds {latency:.6}");
     out.header(
         "edgeplane_uptime_seconds",
         Kind::Gauge,
