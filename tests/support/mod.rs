@@ -379,6 +379,16 @@ pub async fn start_edgeplane(
     dir: &std::path::Path,
     listeners: usize,
 ) -> (tokio::process::Child, Vec<SocketAddr>) {
+    let (child, addrs, _) = start_edgeplane_http(bin, dir, listeners).await;
+    (child, addrs)
+}
+
+/// Like [`start_edgeplane`], also returning the HTTP API's address.
+pub async fn start_edgeplane_http(
+    bin: &str,
+    dir: &std::path::Path,
+    listeners: usize,
+) -> (tokio::process::Child, Vec<SocketAddr>, SocketAddr) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(bin)
         .args([
@@ -400,19 +410,26 @@ pub async fn start_edgeplane(
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     let mut addrs = Vec::new();
+    let mut http = None;
+    let addr_of = |line: &str| -> Option<SocketAddr> {
+        line.split("addr=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
     let read = async {
-        while addrs.len() < listeners {
+        while addrs.len() < listeners || http.is_none() {
             let line = lines
                 .next_line()
                 .await
                 .expect("read log")
                 .expect("edgeplane exited early");
-            if !line.contains("listener=") {
-                continue;
-            }
-            if let Some(rest) = line.split("addr=").nth(1) {
-                let addr = rest.split_whitespace().next().expect("addr");
-                addrs.push(addr.parse().expect("socket address"));
+            if line.contains("listener=") {
+                addrs.extend(addr_of(&line));
+            } else if line.contains("http listening") {
+                http = addr_of(&line);
             }
         }
     };
@@ -420,7 +437,7 @@ pub async fn start_edgeplane(
         .await
         .expect("listeners within 5 s");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addrs)
+    (child, addrs, http.expect("http address"))
 }
 
 /// A folder for one test, removed when dropped (declare it first so it outlives the broker

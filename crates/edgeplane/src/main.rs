@@ -16,6 +16,7 @@ mod certs;
 mod listeners;
 mod passwd;
 mod state;
+mod status;
 
 #[derive(Parser)]
 #[command(
@@ -43,11 +44,21 @@ enum Command {
         /// diagnostics.metrics.prometheusPort, when set, replaces its port.
         #[arg(long, value_name = "ADDR", default_value = DEFAULT_METRICS)]
         metrics: SocketAddr,
+        /// Log lines as text for people or JSON for collectors. The level comes from
+        /// RUST_LOG, else the Broker resource's diagnostics.logs.level, else info.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Check a configuration folder and report every error at once.
     Validate {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
+    },
+    /// One screen of health for a running instance, from its HTTP API.
+    Status {
+        /// HTTP address of the instance (its --http).
+        #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP)]
+        http: SocketAddr,
     },
     /// Read and change the state store of a running broker.
     State {
@@ -97,26 +108,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { dir } => validate(&dir),
-        Command::State { broker, command } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("edgeplane: starting the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(state::run(broker, command)) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(1),
-                Err(e) => {
-                    eprintln!("edgeplane: {e:#}");
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Command::Status { http } => client_command(status::run(http)),
+        Command::State { broker, command } => client_command(state::run(broker, command)),
         Command::Passwd { file, user, secret } => match passwd::run(&file, &secret, &user) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -148,8 +141,15 @@ fn main() -> ExitCode {
             config,
             http,
             metrics,
+            log_format,
         } => {
-            init_logging(None);
+            // The level may come from the Broker resource; configuration errors themselves
+            // are reported by `run` below.
+            let level = config
+                .as_deref()
+                .and_then(|d| edgeplane_config::load_dir(d).ok())
+                .and_then(|c| c.broker.log_level);
+            init_logging(level.as_deref(), log_format);
             match run(config.as_deref(), http, metrics) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -161,14 +161,46 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: Option<&str>) {
+/// Run a command that talks to a running instance: exit status 0 on success, 1 for "not
+/// found" or "not ready", 2 for an error.
+fn client_command(fut: impl std::future::Future<Output = anyhow::Result<bool>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("edgeplane: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("edgeplane: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(level: Option<&str>, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 fn validate(dir: &Path) -> ExitCode {

@@ -156,3 +156,63 @@ async fn run_refuses_invalid_config() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("x.yaml") && err.contains("Gateway"), "{err}");
 }
+
+/// `--log-format json` writes one JSON object per line, and the Broker resource's
+/// `diagnostics.logs.level` sets the level (debug lines appear).
+#[tokio::test]
+async fn json_logs_at_the_configured_level() {
+    let dir = temp_dir("json-logs");
+    let config = CONFIG.replace(
+        "spec:\n  advanced:",
+        "spec:\n  diagnostics:\n    logs: {level: debug}\n  advanced:",
+    );
+    std::fs::write(dir.join("broker.yaml"), config).expect("write config");
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--http",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&*dir)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let mut levels = Vec::new();
+    let mut client = None;
+    let read = async {
+        while !levels.iter().any(|l| l == "DEBUG") {
+            let Some(line) = lines.next_line().await.expect("read") else {
+                break;
+            };
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            levels.push(v["level"].as_str().unwrap_or_default().to_owned());
+            // A client connecting makes the broker log at debug level.
+            if let (None, Some(addr)) = (
+                &client,
+                v["fields"]["listener"]
+                    .as_str()
+                    .and(v["fields"]["addr"].as_str()),
+            ) {
+                let mut c = Client::open(addr.parse().expect("addr"), V5).await;
+                c.connect(connect("json-logs", V5)).await;
+                client = Some(c);
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read).await.expect("log lines");
+    assert!(levels.iter().any(|l| l == "INFO"), "{levels:?}");
+    assert!(
+        levels.iter().any(|l| l == "DEBUG"),
+        "debug from diagnostics.logs.level: {levels:?}"
+    );
+}

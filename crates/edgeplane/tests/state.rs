@@ -1,4 +1,4 @@
-//! `edgeplane state` against a running `edgeplane run`: set, get, list, conditions, watch,
+//! `edgeplane state` and `edgeplane status` against a running `edgeplane run`: set, get, list, conditions, watch,
 //! delete and the exit status of a missing key, all through the state store's MQTT protocol.
 
 use std::process::Stdio;
@@ -98,4 +98,47 @@ async fn unreachable_broker_is_a_clear_error() {
     let (code, _, err) = state("127.0.0.1:9", &["get", "k"]).await;
     assert_eq!(code, 2);
     assert!(err.contains("cannot reach the broker"), "{err}");
+}
+
+/// `edgeplane status` shows a running instance's health, clients and message counts.
+#[tokio::test]
+async fn status_shows_a_running_instance() {
+    let dir = TempDir::new("status-cli");
+    std::fs::write(dir.join("listener.yaml"), LISTENER).expect("write");
+    let (_child, addrs, http) = start_edgeplane_http(BIN, &dir, 1).await;
+    let mut c = Client::open(addrs[0], V5).await;
+    c.connect(connect("status-client", V5)).await;
+    c.publish(publish(
+        "plant/t",
+        "1",
+        edgeplane_tests::codec::QoS::AtLeastOnce,
+        1,
+    ))
+    .await;
+    let out = tokio::time::timeout(
+        WAIT * 2,
+        Command::new(BIN)
+            .args(["status", "--http", &http.to_string()])
+            .output(),
+    )
+    .await
+    .expect("status finished")
+    .expect("run status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(": ready"), "{text}");
+    assert!(text.contains("[+]self-check ok"), "{text}");
+    assert!(text.contains("clients      1 connected"), "{text}");
+    assert!(text.contains("messages     1 received"), "{text}");
+    let down = Command::new(BIN)
+        .args(["status", "--http", "127.0.0.1:9"])
+        .output()
+        .await
+        .expect("run status");
+    assert_eq!(down.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach the HTTP API"));
 }
