@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Cost of metrics on the hot path: QoS 0 and QoS 1 fan-in throughput with /metrics scraped
+# every second (as Prometheus would) against no scraping, alternating for ROUNDS rounds.
+# The counters are always on (relaxed atomics); scraping is the part that can be switched.
+# Usage: scripts/bench/metrics-overhead.sh [ROUNDS]   (default 5)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS="${1:-5}"
+cargo build --release --locked -q -p edgeplane -p edgeplane-bench
+T="${CARGO_TARGET_DIR:-target}/release"
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+mqtt=$(free_port); http=$(free_port); metrics=$(free_port)
+printf 'apiVersion: edgeplane.io/v1\nkind: BrokerListener\nmetadata: {name: bench}\nspec:\n  ports:\n  - port: %s\n    bindAddress: 127.0.0.1\n' "$mqtt" >"$work/l.yaml"
+RUST_LOG=warn "$T/edgeplane" run --config "$work" --http "127.0.0.1:$http" --metrics "127.0.0.1:$metrics" &
+sleep 1
+results="$work/r.tsv"
+for round in $(seq "$ROUNDS"); do
+  for mode in off on; do
+    if [ "$mode" = on ]; then
+      ( while true; do curl -s "http://127.0.0.1:$metrics/metrics" >/dev/null; sleep 1; done ) &
+      scraper=$!
+    fi
+    for qos in 0 1; do
+      out=$("$T/edgeplane-bench" fan-in --broker "127.0.0.1:$mqtt" --clients 10 --messages 200000 --qos "$qos")
+      printf '%s\t%s\t%s\n' "$mode" "$qos" "$out" >>"$results"
+      echo "round $round scrape=$mode qos=$qos: $out" >&2
+    done
+    if [ "$mode" = on ]; then kill $scraper; wait $scraper 2>/dev/null || true; fi
+  done
+done
+python3 - "$results" <<'PY'
+import json, statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    mode, qos, out = line.rstrip("\n").split("\t")
+    rows.setdefault(qos, {}).setdefault(mode, []).append(json.loads(out)["deliveries_per_sec"])
+print("| scenario | without scraping (msg/s) | scraped every 1 s (msg/s) | difference |")
+print("|---|---|---|---|")
+for qos, m in sorted(rows.items()):
+    off, on = statistics.median(m["off"]), statistics.median(m["on"])
+    print(f"| QoS {qos} fan-in 10→1, 64 B | {off:,.0f} | {on:,.0f} | {(on-off)/off*100:+.1f} % |")
+PY
