@@ -49,6 +49,7 @@ impl TestBroker {
                 protocol: Protocol::Mqtt,
                 tls: None,
                 auth: Default::default(),
+                limits: Default::default(),
             },
             ListenerSpec {
                 name: "ws".into(),
@@ -56,6 +57,7 @@ impl TestBroker {
                 protocol: Protocol::WebSockets,
                 tls: None,
                 auth: Default::default(),
+                limits: Default::default(),
             },
         ];
         let broker = Broker::start(settings, listeners)

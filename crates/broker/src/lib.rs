@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use edgeplane_config::Protocol;
-pub use listener::{BoundListener, ListenerSpec};
+pub use listener::{BoundListener, ConnectionLimits, ListenerSpec};
 pub use local::{LocalClient, LocalError, LocalFactory, LocalOptions, Received};
 pub use router::ClientEvent;
 pub use settings::Settings;
@@ -82,7 +82,13 @@ impl Broker {
                 protocol: spec.protocol,
                 tls: spec.tls.is_some(),
             };
-            bound.push((l, info, spec.tls.clone(), Arc::clone(&spec.auth)));
+            let port = listener::Port {
+                protocol: spec.protocol,
+                tls: spec.tls.clone(),
+                auth: Arc::clone(&spec.auth),
+                limits: spec.limits,
+            };
+            bound.push((l, info, port));
         }
         let router = Router::start(Arc::clone(&settings), Arc::clone(&stats));
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -95,13 +101,11 @@ impl Broker {
         });
         let live = Arc::new(());
         let mut listeners = Vec::new();
-        for (l, info, tls, auth) in bound {
+        for (l, info, port) in bound {
             tracing::info!(listener = %info.name, addr = %info.addr, protocol = ?info.protocol, tls = info.tls, "listening");
             let task = listener::accept_loop(
                 l,
-                info.protocol,
-                tls,
-                auth,
+                port,
                 Arc::clone(&ctx),
                 shutdown_rx.clone(),
                 Arc::clone(&live),

@@ -21,6 +21,49 @@ pub struct ListenerSpec {
     pub tls: Option<Arc<ServerTls>>,
     /// Authentication and authorization of this port (none: anonymous, everything allowed).
     pub auth: Arc<ListenerAuth>,
+    /// Abuse limits of this port.
+    pub limits: ConnectionLimits,
+}
+
+/// Abuse limits of a listener port; a refused connection is closed at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections the port holds at once.
+    pub max_connections: Option<u32>,
+    /// New connections accepted per second from one source address.
+    pub max_connects_per_second_per_address: Option<u32>,
+}
+
+/// What an accept loop applies to each connection of its port.
+pub(crate) struct Port {
+    pub protocol: Protocol,
+    pub tls: Option<Arc<ServerTls>>,
+    pub auth: Arc<ListenerAuth>,
+    pub limits: ConnectionLimits,
+}
+
+/// Per-address connection counts of the current one-second window.
+#[derive(Default)]
+struct RateWindow {
+    started: Option<std::time::Instant>,
+    counts: std::collections::HashMap<std::net::IpAddr, u32>,
+}
+
+impl RateWindow {
+    /// Count a connection from `ip`; false when it is over `limit` this second.
+    fn admit(&mut self, ip: std::net::IpAddr, limit: u32) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .started
+            .is_none_or(|s| now.duration_since(s) >= std::time::Duration::from_secs(1))
+        {
+            self.started = Some(now);
+            self.counts.clear();
+        }
+        let n = self.counts.entry(ip).or_insert(0);
+        *n += 1;
+        *n <= limit
+    }
 }
 
 /// A listener that is accepting connections.
@@ -34,13 +77,20 @@ pub struct BoundListener {
 
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    protocol: Protocol,
-    tls: Option<Arc<ServerTls>>,
-    auth: Arc<ListenerAuth>,
+    port: Port,
     ctx: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
     live: Arc<()>,
 ) {
+    let Port {
+        protocol,
+        tls,
+        auth,
+        limits,
+    } = port;
+    // Live connections of this port: every connection task holds a clone.
+    let open = Arc::new(());
+    let mut rate = RateWindow::default();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.changed() => return,
@@ -54,13 +104,28 @@ pub(crate) async fn accept_loop(
                 }
             },
         };
+        if limits
+            .max_connections
+            .is_some_and(|max| Arc::strong_count(&open) > max as usize)
+        {
+            tracing::debug!(%peer, "connection refused: the port holds maxConnections already");
+            continue;
+        }
+        if limits
+            .max_connects_per_second_per_address
+            .is_some_and(|max| !rate.admit(peer.ip(), max))
+        {
+            tracing::debug!(%peer, "connection refused: too many connects per second from this address");
+            continue;
+        }
         let _ = tcp.set_nodelay(true);
         let ctx = Arc::clone(&ctx);
         let live = Arc::clone(&live);
+        let open = Arc::clone(&open);
         let tls = tls.as_ref().map(|t| t.acceptor());
         let auth = Arc::clone(&auth);
         tokio::spawn(async move {
-            let _live = live;
+            let _live = (live, open);
             let Some(acceptor) = tls else {
                 return serve(tcp, protocol, peer, auth, None, ctx).await;
             };

@@ -11,6 +11,7 @@ async fn broker() -> Broker {
         protocol: Protocol::Mqtt,
         tls: None,
         auth: Default::default(),
+        limits: Default::default(),
     };
     Broker::start(
         Settings {

@@ -14,6 +14,7 @@ async fn broker() -> Broker {
         protocol: Protocol::Mqtt,
         tls: None,
         auth: Default::default(),
+        limits: Default::default(),
     };
     Broker::start(
         Settings {

@@ -5,7 +5,9 @@
 //! turns each valid port into a [`ListenerPort`], keeping where each reference was written
 //! so the cross-resource pass can report unresolved names at the right field and line.
 //!
-//! Our extension to the AIO spec: `ports[].bindAddress`, the IP address to bind (default
+//! Our extensions to the AIO spec: `ports[].maxConnections` and
+//! `ports[].maxConnectsPerSecondPerAddress` (abuse limits), and `ports[].bindAddress`, the IP
+//! address to bind (default
 //! `0.0.0.0`), and `port: 0` for an ephemeral port (tests).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -51,6 +53,11 @@ pub struct ListenerPort {
     pub authorization_ref: Option<String>,
     /// `None` means plain TCP.
     pub tls: Option<TlsSettings>,
+    /// Our extension `maxConnections`: connections the port holds at once.
+    pub max_connections: Option<u32>,
+    /// Our extension `maxConnectsPerSecondPerAddress`: new connections accepted per second
+    /// from one source address.
+    pub max_connects_per_second_per_address: Option<u32>,
 }
 
 /// A name written in a field, with where it was written.
@@ -96,7 +103,7 @@ static SPEC: [Field; 4] = [
     req("ports", Schema::List(&Schema::Object(&PORT))),
 ];
 
-static PORT: [Field; 7] = [
+static PORT: [Field; 9] = [
     req("port", Schema::Int(0, 65_535)),
     opt("nodePort", Schema::Int(0, 65_535)),
     opt("protocol", Schema::Enum(&PROTOCOL)),
@@ -104,6 +111,8 @@ static PORT: [Field; 7] = [
     opt("authorizationRef", Schema::Str),
     opt("tls", Schema::Object(&TLS)),
     opt("bindAddress", Schema::StrWith(check_ip)),
+    opt("maxConnections", Schema::Int(1, 10_000_000)),
+    opt("maxConnectsPerSecondPerAddress", Schema::Int(1, 1_000_000)),
 ];
 
 static PROTOCOL: EnumDef = EnumDef {
@@ -180,6 +189,14 @@ fn read_port(item: &Node, listener: &str, path: &str, sink: &mut Sink) -> Option
             authentication_ref: authentication_ref.as_ref().map(|r| r.name.clone()),
             authorization_ref: authorization_ref.as_ref().map(|r| r.name.clone()),
             tls: tls.map(|(settings, _)| settings),
+            max_connections: item
+                .get("maxConnections")
+                .and_then(Node::as_i64)
+                .and_then(|n| u32::try_from(n).ok()),
+            max_connects_per_second_per_address: item
+                .get("maxConnectsPerSecondPerAddress")
+                .and_then(Node::as_i64)
+                .and_then(|n| u32::try_from(n).ok()),
         },
         path: path.to_owned(),
         line: port_node.line,

@@ -71,6 +71,8 @@ fn aio_listener_example_loads_with_its_ports() {
                 authentication_ref: None,
                 authorization_ref: None,
                 tls: None,
+                max_connections: None,
+                max_connects_per_second_per_address: None,
             },
             ListenerPort {
                 listener: "default-external".into(),
@@ -79,6 +81,8 @@ fn aio_listener_example_loads_with_its_ports() {
                 authentication_ref: Some("default-x509".into()),
                 authorization_ref: Some("my-authz".into()),
                 tls: Some(TlsSettings::Automatic),
+                max_connections: None,
+                max_connects_per_second_per_address: None,
             },
         ]
     );

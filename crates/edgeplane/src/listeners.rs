@@ -15,7 +15,7 @@ use edgeplane_broker::auth::{
     Authentication, Authorization, ListenerAuth, Method, PasswordFile, X509Settings,
 };
 use edgeplane_broker::tls::{issue_leaf, Issued, ServerTls};
-use edgeplane_broker::ListenerSpec;
+use edgeplane_broker::{ConnectionLimits, ListenerSpec};
 use edgeplane_config::{Config, SecretData, TlsSettings, TLS_CERT_KEY, TLS_KEY_KEY};
 use parking_lot::RwLock;
 use serde_json::Value;
@@ -107,6 +107,10 @@ pub fn from_config(config: &Config, dir: &Path) -> anyhow::Result<(Vec<ListenerS
             protocol: p.protocol,
             tls,
             auth,
+            limits: ConnectionLimits {
+                max_connections: p.max_connections,
+                max_connects_per_second_per_address: p.max_connects_per_second_per_address,
+            },
         });
     }
     Ok((specs, watched))

@@ -231,6 +231,7 @@ fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyh
                 protocol: Protocol::Mqtt,
                 tls: None,
                 auth: Default::default(),
+                limits: Default::default(),
             };
             (
                 Settings::default(),
