@@ -119,10 +119,10 @@ async fn offline_messages_delivered_on_resume() {
 }
 
 /// §4.1 (both versions): the session state OPTIONALLY holds QoS 0 messages for an offline
-/// client. With `queue_qos0_offline` they are delivered on resume, in order with the others.
+/// client. With `queueQos0WhileOffline` they are delivered on resume, in order with the others.
 #[tokio::test]
 async fn offline_qos0_queued_when_enabled() {
-    let b = TestBroker::with(|s| s.queue_qos0_offline = true).await;
+    let b = TestBroker::with(|s| s.clients.queue_qos0_offline = true).await;
     let mut publisher = b.client("publisher", V5).await;
     for v in [V311, V5] {
         let id = format!("away0-{v:?}");

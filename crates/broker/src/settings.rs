@@ -16,9 +16,6 @@ pub struct Settings {
     pub receive_maximum: u16,
     /// Topic Alias Maximum we advertise for client-to-broker aliases.
     pub topic_alias_maximum: u16,
-    /// Queue QoS 0 messages for offline persistent sessions (the specification allows it;
-    /// Mosquitto and Azure IoT Operations drop them, so the default is off).
-    pub queue_qos0_offline: bool,
     /// How long a new connection may take to send CONNECT (slow-loris protection).
     pub connect_timeout: Duration,
     /// Period of `$SYS/broker/...` statistics; `None` disables them.
@@ -33,7 +30,6 @@ impl Default for Settings {
             clients: ClientLimits::default(),
             receive_maximum: 100,
             topic_alias_maximum: 64,
-            queue_qos0_offline: false,
             connect_timeout: Duration::from_secs(10),
             sys_interval: Some(Duration::from_secs(10)),
             partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),

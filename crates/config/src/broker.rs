@@ -84,6 +84,9 @@ pub struct ClientLimits {
     /// Upper bound of a client's Keep Alive.
     pub max_keep_alive_secs: Option<u16>,
     pub subscriber_queue_limit: Option<QueueLimit>,
+    /// Our extension `queueQos0WhileOffline`: queue QoS 0 messages for offline persistent
+    /// sessions (the specification allows it; Mosquitto and AIO drop them, the default).
+    pub queue_qos0_offline: bool,
 }
 
 impl Default for ClientLimits {
@@ -94,6 +97,7 @@ impl Default for ClientLimits {
             max_packet_size: MemoryProfile::default().max_packet_size(),
             max_receive_maximum: u16::MAX,
             max_keep_alive_secs: None,
+            queue_qos0_offline: false,
             subscriber_queue_limit: None,
         }
     }
@@ -197,12 +201,14 @@ pub(crate) static PRIVATE_KEY: [Field; 2] = [
     ),
 ];
 
-static CLIENTS: [Field; 6] = [
+static CLIENTS: [Field; 7] = [
     opt("maxSessionExpirySeconds", Schema::Int(1, u32::MAX as i64)),
     opt("maxMessageExpirySeconds", Schema::Int(1, u32::MAX as i64)),
     opt("maxPacketSizeBytes", Schema::Int(1, 268_435_456)),
     opt("maxReceiveMaximum", Schema::Int(1, 65_535)),
     opt("maxKeepAliveSeconds", Schema::Int(0, 65_535)),
+    // Edgeplane extension: queue QoS 0 messages for offline persistent sessions.
+    opt("queueQos0WhileOffline", Schema::Bool),
     opt(
         "subscriberQueueLimit",
         Schema::Object(&[
@@ -317,6 +323,10 @@ fn read_clients(clients: Option<&Node>, profile: MemoryProfile) -> ClientLimits 
             .unwrap_or(defaults.max_receive_maximum),
         max_keep_alive_secs: int_at(clients, &["maxKeepAliveSeconds"]),
         subscriber_queue_limit,
+        queue_qos0_offline: clients
+            .get("queueQos0WhileOffline")
+            .and_then(Node::as_bool)
+            .unwrap_or(false),
     }
 }
 

@@ -162,6 +162,13 @@ impl Node {
         }
     }
 
+    pub(crate) fn as_bool(&self) -> Option<bool> {
+        match self.value {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
     pub(crate) fn as_i64(&self) -> Option<i64> {
         match self.value {
             Value::Int(i) => Some(i),

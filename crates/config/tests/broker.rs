@@ -73,6 +73,7 @@ fn aio_broker_example_loads_with_its_values() {
                 length: 1000,
                 strategy: QueueStrategy::DropOldest,
             }),
+            queue_qos0_offline: false,
         }
     );
     assert_eq!(broker.raw_spec["cardinality"]["frontend"]["replicas"], 2);
@@ -207,5 +208,29 @@ fn only_one_broker_is_allowed() {
         found.message.contains("only one Broker"),
         "{}",
         found.message
+    );
+}
+
+/// Our extension `advanced.clients.queueQos0WhileOffline` turns on QoS 0 queueing for
+/// offline sessions; a value that is not a boolean is an error naming the field.
+#[test]
+fn queue_qos0_while_offline() {
+    let doc = |v: &str| {
+        format!("apiVersion: edgeplane.io/v1\nkind: Broker\nmetadata: {{name: default}}\nspec:\n  advanced:\n    clients:\n      queueQos0WhileOffline: {v}\n")
+    };
+    let config = edgeplane_config::load_str("b.yaml", &doc("true")).expect("valid");
+    assert!(config.broker.clients.queue_qos0_offline);
+    assert!(
+        !edgeplane_config::Config::default()
+            .broker
+            .clients
+            .queue_qos0_offline
+    );
+    let errors = edgeplane_config::load_str("b.yaml", &doc("sometimes")).expect_err("invalid");
+    assert!(
+        errors
+            .to_string()
+            .contains("spec.advanced.clients.queueQos0WhileOffline"),
+        "{errors}"
     );
 }

@@ -512,7 +512,7 @@ impl Partition {
         let settings = Arc::clone(&self.router.settings);
         let stats = Arc::clone(&self.router.stats);
         let Some(s) = self.session(idx) else { return };
-        if s.conn.is_none() && qos == QoS::AtMostOnce && !settings.queue_qos0_offline {
+        if s.conn.is_none() && qos == QoS::AtMostOnce && !settings.clients.queue_qos0_offline {
             Stats::add(&stats.dropped_qos0_offline, 1);
             return;
         }
