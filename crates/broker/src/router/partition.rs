@@ -40,6 +40,11 @@ pub(super) struct Partition {
     group_ids: HashMap<(String, String), u32>,
     timers: BinaryHeap<Reverse<(Instant, u32, u64, TimerKind)>>,
     next_epoch: u64,
+    /// Buffers reused by every routed message, so matching allocates nothing per message:
+    /// (session, QoS, retain as published, subscription ids) per matched session, and the
+    /// shared groups matched.
+    hits: Vec<(u32, QoS, bool, Vec<u32>)>,
+    shared_hits: Vec<u32>,
 }
 
 const BATCH: usize = 64;
@@ -57,6 +62,8 @@ impl Partition {
             group_ids: HashMap::new(),
             timers: BinaryHeap::new(),
             next_epoch: 1,
+            hits: Vec::new(),
+            shared_hits: Vec::new(),
         }
     }
 
@@ -444,10 +451,10 @@ impl Partition {
     // ---- publish path ----------------------------------------------------------------
 
     fn on_publish(&mut self, msg: &Arc<Message>) {
-        // (session, qos, retain-as-published, subscription ids) per matched session: one
-        // copy per session at the highest granted QoS with every matching identifier.
-        let mut hits: Vec<(u32, QoS, bool, Vec<u32>)> = Vec::new();
-        let mut shared: Vec<u32> = Vec::new();
+        // One copy per matched session at the highest granted QoS with every matching
+        // subscription identifier.
+        let mut hits = std::mem::take(&mut self.hits);
+        let mut shared = std::mem::take(&mut self.shared_hits);
         let sessions = &self.sessions;
         self.trie.for_each_match(&msg.topic, |e| match e.target {
             Target::Session(idx) => {
@@ -473,10 +480,11 @@ impl Partition {
             }
             Target::Shared(g) => shared.push(g),
         });
-        for (idx, qos, rap, sub_ids) in hits {
+        for (idx, qos, rap, sub_ids) in hits.drain(..) {
             self.enqueue(idx, msg, msg.qos.min(qos), msg.retain && rap, sub_ids);
         }
-        for g in shared {
+        self.hits = hits;
+        for g in shared.drain(..) {
             let Some(member) = self.groups[g as usize]
                 .as_mut()
                 .and_then(|grp| grp.pick(msg))
@@ -505,6 +513,7 @@ impl Partition {
                 self.router.send_inter(member.partition, m);
             }
         }
+        self.shared_hits = shared;
     }
 
     /// Queue one message for a session (applying the queue limit) and push what can go out.

@@ -60,11 +60,12 @@ impl Group {
         if self.members.is_empty() {
             return None;
         }
-        let online: Vec<usize> = (0..self.members.len())
-            .filter(|&i| self.members[i].online)
-            .collect();
-        let pool: Vec<usize> = if online.is_empty() {
-            (0..self.members.len()).collect()
+        // The pool is the connected members, or every member when none is connected; it is
+        // indexed in place (this runs for every message to the group).
+        let online = self.members.iter().filter(|m| m.online).count();
+        let in_pool = |m: &Member| online == 0 || m.online;
+        let pool_len = if online == 0 {
+            self.members.len()
         } else {
             online
         };
@@ -73,13 +74,13 @@ impl Group {
             .user_properties
             .iter()
             .find(|(k, _)| k == "$partition");
-        let chosen = match key {
-            Some((_, v)) => pool[super::hash_index(v, pool.len())],
+        let nth = match key {
+            Some((_, v)) => super::hash_index(v, pool_len),
             None => {
                 self.next = self.next.wrapping_add(1);
-                pool[self.next % pool.len()]
+                self.next % pool_len
             }
         };
-        self.members.get(chosen)
+        self.members.iter().filter(|m| in_pool(m)).nth(nth)
     }
 }
