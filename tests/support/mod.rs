@@ -481,3 +481,21 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Run `bin run --config dir`, which must fail to start within [`WAIT`]; returns its stderr.
+pub async fn edgeplane_start_failure(bin: &str, dir: &std::path::Path) -> String {
+    let run = tokio::process::Command::new(bin)
+        .arg("run")
+        .arg("--config")
+        .arg(dir)
+        .output();
+    let out = tokio::time::timeout(WAIT, run)
+        .await
+        .expect("exits")
+        .expect("run edgeplane");
+    assert!(
+        !out.status.success(),
+        "edgeplane started although it should have refused"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

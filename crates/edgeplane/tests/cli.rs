@@ -141,19 +141,7 @@ async fn run_refuses_invalid_config() {
         "apiVersion: edgeplane.io/v1\nkind: Gateway\nmetadata: {name: a}\n",
     )
     .expect("write");
-    let out = tokio::time::timeout(
-        WAIT,
-        Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(&dir)
-            .output(),
-    )
-    .await
-    .expect("exits")
-    .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = edgeplane_start_failure(BIN, &dir).await;
     assert!(err.contains("x.yaml") && err.contains("Gateway"), "{err}");
 }
 

@@ -239,19 +239,7 @@ async fn automatic_tls_issues_from_local_ca() {
 async fn automatic_tls_without_ca_is_a_clear_error() {
     let dir = temp_dir("no-ca");
     std::fs::write(dir.join("listener.yaml"), listener("{mode: Automatic}")).expect("write");
-    let out = tokio::time::timeout(
-        WAIT,
-        Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(&dir)
-            .output(),
-    )
-    .await
-    .expect("exits")
-    .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = edgeplane_start_failure(BIN, &dir).await;
     assert!(
         err.contains("edgeplane certs") && err.contains("BrokerListener/secure"),
         "{err}"
