@@ -1,0 +1,1 @@
+//! Dataflows: the expression language and the transform engine (enrich → filter → map).
