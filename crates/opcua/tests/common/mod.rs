@@ -1,0 +1,142 @@
+//! Helpers shared by the OPC UA integration tests: a fast simulator configuration, client
+//! settings with short backoffs, and waits that fail with a message instead of hanging.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use edgeplane_opcua::client::{
+    Backoff, Connection, DataChange, DataPoint, Dataset, EndpointConfig, EndpointStatus,
+    EventSource, Notification,
+};
+use edgeplane_opcua::sim::{NodeRate, SimConfig, SimSecurity};
+use tokio::sync::mpsc;
+
+/// Upper bound for any single wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A simulator on an ephemeral localhost port, values changing every 100 ms.
+pub fn sim_config(pki: &Path) -> SimConfig {
+    SimConfig {
+        bind: "127.0.0.1:0".parse().expect("literal address"),
+        pki_dir: pki.to_path_buf(),
+        fast: NodeRate {
+            count: 2,
+            interval: Duration::from_millis(100),
+        },
+        slow: NodeRate {
+            count: 1,
+            interval: Duration::from_millis(500),
+        },
+        event_interval: Duration::from_millis(200),
+        security: vec![SimSecurity::None, SimSecurity::Basic256Sha256SignAndEncrypt],
+        ..SimConfig::default()
+    }
+}
+
+/// Client settings with a short backoff so reconnects happen within the test's bounds.
+pub fn client_config(url: &str, pki: &Path) -> EndpointConfig {
+    let mut cfg = EndpointConfig::new(url, pki);
+    cfg.reconnect = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(500),
+    };
+    cfg.keep_alive_interval = Duration::from_secs(1);
+    cfg.request_timeout = Duration::from_secs(5);
+    cfg
+}
+
+/// A dataset over the given simulator node names (`Fast.Sine.0` …), data points named
+/// after the nodes.
+pub fn dataset(name: &str, nodes: &[&str]) -> Dataset {
+    Dataset {
+        name: name.into(),
+        publishing_interval: Duration::from_millis(100),
+        data_points: nodes
+            .iter()
+            .map(|n| DataPoint {
+                name: (*n).into(),
+                node_id: format!("nsu={};s={n}", edgeplane_opcua::sim::NAMESPACE_URI),
+                sampling_interval: Duration::from_millis(100),
+                queue_size: 10,
+            })
+            .collect(),
+    }
+}
+
+/// The simulator's event source.
+pub fn events() -> EventSource {
+    EventSource {
+        name: "alarms".into(),
+        node_id: "ns=2;s=Special.Events".into(),
+        publishing_interval: Duration::from_millis(100),
+        queue_size: 100,
+    }
+}
+
+/// Waits until the status satisfies `pred`, returning it.
+pub async fn wait_status(
+    conn: &Connection,
+    what: &str,
+    pred: impl Fn(&EndpointStatus) -> bool,
+) -> Result<EndpointStatus> {
+    let mut rx = conn.watch_status();
+    let found = tokio::time::timeout(WAIT, async {
+        loop {
+            let current = rx.borrow_and_update().clone();
+            if pred(&current) {
+                return Ok(current);
+            }
+            if rx.changed().await.is_err() {
+                bail!("connection stopped while waiting for {what}");
+            }
+        }
+    })
+    .await;
+    match found {
+        Ok(r) => r,
+        Err(_) => bail!("timed out waiting for {what}; status is {}", conn.status()),
+    }
+}
+
+/// Collects data changes until every named data point has shown at least `distinct`
+/// different values; returns them by data point.
+pub async fn distinct_values(
+    rx: &mut mpsc::Receiver<Notification>,
+    points: &[&str],
+    distinct: usize,
+) -> Result<HashMap<String, Vec<DataChange>>> {
+    let mut seen: HashMap<String, Vec<DataChange>> = HashMap::new();
+    let done = |seen: &HashMap<String, Vec<DataChange>>| {
+        points.iter().all(|p| {
+            seen.get(*p).is_some_and(|v| {
+                v.iter()
+                    .map(|c| c.value.to_string())
+                    .collect::<HashSet<_>>()
+                    .len()
+                    >= distinct
+            })
+        })
+    };
+    tokio::time::timeout(WAIT, async {
+        while !done(&seen) {
+            match rx.recv().await.context("notification channel closed")? {
+                Notification::Data(c) => seen.entry(c.data_point.to_string()).or_default().push(c),
+                Notification::Event(_) => {}
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+    .with_context(|| {
+        let got: Vec<String> = seen
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.len()))
+            .collect();
+        format!("timed out waiting for {distinct} distinct values of {points:?}; got {got:?}")
+    })??;
+    Ok(seen)
+}

@@ -1,0 +1,174 @@
+//! The connector against the simulator over real sockets: values from several node kinds,
+//! events, the identities, and the error statuses a user sees when something is wrong.
+
+mod common;
+
+use anyhow::{ensure, Context, Result};
+use common::{client_config, dataset, distinct_values, events, sim_config, wait_status, WAIT};
+use edgeplane_opcua::client::{
+    rejected_certificates, trust, Auth, Connection, EndpointStatus, Notification, Security,
+    SecurityMode, SecurityPolicy,
+};
+use edgeplane_opcua::sim::{Sim, SimUser};
+use tempfile::TempDir;
+
+const KINDS: [&str; 5] = [
+    "Fast.Counter.0",
+    "Fast.Sine.1",
+    "Fast.Toggle.0",
+    "Fast.Trend.0",
+    "Fast.Random.0",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_most_secure_receives_values_bad_status_and_events() -> Result<()> {
+    let dir = TempDir::new()?;
+    let sim = Sim::start(sim_config(&dir.path().join("sim-pki"))).await?;
+    let mut cfg = client_config(sim.endpoint_url(), &dir.path().join("client-pki"));
+    cfg.auto_accept_untrusted_server_certs = true;
+    let mut points: Vec<&str> = KINDS.to_vec();
+    points.push("Special.Bad");
+    let (conn, mut rx) = Connection::start(cfg, vec![dataset("plc", &points)], vec![events()])?;
+    wait_status(&conn, "connected", |s| *s == EndpointStatus::Connected).await?;
+
+    let seen = distinct_values(&mut rx, &KINDS, 2).await?;
+    ensure!(
+        seen["Fast.Toggle.0"].iter().any(|c| c.value == true)
+            && seen["Fast.Toggle.0"].iter().any(|c| c.value == false),
+        "toggle flips"
+    );
+    for change in seen.values().flatten() {
+        ensure!(change.dataset.as_ref() == "plc", "dataset name carried");
+        ensure!(
+            change.source_timestamp.is_some(),
+            "source timestamp carried"
+        );
+    }
+    let mut bad = None;
+    let mut event = None;
+    tokio::time::timeout(WAIT, async {
+        while bad.is_none() || event.is_none() {
+            match rx.recv().await {
+                Some(Notification::Data(c)) if c.data_point.as_ref() == "Special.Bad" => {
+                    bad = Some(c)
+                }
+                Some(Notification::Event(e)) => event = Some(e),
+                Some(_) => {}
+                None => break,
+            }
+        }
+    })
+    .await
+    .context("bad-status value and event")?;
+    let bad = bad.context("bad node value")?;
+    ensure!(bad.status.is_bad(), "bad node reports {}", bad.status);
+    ensure!(bad.status.symbol() == "BadSensorFailure", "{}", bad.status);
+    let event = event.context("event")?;
+    ensure!(event.source.as_ref() == "alarms");
+    let message = event.fields["Message"].as_str().unwrap_or_default();
+    ensure!(
+        message.starts_with("simulated event"),
+        "message {message:?}"
+    );
+    ensure!(event.fields["SourceName"] == "Special.Events");
+    ensure!(event.time.is_some());
+
+    conn.shutdown().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+fn user_sim_config(dir: &TempDir) -> edgeplane_opcua::sim::SimConfig {
+    let mut cfg = sim_config(&dir.path().join("sim-pki"));
+    cfg.allow_anonymous = false;
+    cfg.users = vec![SimUser {
+        username: "operator".into(),
+        password: "s3cret".into(),
+    }];
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn username_password_receives_values() -> Result<()> {
+    let dir = TempDir::new()?;
+    let sim = Sim::start(user_sim_config(&dir)).await?;
+    let mut cfg = client_config(sim.endpoint_url(), &dir.path().join("client-pki"));
+    cfg.security = Security::Require(SecurityMode::None, SecurityPolicy::None);
+    cfg.auth = Auth::UsernamePassword {
+        username: "operator".into(),
+        password: "s3cret".into(),
+    };
+    let (conn, mut rx) = Connection::start(cfg, vec![dataset("plc", &KINDS[..2])], vec![])?;
+    wait_status(&conn, "connected", |s| *s == EndpointStatus::Connected).await?;
+    distinct_values(&mut rx, &KINDS[..2], 3).await?;
+    conn.shutdown().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_anonymous_give_clear_statuses() -> Result<()> {
+    let dir = TempDir::new()?;
+    let sim = Sim::start(user_sim_config(&dir)).await?;
+    let mut cfg = client_config(sim.endpoint_url(), &dir.path().join("client-pki"));
+    cfg.security = Security::Require(SecurityMode::None, SecurityPolicy::None);
+    cfg.auth = Auth::UsernamePassword {
+        username: "operator".into(),
+        password: "wrong".into(),
+    };
+    let (conn, _rx) = Connection::start(cfg.clone(), vec![dataset("plc", &KINDS[..1])], vec![])?;
+    let status = wait_status(&conn, "an error", |s| matches!(s, EndpointStatus::Error(_))).await?;
+    ensure!(
+        status.to_string().contains("bad user or password"),
+        "status: {status}"
+    );
+    conn.shutdown().await;
+
+    cfg.auth = Auth::Anonymous;
+    let (conn, _rx) = Connection::start(cfg, vec![dataset("plc", &KINDS[..1])], vec![])?;
+    let status = wait_status(&conn, "an error", |s| matches!(s, EndpointStatus::Error(_))).await?;
+    ensure!(
+        status.to_string().contains("does not accept anonymous"),
+        "status: {status}"
+    );
+    conn.shutdown().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_server_certificate_is_saved_and_trusting_it_connects() -> Result<()> {
+    let dir = TempDir::new()?;
+    let sim = Sim::start(sim_config(&dir.path().join("sim-pki"))).await?;
+    let pki = dir.path().join("client-pki");
+    let cfg = client_config(sim.endpoint_url(), &pki);
+    let (conn, mut rx) = Connection::start(cfg, vec![dataset("plc", &KINDS[..1])], vec![])?;
+
+    let status = wait_status(&conn, "an error", |s| matches!(s, EndpointStatus::Error(_))).await?;
+    let text = status.to_string();
+    ensure!(
+        text.contains("server certificate not trusted: saved to") && text.contains("rejected"),
+        "status: {text}"
+    );
+    let rejected = rejected_certificates(&pki)?;
+    ensure!(
+        rejected.len() == 1,
+        "one rejected certificate: {rejected:?}"
+    );
+    ensure!(
+        text.contains(&*rejected[0].path.to_string_lossy()),
+        "status names the file"
+    );
+
+    let trusted = trust(&pki, &rejected[0].thumbprint)?;
+    ensure!(trusted.starts_with(pki.join("trusted")));
+    ensure!(
+        rejected_certificates(&pki)?.is_empty(),
+        "moved out of rejected/"
+    );
+    wait_status(&conn, "connected", |s| *s == EndpointStatus::Connected).await?;
+    distinct_values(&mut rx, &KINDS[..1], 2).await?;
+    conn.shutdown().await;
+    sim.shutdown().await;
+    Ok(())
+}
