@@ -4,7 +4,9 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::{client_config, dataset, distinct_values, events, sim_config, wait_status, WAIT};
+use common::{
+    client_config, dataset, distinct_values, events, seeded_pki, sim_config, wait_status, WAIT,
+};
 use edgeplane_opcua::client::{
     rejected_certificates, trust, Auth, Connection, EndpointStatus, Notification, Security,
     SecurityMode, SecurityPolicy,
@@ -22,9 +24,15 @@ const KINDS: [&str; 5] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_most_secure_receives_values_bad_status_and_events() -> Result<()> {
+    // Empty PKI directories: both sides create their certificates on first start.
     let dir = TempDir::new()?;
     let sim = Sim::start(sim_config(&dir.path().join("sim-pki"))).await?;
-    let mut cfg = client_config(sim.endpoint_url(), &dir.path().join("client-pki"));
+    ensure!(
+        sim.certificate_path().exists(),
+        "simulator certificate created"
+    );
+    let client_pki = dir.path().join("client-pki");
+    let mut cfg = client_config(sim.endpoint_url(), &client_pki);
     cfg.auto_accept_untrusted_server_certs = true;
     let mut points: Vec<&str> = KINDS.to_vec();
     points.push("Special.Bad");
@@ -72,27 +80,37 @@ async fn anonymous_most_secure_receives_values_bad_status_and_events() -> Result
     );
     ensure!(event.fields["SourceName"] == "Special.Events");
     ensure!(event.time.is_some());
+    conn.shutdown().await;
 
+    // The certificate is kept: a second connection with the same PKI reuses it, and the
+    // auto-accepted server certificate is now in the trust list.
+    let own = client_pki.join("own/cert.der");
+    let before = std::fs::read(&own)?;
+    let cfg = client_config(sim.endpoint_url(), &client_pki);
+    let (conn, _rx) = Connection::start(cfg, vec![dataset("plc", &KINDS[..1])], vec![])?;
+    wait_status(&conn, "connected", |s| *s == EndpointStatus::Connected).await?;
+    ensure!(std::fs::read(&own)? == before, "client certificate kept");
     conn.shutdown().await;
     sim.shutdown().await;
     Ok(())
 }
 
-fn user_sim_config(dir: &TempDir) -> edgeplane_opcua::sim::SimConfig {
-    let mut cfg = sim_config(&dir.path().join("sim-pki"));
+async fn user_sim_config(dir: &TempDir) -> Result<edgeplane_opcua::sim::SimConfig> {
+    let mut cfg = sim_config(&seeded_pki("sim", &dir.path().join("sim-pki")).await?);
     cfg.allow_anonymous = false;
     cfg.users = vec![SimUser {
         username: "operator".into(),
         password: "s3cret".into(),
     }];
-    cfg
+    Ok(cfg)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn username_password_receives_values() -> Result<()> {
     let dir = TempDir::new()?;
-    let sim = Sim::start(user_sim_config(&dir)).await?;
-    let mut cfg = client_config(sim.endpoint_url(), &dir.path().join("client-pki"));
+    let sim = Sim::start(user_sim_config(&dir).await?).await?;
+    let pki = seeded_pki("client", &dir.path().join("client-pki")).await?;
+    let mut cfg = client_config(sim.endpoint_url(), &pki);
     cfg.security = Security::Require(SecurityMode::None, SecurityPolicy::None);
     cfg.auth = Auth::UsernamePassword {
         username: "operator".into(),
@@ -109,8 +127,9 @@ async fn username_password_receives_values() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_anonymous_give_clear_statuses() -> Result<()> {
     let dir = TempDir::new()?;
-    let sim = Sim::start(user_sim_config(&dir)).await?;
-    let mut cfg = client_config(sim.endpoint_url(), &dir.path().join("client-pki"));
+    let sim = Sim::start(user_sim_config(&dir).await?).await?;
+    let pki = seeded_pki("client", &dir.path().join("client-pki")).await?;
+    let mut cfg = client_config(sim.endpoint_url(), &pki);
     cfg.security = Security::Require(SecurityMode::None, SecurityPolicy::None);
     cfg.auth = Auth::UsernamePassword {
         username: "operator".into(),
@@ -139,8 +158,9 @@ async fn wrong_password_and_anonymous_give_clear_statuses() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_server_certificate_is_saved_and_trusting_it_connects() -> Result<()> {
     let dir = TempDir::new()?;
-    let sim = Sim::start(sim_config(&dir.path().join("sim-pki"))).await?;
-    let pki = dir.path().join("client-pki");
+    let sim_pki = seeded_pki("sim", &dir.path().join("sim-pki")).await?;
+    let sim = Sim::start(sim_config(&sim_pki)).await?;
+    let pki = seeded_pki("client", &dir.path().join("client-pki")).await?;
     let cfg = client_config(sim.endpoint_url(), &pki);
     let (conn, mut rx) = Connection::start(cfg, vec![dataset("plc", &KINDS[..1])], vec![])?;
 

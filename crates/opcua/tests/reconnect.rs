@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use common::{client_config, dataset, distinct_values, events, sim_config, wait_status, WAIT};
+use common::{
+    client_config, dataset, distinct_values, events, seeded_pki, sim_config, wait_status, WAIT,
+};
 use edgeplane_opcua::client::{Connection, EndpointStatus, Notification};
 use edgeplane_opcua::sim::{Sim, SimHandle};
 use tempfile::TempDir;
@@ -41,10 +43,12 @@ async fn settled_monitored_items(sim: &SimHandle, expected: usize) -> Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_on_same_port_is_reported_and_recovered_without_duplicates() -> Result<()> {
     let dir = TempDir::new()?;
-    let sim_pki = dir.path().join("sim-pki");
+    let sim_pki = seeded_pki("sim", &dir.path().join("sim-pki")).await?;
     let sim = Sim::start(sim_config(&sim_pki)).await?;
     let addr = sim.local_addr();
-    let mut cfg = client_config(sim.endpoint_url(), &dir.path().join("client-pki"));
+    let certificate = std::fs::read(sim.certificate_path())?;
+    let client_pki = seeded_pki("client", &dir.path().join("client-pki")).await?;
+    let mut cfg = client_config(sim.endpoint_url(), &client_pki);
     cfg.auto_accept_untrusted_server_certs = true;
     let (conn, mut rx) = Connection::start(cfg, vec![dataset("plc", &POINTS)], vec![events()])?;
     wait_status(&conn, "connected", |s| *s == EndpointStatus::Connected).await?;
@@ -66,6 +70,10 @@ async fn restart_on_same_port_is_reported_and_recovered_without_duplicates() -> 
     let mut restart = sim_config(&sim_pki);
     restart.bind = addr;
     let sim = Sim::start(restart).await?;
+    ensure!(
+        std::fs::read(sim.certificate_path())? == certificate,
+        "the restarted simulator keeps its certificate"
+    );
     wait_status(&conn, "reconnected", |s| *s == EndpointStatus::Connected).await?;
     while rx.try_recv().is_ok() {}
     let seen = distinct_values(&mut rx, &POINTS[..2], 3).await?;

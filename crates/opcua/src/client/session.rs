@@ -93,9 +93,10 @@ impl Supervisor {
             match self.round().await {
                 Round::Stopped => return,
                 Round::Lost => {
+                    // Was connected: start over from the shortest wait (which also keeps a
+                    // server that accepts and then drops us from causing a busy loop).
                     delay = self.config.reconnect.initial;
                     self.set_status(EndpointStatus::Connecting);
-                    continue;
                 }
                 Round::Failed(why) => {
                     tracing::warn!(url = %self.config.url, error = %why, "opc ua connection failed");

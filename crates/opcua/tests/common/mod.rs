@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -12,11 +12,63 @@ use edgeplane_opcua::client::{
     Backoff, Connection, DataChange, DataPoint, Dataset, EndpointConfig, EndpointStatus,
     EventSource, Notification,
 };
-use edgeplane_opcua::sim::{NodeRate, SimConfig, SimSecurity};
-use tokio::sync::mpsc;
+use edgeplane_opcua::sim::{NodeRate, Sim, SimConfig, SimSecurity};
+use tokio::sync::{mpsc, OnceCell};
 
 /// Upper bound for any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Application instance certificates shared by the tests. RSA key generation takes seconds
+/// in debug builds, so most tests start from copies of these (kept in the target's temp
+/// directory and renewed after 30 days); the tests that check a certificate is created on
+/// first start use empty PKI directories instead.
+static SEED: OnceCell<PathBuf> = OnceCell::const_new();
+
+async fn seed() -> Result<&'static PathBuf> {
+    SEED.get_or_try_init(|| async {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let dir = tmp.join("opcua-pki-seed");
+        if seed_is_fresh(&dir) {
+            return Ok(dir);
+        }
+        let staging = tmp.join(format!("opcua-pki-seed.{}", std::process::id()));
+        let sim = Sim::start(sim_config(&staging.join("sim"))).await?;
+        let client = client_config(sim.endpoint_url(), &staging.join("client"));
+        drop(Connection::start(client, Vec::new(), Vec::new())?);
+        sim.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        if std::fs::rename(&staging, &dir).is_err() {
+            // Another test binary won the race; use its seed.
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        Ok(dir)
+    })
+    .await
+}
+
+fn seed_is_fresh(dir: &Path) -> bool {
+    ["sim", "client"].iter().all(|w| {
+        std::fs::metadata(dir.join(w).join("own/cert.der"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < Duration::from_secs(30 * 24 * 3600))
+    })
+}
+
+/// A PKI directory at `dst` holding a copy of the seeded simulator (`"sim"`) or client
+/// (`"client"`) certificate and key; nothing is trusted or rejected yet.
+pub async fn seeded_pki(which: &str, dst: &Path) -> Result<PathBuf> {
+    let src = seed().await?.join(which);
+    for sub in ["own", "private"] {
+        std::fs::create_dir_all(dst.join(sub))?;
+        for entry in std::fs::read_dir(src.join(sub))? {
+            let entry = entry?;
+            std::fs::copy(entry.path(), dst.join(sub).join(entry.file_name()))?;
+        }
+    }
+    Ok(dst.to_path_buf())
+}
 
 /// A simulator on an ephemeral localhost port, values changing every 100 ms.
 pub fn sim_config(pki: &Path) -> SimConfig {
