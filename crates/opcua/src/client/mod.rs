@@ -268,6 +268,10 @@ pub struct Connection {
 impl Connection {
     /// Validates the settings and starts connecting in the background. Notifications
     /// arrive on the returned receiver.
+    ///
+    /// Must be called within a Tokio runtime. On first start this creates the application
+    /// instance certificate in the PKI directory; RSA key generation blocks the calling
+    /// thread for a moment (seconds in unoptimized builds).
     pub fn start(
         config: EndpointConfig,
         datasets: Vec<Dataset>,

@@ -155,7 +155,8 @@ impl Supervisor {
             }
         };
         let (events_tx, mut events) = mpsc::unbounded_channel();
-        let driver = tokio::spawn(drive(event_loop, events_tx));
+        // Aborted on drop too, so an aborted supervisor does not leave the session running.
+        let driver = AbortOnDrop(tokio::spawn(drive(event_loop, events_tx)));
         let round = self.serve(&session, &endpoint, &mut events).await;
         if matches!(round, Round::Stopped) {
             let _ = tokio::time::timeout(Duration::from_secs(5), session.disconnect()).await;
@@ -163,7 +164,7 @@ impl Supervisor {
             session.disable_reconnects();
             let _ = tokio::time::timeout(Duration::from_secs(2), session.disconnect()).await;
         }
-        driver.abort();
+        drop(driver);
         round
     }
 
@@ -212,6 +213,15 @@ impl Supervisor {
                 }
             }
         }
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

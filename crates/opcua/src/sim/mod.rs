@@ -194,7 +194,8 @@ impl SimConfig {
 pub struct Sim;
 
 impl Sim {
-    /// Starts the simulator and returns once it accepts connections.
+    /// Starts the simulator and returns once it accepts connections. On first start it
+    /// creates the certificate, which blocks the calling thread for a moment.
     pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         cfg.validate()?;
         let listener = TcpListener::bind(cfg.bind)
