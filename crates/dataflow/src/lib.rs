@@ -1,1 +1,71 @@
-//! Dataflows: the expression language and the transform engine (enrich → filter → map).
+//! Dataflows: the Azure IoT Operations dataflow expression language and the
+//! BuiltInTransformation engine (enrich → filter → map), as a pure library.
+//!
+//! - [`expr`] compiles and evaluates expressions (`cToF($1) > 100 && $2 == "on"`).
+//! - [`path`] parses field references (`Payload."Tag.10".Value`, `$metadata.topic`,
+//!   `$context(asset).location`, `temperature ? $last`).
+//! - [`config`] mirrors the resource's `builtInTransformationSettings`.
+//! - [`BuiltInTransformation`] compiles those settings and applies them to [`Message`]s,
+//!   reading enrichment records from a [`DatasetSource`] that the caller keeps fresh.
+//!
+//! Nothing here does I/O: the runtime feeds messages in, takes [`Outcome`]s out, and
+//! owns the connection to the broker and the state store.
+//!
+//! ```
+//! use edgeplane_dataflow::{BuiltInTransformation, Datasets, Message, Outcome};
+//! use serde_json::json;
+//!
+//! let settings = serde_json::from_value(json!({
+//!     "datasets": [{"key": "assets", "inputs": ["$source.deviceId", "$context.asset"],
+//!                   "expression": "$1 == $2"}],
+//!     "filter": [{"inputs": ["temperature"], "expression": "$1 > 100",
+//!                 "description": "sensor glitch"}],
+//!     "map": [
+//!         {"inputs": ["*"], "output": "*"},
+//!         {"inputs": ["temperature"], "output": "temperatureF", "expression": "cToF($1)"},
+//!         {"inputs": ["$context(assets).location"], "output": "location"}
+//!     ]
+//! }))?;
+//! let mut transform = BuiltInTransformation::compile(&settings)?;
+//! let mut datasets = Datasets::new();
+//! datasets.set_json_lines("assets", r#"{"asset": "t1", "location": "room1"}"#)?;
+//!
+//! let msg = Message::new("thermostats/t1", json!({"deviceId": "t1", "temperature": 25}));
+//! let Outcome::Emit(out) = transform.apply(msg, &datasets)? else { unreachable!() };
+//! assert_eq!(out.payload, json!({"deviceId": "t1", "temperatureF": 77.0, "location": "room1"}));
+//!
+//! let hot = Message::new("thermostats/t1", json!({"deviceId": "t1", "temperature": 900}));
+//! let Outcome::Dropped(reason) = transform.apply(hot, &datasets)? else { unreachable!() };
+//! assert_eq!(reason.to_string(), "filter[0] matched (sensor glitch)");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Where Microsoft's pages leave a behaviour open, this crate decides as follows:
+//! - A missing input (or JSON `null`) reads as `()`; operators and functions given `()`
+//!   return `()` (except `==`, `!=`, `typeof`, `contains`), a rule whose result is `()`
+//!   writes nothing, and a filter or dataset condition that gives `()` counts as false.
+//! - Map rules read the input message and write a new payload that starts empty; with
+//!   no map rules the payload passes unchanged. A later rule with a lower wildcard rank
+//!   that reads an overlapping field takes that field over from an earlier broader rule
+//!   (specialization), so after `*` → `*` a rule `a` → `b` moves `a` to `b`.
+//! - Writing a user property replaces every property of that name.
+//! - Unary minus binds below `^` (`-2 ^ 2` is `-4`), as the conversions page says.
+//! - `floor`, `round` and `ceil` keep the type of their argument (`floor(2.9)` is
+//!   `2.0`); unit conversions, `scale` and the `math::` functions (except `abs` of an
+//!   integer) return floats.
+
+pub mod config;
+pub mod dataset;
+pub mod expr;
+pub mod path;
+mod transform;
+pub mod value;
+
+pub use config::{BuiltInTransformationSettings, DatasetConfig, FilterConfig, MapConfig};
+pub use dataset::{parse_json_lines, DatasetError, DatasetSource, Datasets};
+pub use expr::{EvalError, Expr, ParseError};
+pub use transform::{
+    BuiltInTransformation, ConfigError, ConfigErrorKind, ConfigErrors, DropReason, Message,
+    Outcome, RuleRef, TransformError,
+};
+pub use value::Value;
