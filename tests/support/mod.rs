@@ -27,6 +27,8 @@ pub use ProtocolVersion::{V311, V5};
 pub struct TestBroker {
     pub broker: Broker,
     pub addr: SocketAddr,
+    /// The data folder when the suite runs durable (`EDGEPLANE_TEST_DURABLE=1`).
+    _data: Option<TempDir>,
 }
 
 impl TestBroker {
@@ -41,6 +43,14 @@ impl TestBroker {
             sys_interval: None,
             ..Settings::default()
         };
+        // The same suite runs against the durable store when asked: every guarantee holds
+        // with acknowledgements held for the disk.
+        let data = std::env::var_os("EDGEPLANE_TEST_DURABLE").map(|_| {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            TempDir::new(&format!("durable-{n}"))
+        });
+        settings.data_dir = data.as_ref().map(|d| d.to_path_buf());
         f(&mut settings);
         let listeners = vec![
             ListenerSpec {
@@ -64,7 +74,11 @@ impl TestBroker {
             .await
             .expect("broker starts");
         let addr = broker.addr(Protocol::Mqtt).expect("tcp listener");
-        TestBroker { broker, addr }
+        TestBroker {
+            broker,
+            addr,
+            _data: data,
+        }
     }
 
     pub fn ws_addr(&self) -> SocketAddr {

@@ -9,7 +9,10 @@
 //!   and how many were lost.
 //! - `statestore`: SET/GET requests to the state store through MQTT, pipelined; operations
 //!   per second and latency percentiles.
+//! - `crash`: kill -9 and restart an Edgeplane broker under a mixed QoS 1/2 load of
+//!   persistent sessions, and report acknowledged messages lost and QoS 2 duplicates.
 
+mod crash;
 mod flow;
 mod statestore;
 
@@ -56,6 +59,8 @@ enum Scenario {
     FanOut(flow::FlowArgs),
     /// State store requests through MQTT (SET/GET), pipelined.
     Statestore(statestore::StateStoreArgs),
+    /// kill -9 / restart an Edgeplane broker under load; check nothing acknowledged is lost.
+    Crash(crash::CrashArgs),
 }
 
 #[tokio::main]
@@ -80,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::FanIn(args) => flow::run(args, flow::Shape::FanIn).await,
         Scenario::FanOut(args) => flow::run(args, flow::Shape::FanOut).await,
         Scenario::Statestore(args) => statestore::run(args).await,
+        Scenario::Crash(args) => crash::run(args).await,
     }
 }
 

@@ -1,5 +1,5 @@
-//! The Edgeplane MQTT broker core: listeners, connections, sessions and the partitioned
-//! router, in memory.
+//! The Edgeplane MQTT broker core: listeners, connections, sessions, the partitioned router
+//! and, with a data folder, the durable store behind them.
 //!
 //! [`Broker::start`] binds the listeners and spawns the router partitions on the current
 //! Tokio runtime; [`Broker::shutdown`] stops accepting, tells MQTT 5 clients the server is
@@ -16,6 +16,7 @@ mod router;
 pub mod selfcheck;
 pub mod settings;
 pub mod stats;
+pub mod store;
 mod sys;
 pub mod tls;
 mod ws;
@@ -56,6 +57,8 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
 }
 
 impl Broker {
@@ -90,7 +93,14 @@ impl Broker {
             };
             bound.push((l, info, port));
         }
-        let router = Router::start(Arc::clone(&settings), Arc::clone(&stats));
+        let store = match &settings.data_dir {
+            Some(dir) => {
+                let policy = store::Policy::new(settings.persistence.clone());
+                Some(store::Store::open(dir, policy, settings.store.clone())?)
+            }
+            None => None,
+        };
+        let router = Router::start(Arc::clone(&settings), Arc::clone(&stats), store);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ctx = Arc::new(Context {
             router: Arc::clone(&router),
@@ -182,5 +192,19 @@ impl Broker {
         while Arc::strong_count(&self.live) > 1 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        if let Some(store) = self.router.store.clone() {
+            // Sessions record their disconnection; then the writer finishes and stops.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::task::spawn_blocking(move || store.close())
+                .await
+                .ok();
+        }
+    }
+
+    /// With a data folder: a probe that tells why the durable store cannot write at the
+    /// moment (disk full, I/O error), or `None` while it can.
+    pub fn store_probe(&self) -> Option<impl Fn() -> Option<String> + Send + 'static> {
+        let store = self.router.store.clone()?;
+        Some(move || store.failing())
     }
 }

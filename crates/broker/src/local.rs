@@ -20,7 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::connection::Context;
 use crate::message::Message;
-use crate::router::{AckKind, Cmd, ConnSignals, ConnectRequest, Delivery, Ending, Outgoing};
+use crate::router::{
+    AckKind, Cmd, ConnSignals, ConnectRequest, Delivery, Ending, Outgoing, Ticket,
+};
 
 /// Outgoing channel capacity of an in-process client.
 const CAPACITY: usize = 1024;
@@ -115,6 +117,7 @@ impl LocalClient {
             clean_start: o.clean_start,
             session_expiry: o.session_expiry,
             will: None,
+            opted_in: false,
             window: o.receive_maximum.max(1),
             tx,
             signals: Arc::clone(&signals),
@@ -207,15 +210,28 @@ impl LocalClient {
     }
 
     /// Publish a message, with this client as its origin (for No Local). It is routed (and,
-    /// if retained, stored) before this returns; the QoS decides how subscribers get it.
-    /// In-process publishes are not counted as received messages (those count clients').
+    /// if retained, stored) before this returns, and a QoS 1/2 message is durable where the
+    /// store keeps it (as a network client's would be when acknowledged); the QoS decides
+    /// how subscribers get it. In-process publishes are not counted as received messages
+    /// (those count clients').
     pub async fn publish(&self, publish: Publish) -> Result<(), LocalError> {
         if self.closed {
             return Err(LocalError::Closed);
         }
         let max_expiry = self.ctx.settings.clients.max_message_expiry_secs;
         let msg = Message::from_publish(publish, Some(Arc::clone(&self.client_id)), max_expiry);
-        self.ctx.router.publish(Arc::new(msg)).await;
+        let router = &self.ctx.router;
+        let store = router.store.as_ref().filter(|_| msg.qos != QoS::AtMostOnce);
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let ticket = store.map(|_| Ticket::new(router.partitions(), Arc::clone(&notify), None));
+        router.publish(Arc::new(msg), 0, ticket.clone()).await;
+        if let (Some(t), Some(store)) = (ticket, store) {
+            while !t.routed() {
+                notify.notified().await;
+            }
+            let mut durable = store.watch_durable();
+            let _ = durable.wait_for(|d| *d >= t.required()).await;
+        }
         Ok(())
     }
 

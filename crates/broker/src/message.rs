@@ -21,6 +21,9 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// Client id of the publisher, for No Local; `None` for broker-originated messages.
     pub origin: Option<Arc<str>>,
+    /// The id of the message's body in the durable store, once a queue or the retained
+    /// index there refers to it (written once however many sessions it reaches).
+    pub(crate) store_id: std::sync::OnceLock<u64>,
 }
 
 impl Message {
@@ -41,6 +44,7 @@ impl Message {
             properties: p.properties,
             expires_at: expiry.map(|s| now + std::time::Duration::from_secs(u64::from(s))),
             origin,
+            store_id: std::sync::OnceLock::new(),
         }
     }
 

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-pub use edgeplane_config::{ClientLimits, QueueLimit, QueueStrategy};
+pub use edgeplane_config::{ClientLimits, Persistence, QueueLimit, QueueStrategy};
+
+use crate::store::StoreOptions;
 
 /// Everything the broker core needs to know to serve clients.
 #[derive(Debug, Clone)]
@@ -22,6 +24,11 @@ pub struct Settings {
     pub sys_interval: Option<Duration>,
     /// Router partitions; defaults to the number of cores.
     pub partitions: usize,
+    /// Where the durable store lives; `None` keeps all state in memory.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// What the store keeps (`Broker.spec.persistence`; everything by default).
+    pub persistence: Persistence,
+    pub store: StoreOptions,
 }
 
 impl Default for Settings {
@@ -33,6 +40,9 @@ impl Default for Settings {
             connect_timeout: Duration::from_secs(10),
             sys_interval: Some(Duration::from_secs(10)),
             partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            data_dir: None,
+            persistence: Persistence::default(),
+            store: StoreOptions::default(),
         }
     }
 }

@@ -66,8 +66,9 @@ async fn publish_all(router: &Router) {
             properties: Properties::default(),
             expires_at: None,
             origin: None,
+            store_id: std::sync::OnceLock::new(),
         };
-        router.publish(Arc::new(msg)).await;
+        router.publish(Arc::new(msg), 0, None).await;
     }
 }
 

@@ -115,6 +115,8 @@ pub struct BrokerSettings {
     pub memory_profile: MemoryProfile,
     /// `diagnostics.logs.level`, when set (a tracing filter such as `info`).
     pub log_level: Option<String>,
+    /// `spec.persistence`, when present.
+    pub persistence: Option<persistence::Persistence>,
     /// The whole `spec` as JSON, for settings not typed here yet; null without a spec.
     pub raw_spec: serde_json::Value,
 }
@@ -127,6 +129,7 @@ impl Default for BrokerSettings {
             prometheus_port: None,
             memory_profile: MemoryProfile::default(),
             log_level: None,
+            persistence: None,
             raw_spec: serde_json::Value::Null,
         }
     }
@@ -286,6 +289,7 @@ pub(crate) fn read(doc: &Node, name: &str, sink: &mut Sink) -> BrokerSettings {
             .at(&["diagnostics", "logs", "level"])
             .and_then(Node::as_str)
             .map(str::to_owned),
+        persistence: persistence::read(spec),
         raw_spec: if spec.is_null() {
             serde_json::Value::Null
         } else {

@@ -54,6 +54,7 @@ pub use broker::{
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use listener::{ListenerPort, Protocol, TlsSettings};
+pub use persistence::{PersistMode, PersistPolicy, Persistence};
 pub use resource::{
     Kind, ResourceRef, AIO_BROKER_API_VERSIONS, CORE_API_VERSION, EDGEPLANE_API_VERSION,
 };

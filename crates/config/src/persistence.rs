@@ -1,10 +1,10 @@
 //! `Broker.spec.persistence`: the field tables of AIO's disk persistence section and the
 //! rules between its fields.
 //!
-//! Persistence is accepted and validated so AIO manifests load; the broker's storage layer
-//! reads it from `BrokerSettings::raw_spec` when it acts on it. Each policy (retain,
-//! subscriber queues, state store) has a `mode` of `None | All | Custom`; its settings
-//! block belongs with `Custom` only, and `Custom` needs one.
+//! Each policy (retain, subscriber queues, state store) has a `mode` of `None | All |
+//! Custom`; its settings block belongs with `Custom` only, and `Custom` needs one.
+//! [`read`] turns a checked section into [`Persistence`], which the broker's store applies
+//! when it runs with a data folder.
 
 use crate::error::Sink;
 use crate::schema::{index, opt, req, EnumDef, Field, Schema, OPERATIONAL_MODE};
@@ -152,6 +152,136 @@ fn check_quantity(text: &str) -> Result<(), String> {
     }
 }
 
+/// What to persist, from `spec.persistence` (typed; the field tables checked it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Persistence {
+    /// `maxSize` in bytes.
+    pub max_size: Option<u64>,
+    pub retain: PersistPolicy,
+    pub subscriber_queue: PersistPolicy,
+    pub state_store: PersistPolicy,
+    /// The user property by which a v5 client asks for persistence (`aio-persistence=true`).
+    pub dynamic_key: String,
+    pub dynamic_value: String,
+}
+
+impl Default for Persistence {
+    /// Everything durable: what a data folder without a `persistence` section means.
+    fn default() -> Self {
+        let all = PersistPolicy {
+            mode: PersistMode::All,
+            topics: Vec::new(),
+            client_ids: Vec::new(),
+            keys: Vec::new(),
+            dynamic: true,
+        };
+        Self {
+            max_size: None,
+            retain: all.clone(),
+            subscriber_queue: all.clone(),
+            state_store: all,
+            dynamic_key: "aio-persistence".into(),
+            dynamic_value: "true".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum PersistMode {
+    None,
+    All,
+    Custom,
+}
+
+/// One policy: its mode, the `Custom` selection, and whether clients may opt in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PersistPolicy {
+    pub mode: PersistMode,
+    /// Topic filters (`retainSettings.topics`, `subscriberQueueSettings.topics`).
+    pub topics: Vec<String>,
+    /// Client id patterns with `*` (`subscriberQueueSettings.subscriberClientIds`).
+    pub client_ids: Vec<String>,
+    /// State store key patterns (`stateStoreSettings.stateStoreResources[].keys`).
+    pub keys: Vec<String>,
+    /// `dynamic.mode: Enabled` (the default): the dynamic user property opts in.
+    pub dynamic: bool,
+}
+
+/// Read a Broker `spec.persistence` section; `None` when there is none.
+pub(crate) fn read(spec: &Node) -> Option<Persistence> {
+    let p = spec.get("persistence")?;
+    let defaults = Persistence::default();
+    let strings = |n: Option<&Node>| -> Vec<String> {
+        n.map(|n| {
+            n.as_seq()
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let policy = |name: &str, settings: &str| -> PersistPolicy {
+        let Some(node) = p.get(name) else {
+            return defaults.retain.clone();
+        };
+        let mode = match node.get("mode").and_then(Node::as_str) {
+            Some("None") => PersistMode::None,
+            Some("Custom") => PersistMode::Custom,
+            _ => PersistMode::All,
+        };
+        let s = node.get(settings);
+        let keys = s
+            .and_then(|s| s.get("stateStoreResources"))
+            .map(|r| {
+                r.as_seq()
+                    .iter()
+                    .flat_map(|res| strings(res.get("keys")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        PersistPolicy {
+            mode,
+            topics: strings(s.and_then(|s| s.get("topics"))),
+            client_ids: strings(s.and_then(|s| s.get("subscriberClientIds"))),
+            keys,
+            dynamic: s
+                .and_then(|s| s.at(&["dynamic", "mode"]))
+                .and_then(Node::as_str)
+                != Some("Disabled"),
+        }
+    };
+    Some(Persistence {
+        max_size: p.get("maxSize").and_then(Node::as_str).and_then(quantity),
+        retain: policy("retain", "retainSettings"),
+        subscriber_queue: policy("subscriberQueue", "subscriberQueueSettings"),
+        state_store: policy("stateStore", "stateStoreSettings"),
+        dynamic_key: p
+            .at(&["dynamicSettings", "userPropertyKey"])
+            .and_then(Node::as_str)
+            .map_or(defaults.dynamic_key, str::to_owned),
+        dynamic_value: p
+            .at(&["dynamicSettings", "userPropertyValue"])
+            .and_then(Node::as_str)
+            .map_or(defaults.dynamic_value, str::to_owned),
+    })
+}
+
+/// Bytes of a Kubernetes-style size checked by [`check_quantity`].
+fn quantity(text: &str) -> Option<u64> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let power = |base: u64, exp: u32| base.checked_pow(exp);
+    let mult = match unit {
+        "" => 1,
+        "K" | "M" | "G" | "T" | "P" | "E" => power(1000, "KMGTPE".find(unit)? as u32 + 1)?,
+        _ => power(1024, "KMGTPE".find(&unit[..1])? as u32 + 1)?,
+    };
+    n.checked_mul(mult)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +294,8 @@ mod tests {
         for bad in ["", "G", "10GB", "1.5G", "10 G"] {
             assert!(check_quantity(bad).is_err(), "{bad}");
         }
+        assert_eq!(quantity("500Mi"), Some(500 * 1024 * 1024));
+        assert_eq!(quantity("10G"), Some(10_000_000_000));
+        assert_eq!(quantity("1024"), Some(1024));
     }
 }

@@ -17,6 +17,7 @@ mod listeners;
 mod passwd;
 mod state;
 mod status;
+mod store;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +38,11 @@ enum Command {
         /// Folder of YAML resource manifests (Broker, BrokerListener, ConfigMap, Secret).
         #[arg(long, value_name = "DIR")]
         config: Option<PathBuf>,
+        /// Folder of the durable store: sessions, queued messages and retained messages
+        /// survive a crash or restart (what is kept follows the Broker's `persistence`;
+        /// everything by default). Without it, state lives in memory only.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
         /// Address of the HTTP server: /healthz, /readyz and /metrics.
         #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP)]
         http: SocketAddr,
@@ -48,6 +54,11 @@ enum Command {
         /// RUST_LOG, else the Broker resource's diagnostics.logs.level, else info.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+    },
+    /// Check or repair the durable store of a stopped broker.
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
     },
     /// Check a configuration folder and report every error at once.
     Validate {
@@ -108,6 +119,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { dir } => validate(&dir),
+        Command::Store { command } => store::run(&command),
         Command::Status { http } => client_command(status::run(http)),
         Command::State { broker, command } => client_command(state::run(broker, command)),
         Command::Passwd { file, user, secret } => match passwd::run(&file, &secret, &user) {
@@ -139,6 +151,7 @@ fn main() -> ExitCode {
         }
         Command::Run {
             config,
+            data_dir,
             http,
             metrics,
             log_format,
@@ -150,7 +163,7 @@ fn main() -> ExitCode {
                 .and_then(|d| edgeplane_config::load_dir(d).ok())
                 .and_then(|c| c.broker.log_level);
             init_logging(level.as_deref(), log_format);
-            match run(config.as_deref(), http, metrics) {
+            match run(config.as_deref(), data_dir, http, metrics) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("edgeplane: {e:#}");
@@ -221,7 +234,12 @@ fn validate(dir: &Path) -> ExitCode {
     }
 }
 
-fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyhow::Result<()> {
+fn run(
+    config_dir: Option<&Path>,
+    data_dir: Option<PathBuf>,
+    http: SocketAddr,
+    metrics: SocketAddr,
+) -> anyhow::Result<()> {
     let (settings, listeners, prometheus_port, watched, self_check) = match config_dir {
         None => {
             let bind: SocketAddr = DEFAULT_LISTEN.parse()?;
@@ -253,6 +271,7 @@ fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyh
             }
             let settings = Settings {
                 clients: config.broker.clients,
+                persistence: config.broker.persistence.clone().unwrap_or_default(),
                 ..Settings::default()
             };
             let self_check = self_check_settings(&config.broker.raw_spec);
@@ -265,6 +284,11 @@ fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyh
             )
         }
     };
+    let mut settings = settings;
+    if data_dir.is_none() {
+        tracing::info!("no --data-dir: sessions and retained messages live in memory only");
+    }
+    settings.data_dir = data_dir;
     let http = Listen {
         addr: http,
         origin: "--http".into(),
@@ -284,6 +308,7 @@ fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyh
         let readiness = Readiness::default();
         let serving = readiness.register("broker", "starting");
         let broker = Broker::start(settings, listeners).await?;
+        watch_store(&broker, &readiness);
         let state_store = edgeplane_statestore::StateStoreSettings::default();
         edgeplane_statestore::StateStore::start(&broker, state_store).await?;
         if let Some(dir) = config_dir {
@@ -328,6 +353,30 @@ fn run(config_dir: Option<&Path>, http: SocketAddr, metrics: SocketAddr) -> anyh
         broker.shutdown(Duration::from_secs(5)).await;
         Ok(())
     })
+}
+
+/// Readiness follows the durable store: not ready while it cannot write (disk full, I/O
+/// error), since acknowledgements wait until it can.
+fn watch_store(broker: &Broker, readiness: &Readiness) {
+    let Some(probe) = broker.store_probe() else {
+        return;
+    };
+    let check = readiness.register("store", "starting");
+    check.ready();
+    tokio::spawn(async move {
+        let mut was = None;
+        loop {
+            let now = probe();
+            if now != was {
+                match &now {
+                    None => check.ready(),
+                    Some(why) => check.not_ready(why.clone()),
+                }
+                was = now;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
 }
 
 /// `Broker.spec.diagnostics.selfCheck`: `mode` (Enabled by default), `intervalSeconds` (30)

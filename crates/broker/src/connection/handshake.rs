@@ -25,6 +25,8 @@ pub struct Negotiated {
     pub client_max_packet: usize,
     pub client_alias_max: u16,
     pub incoming_qos2: Vec<u16>,
+    /// The store keeps the session.
+    pub persist: bool,
     pub principal: Principal,
 }
 
@@ -242,6 +244,11 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         clean_start: c.clean_start,
         session_expiry,
         will,
+        opted_in: ctx
+            .router
+            .store
+            .as_ref()
+            .is_some_and(|st| st.policy.opted_in(&c.properties)),
         window,
         tx,
         signals,
@@ -272,6 +279,7 @@ pub async fn attach<S: AsyncWrite + Unpin>(
             .map_or(usize::MAX, |m| m as usize),
         client_alias_max: c.properties.topic_alias_maximum.unwrap_or(0),
         incoming_qos2: reply.incoming_qos2,
+        persist: reply.persist,
         principal,
     })
 }

@@ -9,8 +9,9 @@ use edgeplane_codec::{Ack, Disconnect, Packet, ProtocolVersion, Publish, QoS, Re
 
 use super::{Conn, Context, Stop};
 use crate::message::Message;
-use crate::router::{AckKind, Cmd, Ending};
+use crate::router::{AckKind, Cmd, Ending, Ticket};
 use crate::stats::Stats;
+use crate::store::Record;
 
 /// Decode and handle every whole packet in `rbuf`. `Some(stop)` ends the connection.
 pub(super) async fn process(rbuf: &mut BytesMut, conn: &mut Conn, ctx: &Context) -> Option<Stop> {
@@ -44,27 +45,38 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
         Packet::Publish(p) => return publish(p, conn, ctx).await,
         Packet::PubAck(a) => ack(conn, ctx, a.packet_id, AckKind::Qos1Acked).await,
         Packet::PubRec(a) => {
+            // The session answers with PUBREL once it has recorded the receipt.
             let failed = a.reason.is_error();
-            if !failed {
-                conn.write(&Packet::PubRel(Ack::new(a.packet_id, ReasonCode::SUCCESS)));
-            }
             ack(conn, ctx, a.packet_id, AckKind::Qos2Received { failed }).await;
         }
         Packet::PubComp(a) => ack(conn, ctx, a.packet_id, AckKind::Qos2Completed).await,
         Packet::PubRel(a) => {
-            let reason = if conn.incoming_qos2.remove(&a.packet_id) {
-                let cmd = Cmd::IncomingQos2 {
+            if !conn.incoming_qos2.remove(&a.packet_id) {
+                let reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                conn.write(&Packet::PubComp(Ack::new(a.packet_id, reason)));
+                return None;
+            }
+            // A persisted session answers once the release is durable, so a restart never
+            // forgets it and drops the next message that reuses the packet id.
+            let lsn = match (&ctx.router.store, conn.persist) {
+                (Some(store), true) => store.append(Record::Incoming {
                     client: client(),
-                    conn: conn.conn_id,
                     packet_id: a.packet_id,
                     released: true,
-                };
-                ctx.router.send(conn.partition, cmd).await;
-                ReasonCode::SUCCESS
-            } else {
-                ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                }),
+                _ => 0,
             };
-            conn.write(&Packet::PubComp(Ack::new(a.packet_id, reason)));
+            let cmd = Cmd::IncomingQos2 {
+                client: client(),
+                conn: conn.conn_id,
+                packet_id: a.packet_id,
+                released: true,
+                lsn,
+            };
+            ctx.router.send(conn.partition, cmd).await;
+            if lsn == 0 {
+                conn.write(&Packet::PubComp(Ack::new(a.packet_id, ReasonCode::SUCCESS)));
+            }
         }
         Packet::Subscribe(s) => {
             let denied = denied_filters(&s, conn);
@@ -207,7 +219,10 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
     if qos == QoS::ExactlyOnce {
         if conn.incoming_qos2.contains(&packet_id) {
             // A re-sent PUBLISH whose first copy was already routed [MQTT-4.3.3-10].
-            conn.write(&Packet::PubRec(Ack::new(packet_id, ReasonCode::SUCCESS)));
+            conn.ack(
+                Packet::PubRec(Ack::new(packet_id, ReasonCode::SUCCESS)),
+                None,
+            );
             return None;
         }
         if conn.incoming_qos2.len() >= usize::from(ctx.settings.receive_maximum) {
@@ -218,6 +233,7 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
             );
         }
     }
+    let mut ticket = None;
     match refused {
         Some(reason) => {
             tracing::debug!(client_id = %conn.client_id, topic = %p.topic, %reason, "publish refused");
@@ -230,19 +246,27 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
                     conn: conn.conn_id,
                     packet_id,
                     released: false,
+                    lsn: 0,
                 };
                 ctx.router.send(conn.partition, cmd).await;
             }
+            if ctx.router.store.is_some() && qos != QoS::AtMostOnce {
+                // A persisted session's QoS 2 message is committed by its receive record,
+                // written once every partition has routed it (see `Ticket`).
+                let commit = (qos == QoS::ExactlyOnce && conn.persist).then_some(packet_id);
+                let parts = ctx.router.partitions();
+                ticket = Some(Ticket::new(parts, Arc::clone(&conn.ack_notify), commit));
+            }
             let max_expiry = ctx.settings.clients.max_message_expiry_secs;
             let msg = Message::from_publish(p, Some(Arc::clone(&conn.client_id)), max_expiry);
-            ctx.router.publish(Arc::new(msg)).await;
+            ctx.router.publish(Arc::new(msg), 0, ticket.clone()).await;
         }
     }
     let reason = refused.unwrap_or(ReasonCode::SUCCESS);
     match qos {
         QoS::AtMostOnce => {}
-        QoS::AtLeastOnce => conn.write(&Packet::PubAck(Ack::new(packet_id, reason))),
-        QoS::ExactlyOnce => conn.write(&Packet::PubRec(Ack::new(packet_id, reason))),
+        QoS::AtLeastOnce => conn.ack(Packet::PubAck(Ack::new(packet_id, reason)), ticket),
+        QoS::ExactlyOnce => conn.ack(Packet::PubRec(Ack::new(packet_id, reason)), ticket),
     }
     None
 }

@@ -7,7 +7,7 @@ mod handshake;
 mod inbound;
 mod outbound;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,12 +16,13 @@ use std::time::Instant;
 use bytes::BytesMut;
 use edgeplane_codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::auth::{ClientCerts, ListenerAuth, Principal};
-use crate::router::{Cmd, ConnSignals, Ending, Outgoing, Router};
+use crate::router::{Cmd, ConnSignals, Ending, Outgoing, Router, Ticket};
 use crate::settings::Settings;
 use crate::stats::Stats;
+use crate::store::{Record, Store};
 
 /// Outgoing channel capacity per connection; beyond it messages wait in the session queue.
 const OUTGOING_CAPACITY: usize = 1024;
@@ -61,6 +62,17 @@ struct Conn {
     inbound_aliases: HashMap<u16, String>,
     outbound_aliases: HashMap<String, u16>,
     incoming_qos2: HashSet<u16>,
+    /// The store keeps this client's session (QoS 2 receive state is written).
+    persist: bool,
+    /// PUBACK/PUBREC owed to the client, in the order of its PUBLISH packets
+    /// [MQTT-4.6.0-2], each going out once its ticket says the message is durable.
+    acks: VecDeque<(Option<Arc<Ticket>>, Packet)>,
+    /// Woken when a ticket completes.
+    ack_notify: Arc<Notify>,
+    /// The durable store, if any, and its durable LSN.
+    store: Option<(Arc<Store>, watch::Receiver<u64>)>,
+    /// DISCONNECT to send after the pending acknowledgements.
+    final_disconnect: Option<ReasonCode>,
     wbuf: BytesMut,
     /// Who the client is, for authorization of each PUBLISH and SUBSCRIBE.
     principal: Principal,
@@ -76,10 +88,54 @@ impl Conn {
         self.version == ProtocolVersion::V5
     }
 
-    /// Queue DISCONNECT with `reason` (MQTT 5 only; 3.1.1 just closes).
+    /// Acknowledge a PUBLISH: at once, or (with a ticket, or behind acknowledgements still
+    /// waiting for theirs) when the store has made the message durable.
+    fn ack(&mut self, packet: Packet, ticket: Option<Arc<Ticket>>) {
+        if ticket.is_none() && self.acks.is_empty() {
+            self.write(&packet);
+        } else {
+            self.acks.push_back((ticket, packet));
+            self.flush_acks();
+        }
+    }
+
+    /// Commit routed QoS 2 messages (their receive record, written after every queue record
+    /// of the message), then write the acknowledgements whose messages are durable, in order.
+    fn flush_acks(&mut self) {
+        let Some((store, durable)) = &self.store else {
+            return;
+        };
+        for t in self.acks.iter().filter_map(|(t, _)| t.as_ref()) {
+            if let (true, true, Some(pid)) = (t.routed(), t.needs_commit(), t.commit_for) {
+                let lsn = store.append(Record::Incoming {
+                    client: Arc::clone(&self.client_id),
+                    packet_id: pid,
+                    released: false,
+                });
+                t.set_commit(lsn);
+            }
+        }
+        let durable = *durable.borrow();
+        while self.acks.front().is_some_and(|(t, _)| {
+            t.as_ref()
+                .is_none_or(|t| t.routed() && !t.needs_commit() && t.required() <= durable)
+        }) {
+            if let Some((_, packet)) = self.acks.pop_front() {
+                self.write(&packet);
+            }
+        }
+    }
+
+    /// Queue DISCONNECT with `reason` (MQTT 5 only; 3.1.1 just closes). Acknowledgements
+    /// still waiting for the store go first (see [`flush_then`]).
     fn disconnect(&mut self, reason: ReasonCode) {
-        if self.v5() {
+        if !self.v5() {
+            return;
+        }
+        if self.acks.is_empty() {
             self.write(&Packet::Disconnect(Disconnect::new(reason)));
+        } else {
+            self.final_disconnect = Some(reason);
         }
     }
 }
@@ -127,6 +183,15 @@ pub async fn serve<S>(
         inbound_aliases: HashMap::new(),
         outbound_aliases: HashMap::new(),
         incoming_qos2: neg.incoming_qos2.into_iter().collect(),
+        persist: neg.persist,
+        acks: VecDeque::new(),
+        ack_notify: Arc::new(Notify::new()),
+        store: ctx
+            .router
+            .store
+            .as_ref()
+            .map(|st| (Arc::clone(st), st.watch_durable())),
+        final_disconnect: None,
         wbuf: BytesMut::new(),
         principal: neg.principal,
         auth,
@@ -150,6 +215,9 @@ pub async fn serve<S>(
         neg.keep_alive,
     )
     .await;
+    if !matches!(stop, Stop::Shutdown) {
+        settle_acks(&mut conn).await;
+    }
     match stop {
         Stop::Ended(ending) => {
             let cmd = Cmd::Disconnected {
@@ -161,6 +229,8 @@ pub async fn serve<S>(
         }
         Stop::Detached => {}
         Stop::Shutdown => {
+            settle_acks(&mut conn).await;
+            conn.acks.clear();
             conn.disconnect(ReasonCode::SERVER_SHUTTING_DOWN);
             while let Ok(item) = rx.try_recv() {
                 outbound::write_outgoing(&mut conn, item, &ctx).await;
@@ -214,6 +284,8 @@ where
     tokio::pin!(ka_timer);
     // Bytes that arrived with CONNECT are processed before reading more.
     let mut pending_input = !rbuf.is_empty();
+    let ack_notify = Arc::clone(&conn.ack_notify);
+    let mut durable = conn.store.as_ref().map(|(_, d)| d.clone());
     loop {
         if pending_input {
             pending_input = false;
@@ -238,6 +310,8 @@ where
                 return flush_then(stream, conn, Stop::Detached).await;
             }
             _ = shutdown.changed() => return Stop::Shutdown,
+            _ = ack_notify.notified(), if !conn.acks.is_empty() => conn.flush_acks(),
+            _ = durable_changed(&mut durable), if !conn.acks.is_empty() => conn.flush_acks(),
             item = rx.recv() => {
                 let Some(item) = item else { return Stop::Ended(Ending::Abnormal) };
                 Box::pin(outbound::write_batch(item, rx, conn, ctx)).await;
@@ -270,7 +344,48 @@ where
     }
 }
 
+async fn durable_changed(rx: &mut Option<watch::Receiver<u64>>) {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a closing connection waits for the store to make acknowledged messages durable.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Wait (bounded by [`SETTLE`]) for pending acknowledgements to become writable. Routed
+/// QoS 2 messages are committed even if their acknowledgement cannot be written any more,
+/// so their deliveries are not held forever; the publisher's re-sent copy is recognised.
+async fn settle_acks(conn: &mut Conn) {
+    let notify = Arc::clone(&conn.ack_notify);
+    let mut durable = conn.store.as_ref().map(|(_, d)| d.clone());
+    let settle = async {
+        loop {
+            conn.flush_acks();
+            if conn.acks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = durable_changed(&mut durable) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(SETTLE, settle).await;
+}
+
 async fn flush_then<S: AsyncWrite + Unpin>(stream: &mut S, conn: &mut Conn, stop: Stop) -> Stop {
+    // Messages already routed get their acknowledgement before the DISCONNECT, once durable.
+    settle_acks(conn).await;
+    if let Some(reason) = conn.final_disconnect.take() {
+        conn.acks.clear();
+        conn.write(&Packet::Disconnect(Disconnect::new(reason)));
+    }
     if !conn.wbuf.is_empty() {
         let _ = stream.write_all(&conn.wbuf).await;
         let _ = stream.flush().await;

@@ -16,7 +16,7 @@ mod shared;
 mod trie;
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU8};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use edgeplane_codec::{
@@ -28,6 +28,7 @@ use crate::message::Message;
 use crate::retain::RetainStore;
 use crate::settings::Settings;
 use crate::stats::Stats;
+use crate::store::{Record, State, Store};
 
 /// Capacity of a partition's inbox from connections: a full inbox slows publishers down.
 const INBOX_CAPACITY: usize = 4096;
@@ -61,6 +62,92 @@ pub struct Delivery {
     pub packet_id: u16,
     pub dup: bool,
     pub sub_ids: Vec<u32>,
+    /// Session sequence number of a QoS 1/2 delivery (0 for QoS 0); gives the packet id.
+    pub seq: u64,
+    /// Not sent before this LSN is durable (0: at once).
+    pub ready: u64,
+    /// A QoS 2 message waiting for its publisher's commit record (see [`Ticket`]).
+    pub gate: Option<Arc<Ticket>>,
+}
+
+impl Delivery {
+    /// The LSN that must be durable before this delivery goes out.
+    pub fn ready_at(&self) -> u64 {
+        self.gate
+            .as_ref()
+            .map_or(self.ready, |t| self.ready.max(t.gate()))
+    }
+}
+
+/// One published QoS 1/2 message on its way through the store. Each partition that routes
+/// it (and each forwarded shared delivery) raises `required` to the LSN of the records it
+/// wrote and finishes; the publisher's acknowledgement goes out once all finished and the
+/// store is durable up to `required`.
+///
+/// A QoS 2 message from a persisted session also needs its commit: the publisher's
+/// connection writes the QoS 2 receive record after every queue record of the message, so
+/// the receive record being durable means the routing is too (recovery drops queue records
+/// of a message whose receive record never made it, and the publisher sends it again).
+/// Deliveries of such a message wait for the commit (`gate`).
+#[derive(Debug)]
+pub struct Ticket {
+    remaining: AtomicUsize,
+    required: AtomicU64,
+    /// The packet id whose receive record commits the message (QoS 2, persisted session).
+    pub commit_for: Option<u16>,
+    /// LSN of the commit record; `u64::MAX` until written.
+    commit: AtomicU64,
+    notify: Arc<Notify>,
+}
+
+impl Ticket {
+    pub fn new(parts: usize, notify: Arc<Notify>, commit_for: Option<u16>) -> Arc<Ticket> {
+        Arc::new(Ticket {
+            remaining: AtomicUsize::new(parts),
+            required: AtomicU64::new(0),
+            commit_for,
+            commit: AtomicU64::new(if commit_for.is_some() { u64::MAX } else { 0 }),
+            notify,
+        })
+    }
+
+    /// One more party must finish (a shared delivery forwarded to another partition).
+    pub fn add(&self) {
+        self.remaining.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A party finished routing; what it wrote is durable at `lsn`. The last one wakes the
+    /// publisher.
+    pub fn done(&self, lsn: u64) {
+        self.required.fetch_max(lsn, Ordering::AcqRel);
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Every partition has routed the message.
+    pub fn routed(&self) -> bool {
+        self.remaining.load(Ordering::Acquire) == 0
+    }
+
+    /// Whether the commit record still has to be written.
+    pub fn needs_commit(&self) -> bool {
+        self.commit.load(Ordering::Acquire) == u64::MAX
+    }
+
+    pub fn set_commit(&self, lsn: u64) {
+        self.commit.store(lsn, Ordering::Release);
+    }
+
+    /// The LSN deliveries of the message wait for (`u64::MAX` until committed).
+    pub fn gate(&self) -> u64 {
+        self.commit.load(Ordering::Acquire)
+    }
+
+    /// The LSN that must be durable before the acknowledgement, once routed and committed.
+    pub fn required(&self) -> u64 {
+        self.required.load(Ordering::Acquire).max(self.gate())
+    }
 }
 
 /// State shared between a connection task and the partition that owns its session.
@@ -104,6 +191,8 @@ pub struct ConnectRequest {
     pub clean_start: bool,
     pub session_expiry: u32,
     pub will: Option<WillMsg>,
+    /// The client asked for persistence with the dynamic user property on CONNECT.
+    pub opted_in: bool,
     /// How many QoS 1/2 messages we may have in flight towards the client.
     pub window: u16,
     pub tx: mpsc::Sender<Outgoing>,
@@ -116,6 +205,9 @@ pub struct ConnectRequest {
 pub struct ConnectReply {
     /// QoS 2 packet ids received from the client and not yet released (PUBREL).
     pub incoming_qos2: Vec<u16>,
+    /// The store keeps the session: QoS 2 receive state must be written before it is
+    /// acknowledged.
+    pub persist: bool,
 }
 
 /// Which acknowledgement a client sent for a message we delivered.
@@ -132,7 +224,7 @@ pub enum AckKind {
 /// Commands from connections (and in-process clients) to a partition.
 pub enum Cmd {
     Connect(Box<ConnectRequest>),
-    Publish(Arc<Message>),
+    Publish(Routed),
     Subscribe {
         client: Arc<str>,
         conn: u64,
@@ -152,11 +244,13 @@ pub enum Cmd {
         kind: AckKind,
     },
     /// A QoS 2 PUBLISH was received (`released: false`) or released by PUBREL (`true`).
+    /// On release the partition sends PUBCOMP once `lsn` (the release record) is durable.
     IncomingQos2 {
         client: Arc<str>,
         conn: u64,
         packet_id: u16,
         released: bool,
+        lsn: u64,
     },
     Drained {
         client: Arc<str>,
@@ -171,7 +265,9 @@ pub enum Cmd {
 
 /// Messages between partitions.
 pub(crate) enum Inter {
-    Publish(Arc<Message>),
+    Publish(Routed),
+    /// The store made everything up to this LSN durable.
+    Durable(u64),
     SharedJoin(shared::Member, String, String),
     SharedLeave {
         group: String,
@@ -189,7 +285,19 @@ pub(crate) enum Inter {
         msg: Arc<Message>,
         opts: SubOptions,
         sub_id: Option<u32>,
+        after: u64,
+        ticket: Option<Arc<Ticket>>,
     },
+}
+
+/// A message on its way through the partitions.
+#[derive(Clone)]
+pub struct Routed {
+    pub msg: Arc<Message>,
+    /// Deliveries wait for this LSN (the publisher's QoS 2 or retained record).
+    pub after: u64,
+    /// Completed by each partition once what it wrote for the message is durable.
+    pub ticket: Option<Arc<Ticket>>,
 }
 
 /// Handle to every partition; cheap to clone through `Arc`.
@@ -200,11 +308,18 @@ pub struct Router {
     pub stats: Arc<Stats>,
     pub settings: Arc<Settings>,
     pub events: broadcast::Sender<ClientEvent>,
+    /// The durable store, when the broker runs with a data folder.
+    pub store: Option<Arc<Store>>,
 }
 
 impl Router {
-    /// Spawn the partitions on the current Tokio runtime.
-    pub fn start(settings: Arc<Settings>, stats: Arc<Stats>) -> Arc<Router> {
+    /// Spawn the partitions on the current Tokio runtime, with the sessions and retained
+    /// messages recovered from the store.
+    pub fn start(
+        settings: Arc<Settings>,
+        stats: Arc<Stats>,
+        store: Option<(Arc<Store>, State)>,
+    ) -> Arc<Router> {
         let n = settings.partitions.max(1);
         let mut inboxes = Vec::with_capacity(n);
         let mut inter = Vec::with_capacity(n);
@@ -216,6 +331,7 @@ impl Router {
             inter.push(itx);
             receivers.push((rx, irx));
         }
+        let (store, state) = store.map_or((None, State::default()), |(s, st)| (Some(s), st));
         let router = Arc::new(Router {
             inboxes,
             inter,
@@ -223,9 +339,21 @@ impl Router {
             stats,
             settings,
             events: broadcast::channel(EVENTS_CAPACITY).0,
+            store,
         });
-        for (index, (rx, irx)) in receivers.into_iter().enumerate() {
-            let p = partition::Partition::new(index, Arc::clone(&router));
+        if let Some(store) = &router.store {
+            let inter = router.inter.clone();
+            store.on_durable(Box::new(move |lsn| {
+                for p in &inter {
+                    let _ = p.send(Inter::Durable(lsn));
+                }
+            }));
+        }
+        let mut parts: Vec<_> = (0..n)
+            .map(|index| partition::Partition::new(index, Arc::clone(&router)))
+            .collect();
+        partition::restore(&router, &mut parts, state);
+        for (p, (rx, irx)) in parts.into_iter().zip(receivers) {
             tokio::spawn(p.run(rx, irx));
         }
         router
@@ -245,15 +373,43 @@ impl Router {
         self.inboxes[partition].send(cmd).await.is_ok()
     }
 
-    /// Route a message from a client or in-process publisher: update the retained store,
-    /// then hand it to every partition (waiting while inboxes are full).
-    pub async fn publish(&self, msg: Arc<Message>) {
-        if msg.retain {
-            self.retain.update(&msg, &self.stats);
-        }
+    /// Route a message from a client or in-process publisher: update the retained store
+    /// (durably when the policy says so), then hand it to every partition (waiting while
+    /// inboxes are full). Deliveries wait for LSN `after`; `ticket` counts the partitions.
+    pub async fn publish(&self, msg: Arc<Message>, after: u64, ticket: Option<Arc<Ticket>>) {
+        let after = after.max(self.retain_message(&msg));
         for inbox in &self.inboxes {
-            let _ = inbox.send(Cmd::Publish(Arc::clone(&msg))).await;
+            let routed = Routed {
+                msg: Arc::clone(&msg),
+                after,
+                ticket: ticket.clone(),
+            };
+            let _ = inbox.send(Cmd::Publish(routed)).await;
         }
+    }
+
+    /// Update the retained store with a retained message; returns the LSN of its record
+    /// (0 when not persisted).
+    pub fn retain_message(&self, msg: &Arc<Message>) -> u64 {
+        if !msg.retain {
+            return 0;
+        }
+        self.retain.update(msg, &self.stats);
+        let Some(store) = &self.store else { return 0 };
+        let opted_in = store.policy.opted_in(&msg.properties);
+        if !store.policy.persist_retained(&msg.topic, opted_in) {
+            return 0;
+        }
+        let msg_id = (!msg.payload.is_empty()).then(|| store.message_id(msg));
+        store.append(Record::Retain {
+            topic: msg.topic.clone(),
+            msg_id,
+        })
+    }
+
+    /// The LSN up to which the store is durable (everything, without a store).
+    pub fn durable(&self) -> u64 {
+        self.store.as_ref().map_or(u64::MAX, |s| s.durable())
     }
 
     fn send_inter(&self, partition: usize, m: Inter) {

@@ -11,35 +11,40 @@ use std::time::{Duration, Instant};
 use edgeplane_codec::{Ack, Packet, QoS, ReasonCode};
 use tokio::sync::mpsc;
 
+mod lifecycle;
+mod recovery;
 mod subscriptions;
 
-use super::session::{Conn, Inflight, Offer, Session};
+pub(super) use recovery::restore;
+
+use super::session::{packet_id_of, Inflight, Offer, Session};
 use super::shared::Group;
 use super::trie::{Target, Trie};
-use super::{
-    AckKind, Cmd, ConnectReply, ConnectRequest, Delivery, Ending, Inter, Outgoing, Router,
-};
+use super::{AckKind, Cmd, Delivery, Inter, Outgoing, Routed, Router, Ticket};
 use crate::message::Message;
 use crate::settings::QueueStrategy;
 use crate::stats::Stats;
+use crate::store::{Queued, Record};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKind {
+pub(super) enum TimerKind {
     Will,
     Expire,
 }
 
 pub(super) struct Partition {
-    index: usize,
-    router: Arc<Router>,
+    pub(super) index: usize,
+    pub(super) router: Arc<Router>,
     sessions: Vec<Option<Session>>,
     free: Vec<u32>,
     by_id: HashMap<Arc<str>, u32>,
     trie: Trie,
     groups: Vec<Option<Group>>,
     group_ids: HashMap<(String, String), u32>,
-    timers: BinaryHeap<Reverse<(Instant, u32, u64, TimerKind)>>,
+    pub(super) timers: BinaryHeap<Reverse<(Instant, u32, u64, TimerKind)>>,
     next_epoch: u64,
+    /// Sessions with output held back until the store catches up.
+    waiting: Vec<u32>,
     /// Buffers reused by every routed message, so matching allocates nothing per message:
     /// (session, QoS, retain as published, subscription ids) per matched session, and the
     /// shared groups matched.
@@ -62,6 +67,7 @@ impl Partition {
             group_ids: HashMap::new(),
             timers: BinaryHeap::new(),
             next_epoch: 1,
+            waiting: Vec::new(),
             hits: Vec::new(),
             shared_hits: Vec::new(),
         }
@@ -91,7 +97,7 @@ impl Partition {
         }
     }
 
-    fn session(&mut self, idx: u32) -> Option<&mut Session> {
+    pub(super) fn session(&mut self, idx: u32) -> Option<&mut Session> {
         self.sessions.get_mut(idx as usize).and_then(Option::as_mut)
     }
 
@@ -105,7 +111,7 @@ impl Partition {
     fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Connect(req) => self.on_connect(*req),
-            Cmd::Publish(msg) => self.on_publish(&msg),
+            Cmd::Publish(routed) => self.on_publish(routed),
             Cmd::Subscribe {
                 client,
                 conn,
@@ -140,15 +146,10 @@ impl Partition {
                 conn,
                 packet_id,
                 released,
+                lsn,
             } => {
                 if let Some(idx) = self.attached(&client, conn) {
-                    if let Some(s) = self.session(idx) {
-                        if released {
-                            s.incoming_qos2.remove(&packet_id);
-                        } else {
-                            s.incoming_qos2.insert(packet_id);
-                        }
-                    }
+                    self.on_incoming_qos2(idx, packet_id, released, lsn);
                 }
             }
             Cmd::Drained { client, conn } => {
@@ -170,7 +171,8 @@ impl Partition {
 
     fn on_inter(&mut self, m: Inter) {
         match m {
-            Inter::Publish(msg) => self.on_publish(&msg),
+            Inter::Publish(routed) => self.on_publish(routed),
+            Inter::Durable(lsn) => self.on_durable(lsn),
             Inter::SharedJoin(member, group, filter) => self.shared_join(member, group, filter),
             Inter::SharedLeave {
                 group,
@@ -204,253 +206,30 @@ impl Partition {
                 msg,
                 opts,
                 sub_id,
+                after,
+                ticket,
             } => {
+                let mut required = after;
                 if let Some(&idx) = self.by_id.get(&client) {
                     let qos = msg.qos.min(opts.qos);
                     let retain = msg.retain && opts.retain_as_published;
-                    self.enqueue(idx, &msg, qos, retain, sub_id.into_iter().collect());
+                    let ids = sub_id.into_iter().collect();
+                    let lsn = self.enqueue(idx, &msg, qos, retain, ids, after, ticket.as_ref());
+                    required = required.max(lsn);
+                }
+                if let Some(t) = ticket {
+                    t.done(required);
                 }
             }
         }
-    }
-
-    // ---- connect / disconnect / expiry -------------------------------------------------
-
-    fn on_connect(&mut self, req: ConnectRequest) {
-        let stats = Arc::clone(&self.router.stats);
-        let existing = self.by_id.get(&req.client_id).copied();
-        let mut session_present = false;
-        if let Some(idx) = existing {
-            let (taken_over, internal) = self.session(idx).map_or((false, false), |s| {
-                (
-                    s.kill_connection(ReasonCode::SESSION_TAKEN_OVER.0),
-                    s.internal,
-                )
-            });
-            if taken_over {
-                if !internal {
-                    Stats::sub(&stats.clients_connected, 1);
-                }
-                self.set_shared_online(idx, false);
-                self.client_event_disconnected(&req.client_id);
-            }
-            if req.clean_start {
-                self.end_session(idx);
-            } else {
-                let epoch = self.bump_epoch();
-                let will = self.session(idx).and_then(|s| {
-                    s.epoch = epoch;
-                    s.will.take()
-                });
-                // A will with no delay is due at once; a delayed one is cancelled because the
-                // session reconnected within its delay [MQTT-3.1.3-9].
-                if let Some(w) = will.filter(|w| w.delay == 0) {
-                    self.publish_will(&req.client_id, w);
-                }
-                session_present = true;
-            }
-        }
-        let idx = match self.by_id.get(&req.client_id) {
-            Some(&idx) => idx,
-            None => {
-                if !req.internal {
-                    Stats::add(&stats.clients_total, 1);
-                }
-                let mut session = Session::new(Arc::clone(&req.client_id), req.version);
-                session.internal = req.internal;
-                self.insert_session(session)
-            }
-        };
-        let epoch = self.bump_epoch();
-        let Some(s) = self.session(idx) else { return };
-        s.version = req.version;
-        s.epoch = epoch;
-        s.expiry = req.session_expiry;
-        s.will = req.will;
-        s.conn = Some(Conn {
-            id: req.conn_id,
-            tx: req.tx,
-            signals: req.signals,
-            window: req.window.max(1),
-        });
-        let mut connack = req.connack;
-        connack.session_present = session_present;
-        // Packets still owed to a taken-over connection are not the new one's; in-flight
-        // re-sends are rebuilt below. CONNACK must be first [MQTT-3.2.0-1].
-        s.control.clear();
-        s.control
-            .push_back(Outgoing::Packet(Box::new(Packet::ConnAck(connack))));
-        // Re-send what was in flight, in order: PUBREL for released QoS 2, PUBLISH with DUP.
-        for (&id, inflight) in &s.inflight {
-            let item = if inflight.released {
-                Outgoing::Packet(Box::new(Packet::PubRel(Ack::new(id, ReasonCode::SUCCESS))))
-            } else {
-                let mut d = inflight.delivery.clone();
-                d.dup = true;
-                Outgoing::Publish(d)
-            };
-            s.control.push_back(item);
-        }
-        let _ = req.reply.send(ConnectReply {
-            incoming_qos2: s.incoming_qos2.iter().copied().collect(),
-        });
-        if !req.internal {
-            stats.client_connected();
-        }
-        self.set_shared_online(idx, true);
-        self.pump(idx);
-    }
-
-    fn on_disconnected(&mut self, idx: u32, ending: Ending) {
-        let stats = Arc::clone(&self.router.stats);
-        let epoch = self.bump_epoch();
-        let Some(s) = self.session(idx) else { return };
-        s.conn = None;
-        s.epoch = epoch;
-        s.control.clear();
-        let client_id = Arc::clone(&s.client_id);
-        if !s.internal {
-            Stats::sub(&stats.clients_connected, 1);
-        }
-        if let Ending::Graceful {
-            publish_will,
-            session_expiry,
-        } = ending
-        {
-            if !publish_will {
-                s.will = None;
-            }
-            if let Some(e) = session_expiry {
-                s.expiry = e;
-            }
-        }
-        let expiry = s.expiry;
-        let will_delay = s.will.as_ref().map(|w| w.delay.min(expiry));
-        self.client_event_disconnected(&client_id);
-        self.set_shared_online(idx, false);
-        if expiry == 0 {
-            self.end_session(idx);
-            return;
-        }
-        let now = Instant::now();
-        match will_delay {
-            Some(0) => {
-                if let Some((client, w)) = self
-                    .session(idx)
-                    .and_then(|s| Some((Arc::clone(&s.client_id), s.will.take()?)))
-                {
-                    self.publish_will(&client, w);
-                }
-            }
-            Some(d) => self
-                .timers
-                .push(Reverse((now + secs(d), idx, epoch, TimerKind::Will))),
-            None => {}
-        }
-        if expiry != u32::MAX {
-            self.timers
-                .push(Reverse((now + secs(expiry), idx, epoch, TimerKind::Expire)));
-        }
-    }
-
-    /// Tell in-process listeners (state store) that a client's connection ended; nobody
-    /// listening is not an error.
-    fn client_event_disconnected(&self, client_id: &Arc<str>) {
-        let _ = self.router.events.send(super::ClientEvent::Disconnected {
-            client_id: Arc::clone(client_id),
-        });
-    }
-
-    fn fire_timers(&mut self) {
-        let now = Instant::now();
-        while let Some(Reverse((at, idx, epoch, kind))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(s) = self.session(idx) else { continue };
-            if s.epoch != epoch || s.conn.is_some() {
-                continue;
-            }
-            match kind {
-                TimerKind::Will => {
-                    if let Some(w) = s.will.take() {
-                        let client = Arc::clone(&s.client_id);
-                        self.publish_will(&client, w);
-                    }
-                }
-                TimerKind::Expire => self.end_session(idx),
-            }
-        }
-    }
-
-    /// End a session: its will (if still pending) is published, its subscriptions removed.
-    fn end_session(&mut self, idx: u32) {
-        let Some(mut s) = self.sessions.get_mut(idx as usize).and_then(Option::take) else {
-            return;
-        };
-        self.free.push(idx);
-        self.by_id.remove(&s.client_id);
-        if !s.internal {
-            Stats::sub(&self.router.stats.clients_total, 1);
-        }
-        s.kill_connection(ReasonCode::SESSION_TAKEN_OVER.0);
-        if let Some(w) = s.will.take() {
-            self.publish_will(&s.client_id, w);
-        }
-        for raw in s.subs.drain() {
-            self.remove_subscription(idx, &s.client_id, &raw, s.internal);
-        }
-    }
-
-    fn insert_session(&mut self, s: Session) -> u32 {
-        let id = Arc::clone(&s.client_id);
-        let idx = match self.free.pop() {
-            Some(i) => {
-                self.sessions[i as usize] = Some(s);
-                i
-            }
-            None => {
-                self.sessions.push(Some(s));
-                (self.sessions.len() - 1) as u32
-            }
-        };
-        self.by_id.insert(id, idx);
-        idx
-    }
-
-    fn bump_epoch(&mut self) -> u64 {
-        self.next_epoch += 1;
-        self.next_epoch
-    }
-
-    fn publish_will(&mut self, client: &Arc<str>, will: super::WillMsg) {
-        let max = self.router.settings.clients.max_message_expiry_secs;
-        let msg = Arc::new(Message::from_publish(
-            will.publish,
-            Some(Arc::clone(client)),
-            max,
-        ));
-        self.publish_from_partition(msg);
-    }
-
-    /// Route a message that originates inside the router (wills).
-    fn publish_from_partition(&mut self, msg: Arc<Message>) {
-        if msg.retain {
-            self.router.retain.update(&msg, &self.router.stats);
-        }
-        Stats::add(&self.router.stats.messages_received, 1);
-        for p in 0..self.router.partitions() {
-            if p != self.index {
-                self.router.send_inter(p, Inter::Publish(Arc::clone(&msg)));
-            }
-        }
-        self.on_publish(&msg);
     }
 
     // ---- publish path ----------------------------------------------------------------
 
-    fn on_publish(&mut self, msg: &Arc<Message>) {
+    fn on_publish(&mut self, routed: Routed) {
+        let Routed { msg, after, ticket } = routed;
+        let msg = &msg;
+        let mut required = after;
         // One copy per matched session at the highest granted QoS with every matching
         // subscription identifier.
         let mut hits = std::mem::take(&mut self.hits);
@@ -481,7 +260,9 @@ impl Partition {
             Target::Shared(g) => shared.push(g),
         });
         for (idx, qos, rap, sub_ids) in hits.drain(..) {
-            self.enqueue(idx, msg, msg.qos.min(qos), msg.retain && rap, sub_ids);
+            let (qos, retain) = (msg.qos.min(qos), msg.retain && rap);
+            let lsn = self.enqueue(idx, msg, qos, retain, sub_ids, after, ticket.as_ref());
+            required = required.max(lsn);
         }
         self.hits = hits;
         for g in shared.drain(..) {
@@ -495,41 +276,114 @@ impl Partition {
             if member.partition == self.index {
                 if let Some(&idx) = self.by_id.get(&member.client) {
                     let retain = msg.retain && member.opts.retain_as_published;
-                    self.enqueue(
-                        idx,
-                        msg,
-                        msg.qos.min(member.opts.qos),
-                        retain,
-                        member.sub_id.into_iter().collect(),
-                    );
+                    let qos = msg.qos.min(member.opts.qos);
+                    let ids = member.sub_id.into_iter().collect();
+                    let lsn = self.enqueue(idx, msg, qos, retain, ids, after, ticket.as_ref());
+                    required = required.max(lsn);
                 }
             } else {
+                if let Some(t) = &ticket {
+                    t.add();
+                }
                 let m = Inter::Deliver {
                     client: member.client,
                     msg: Arc::clone(msg),
                     opts: member.opts,
                     sub_id: member.sub_id,
+                    after,
+                    ticket: ticket.clone(),
                 };
                 self.router.send_inter(member.partition, m);
             }
         }
         self.shared_hits = shared;
+        if let Some(t) = ticket {
+            t.done(required);
+        }
+    }
+
+    /// The store made more durable: let held output go.
+    fn on_durable(&mut self, _lsn: u64) {
+        for idx in std::mem::take(&mut self.waiting) {
+            if let Some(s) = self.session(idx) {
+                s.waiting = false;
+            }
+            self.pump(idx);
+        }
+    }
+
+    /// Append a record for this partition's sessions; returns its LSN (0 without a store).
+    pub(super) fn persist(&self, rec: Record) -> u64 {
+        self.router.store.as_ref().map_or(0, |st| st.append(rec))
     }
 
     /// Queue one message for a session (applying the queue limit) and push what can go out.
-    fn enqueue(&mut self, idx: u32, msg: &Arc<Message>, qos: QoS, retain: bool, sub_ids: Vec<u32>) {
-        let settings = Arc::clone(&self.router.settings);
-        let stats = Arc::clone(&self.router.stats);
-        let Some(s) = self.session(idx) else { return };
-        if s.conn.is_none() && qos == QoS::AtMostOnce && !settings.clients.queue_qos0_offline {
+    /// Returns the LSN of the queue record written for it (0 if none). A QoS 2 message whose
+    /// publisher's session is persisted (`ticket` with a commit) waits for the commit.
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue(
+        &mut self,
+        idx: u32,
+        msg: &Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        sub_ids: Vec<u32>,
+        after: u64,
+        ticket: Option<&Arc<Ticket>>,
+    ) -> u64 {
+        let gate = ticket.filter(|t| t.commit_for.is_some()).cloned();
+        let router = Arc::clone(&self.router);
+        let stats = &router.stats;
+        let Some(s) = self.session(idx) else { return 0 };
+        if s.conn.is_none() && qos == QoS::AtMostOnce && !router.settings.clients.queue_qos0_offline
+        {
             Stats::add(&stats.dropped_qos0_offline, 1);
-            return;
+            return 0;
         }
         // `strategy: None` never drops (as in Azure IoT Operations); `DropOldest` makes room.
-        if let Some(limit) = &settings.clients.subscriber_queue_limit {
+        if let Some(limit) = &router.settings.clients.subscriber_queue_limit {
             if limit.strategy == QueueStrategy::DropOldest && s.queue.len() as u64 >= limit.length {
                 Stats::add(&stats.dropped_queue_full, 1);
-                s.queue.pop_front();
+                if let Some(old) = s.queue.pop_front() {
+                    if s.persist && old.seq != 0 {
+                        let client = Arc::clone(&s.client_id);
+                        router.store.as_ref().map(|st| {
+                            st.append(Record::Done {
+                                client,
+                                seq: old.seq,
+                            })
+                        });
+                    }
+                }
+            }
+        }
+        let seq = if qos == QoS::AtMostOnce {
+            0
+        } else {
+            s.take_seq()
+        };
+        let mut lsn = 0;
+        if let (true, Some(store), true) = (s.persist, &router.store, seq != 0) {
+            if store
+                .policy
+                .persist_queued(&msg.topic, store.policy.opted_in(&msg.properties))
+            {
+                let msg_id = store.message_id(msg);
+                let origin = match (&gate, &msg.origin) {
+                    (Some(t), Some(publisher)) => {
+                        t.commit_for.map(|pid| (Arc::clone(publisher), pid))
+                    }
+                    _ => None,
+                };
+                lsn = store.append(Record::Enqueue(Queued {
+                    client: Arc::clone(&s.client_id),
+                    seq,
+                    msg_id,
+                    qos,
+                    retain,
+                    sub_ids: sub_ids.clone(),
+                    origin,
+                }));
             }
         }
         s.queue.push_back(Delivery {
@@ -539,41 +393,65 @@ impl Partition {
             packet_id: 0,
             dup: false,
             sub_ids,
+            seq,
+            ready: after.max(lsn),
+            gate,
         });
         if s.conn.is_some() {
             self.pump(idx);
         }
+        lsn
     }
 
     /// Hand control packets, then queued messages, to the connection while the channel
-    /// accepts them and the in-flight window has room.
-    fn pump(&mut self, idx: u32) {
-        let stats = Arc::clone(&self.router.stats);
+    /// accepts them, the in-flight window has room and the store has written what they
+    /// acknowledge or carry.
+    pub(super) fn pump(&mut self, idx: u32) {
+        let router = Arc::clone(&self.router);
+        let durable = router.durable();
         let Some(s) = self.session(idx) else { return };
         let Some(window) = s.conn.as_ref().map(|c| c.window as usize) else {
             return;
         };
-        while let Some(item) = s.control.pop_front() {
-            match s.offer(item) {
-                Offer::Sent => {}
-                Offer::Full(item) | Offer::Gone(item) => {
-                    s.control.push_front(item);
-                    return;
+        let mut blocked = s.hold > durable;
+        if !blocked {
+            while let Some(item) = s.control.pop_front() {
+                match s.offer(item) {
+                    Offer::Sent => {}
+                    Offer::Full(item) | Offer::Gone(item) => {
+                        s.control.push_front(item);
+                        return;
+                    }
                 }
             }
         }
         let now = Instant::now();
-        while let Some(mut d) = s.queue.pop_front() {
+        while !blocked {
+            let Some(mut d) = s.queue.pop_front() else {
+                break;
+            };
             if d.msg.is_expired(now) {
-                Stats::add(&stats.dropped_expired, 1);
+                Stats::add(&router.stats.dropped_expired, 1);
+                if s.persist && d.seq != 0 {
+                    let client = Arc::clone(&s.client_id);
+                    router
+                        .store
+                        .as_ref()
+                        .map(|st| st.append(Record::Done { client, seq: d.seq }));
+                }
                 continue;
             }
+            if d.ready_at() > durable {
+                s.queue.push_front(d);
+                blocked = true;
+                break;
+            }
             if d.qos != QoS::AtMostOnce {
-                if s.inflight.len() >= window {
+                d.packet_id = packet_id_of(d.seq);
+                if s.inflight.len() >= window || s.inflight.contains_key(&d.packet_id) {
                     s.queue.push_front(d);
                     return;
                 }
-                d.packet_id = s.allocate_packet_id();
             }
             let keep = (d.qos != QoS::AtMostOnce).then(|| d.clone());
             match s.offer(Outgoing::Publish(d)) {
@@ -596,27 +474,77 @@ impl Partition {
                 Offer::Full(_) | Offer::Gone(_) => return,
             }
         }
+        if blocked && !s.waiting {
+            s.waiting = true;
+            self.waiting.push(idx);
+        }
     }
 
     fn on_ack(&mut self, idx: u32, packet_id: u16, kind: AckKind) {
         let Some(s) = self.session(idx) else { return };
+        let client = Arc::clone(&s.client_id);
+        let persist = s.persist;
         match kind {
             AckKind::Qos1Acked
             | AckKind::Qos2Completed
             | AckKind::Qos2Received { failed: true } => {
-                s.inflight.remove(&packet_id);
+                if let Some(done) = s.inflight.remove(&packet_id) {
+                    if persist && done.delivery.seq != 0 {
+                        let seq = done.delivery.seq;
+                        self.persist(Record::Done { client, seq });
+                    }
+                }
             }
             AckKind::Qos2Received { failed: false } => {
-                if let Some(i) = s.inflight.get_mut(&packet_id) {
-                    i.released = true;
+                // PUBREL goes out once the store knows the message was received, so a
+                // restart never sends the PUBLISH again [MQTT-4.3.3-5].
+                let seq = match s.inflight.get_mut(&packet_id) {
+                    Some(i) if !i.released => {
+                        i.released = true;
+                        Some(i.delivery.seq)
+                    }
+                    Some(_) => None,
+                    None => {
+                        let reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                        let rel = Packet::PubRel(Ack::new(packet_id, reason));
+                        s.control.push_back(Outgoing::Packet(Box::new(rel)));
+                        self.pump(idx);
+                        return;
+                    }
+                };
+                let lsn = match seq {
+                    Some(seq) if persist => self.persist(Record::Released { client, seq }),
+                    _ => 0,
+                };
+                if let Some(s) = self.session(idx) {
+                    s.hold = s.hold.max(lsn);
+                    let rel = Packet::PubRel(Ack::new(packet_id, ReasonCode::SUCCESS));
+                    s.control.push_back(Outgoing::Packet(Box::new(rel)));
                 }
             }
         }
         self.pump(idx);
     }
+
+    /// QoS 2 receive state from the connection: kept in the session for a resumed
+    /// connection; on release, PUBCOMP follows once the release record (`lsn`) is durable.
+    fn on_incoming_qos2(&mut self, idx: u32, packet_id: u16, released: bool, lsn: u64) {
+        let Some(s) = self.session(idx) else { return };
+        if !released {
+            s.incoming_qos2.insert(packet_id);
+            return;
+        }
+        s.incoming_qos2.remove(&packet_id);
+        if lsn != 0 {
+            s.hold = s.hold.max(lsn);
+            let comp = Packet::PubComp(Ack::new(packet_id, ReasonCode::SUCCESS));
+            s.control.push_back(Outgoing::Packet(Box::new(comp)));
+            self.pump(idx);
+        }
+    }
 }
 
-fn secs(s: u32) -> Duration {
+pub(super) fn secs(s: u32) -> Duration {
     Duration::from_secs(u64::from(s))
 }
 

@@ -2,11 +2,11 @@
 //! messages, QoS 2 receive state, will, expiry. It outlives connections and holds nothing
 //! tied to a socket except the optional handle of the attached connection.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use edgeplane_codec::ProtocolVersion;
+use edgeplane_codec::{ProtocolVersion, SubOptions};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::{ConnSignals, Delivery, Outgoing, WillMsg};
@@ -29,14 +29,24 @@ pub struct Session {
     pub client_id: Arc<str>,
     pub version: ProtocolVersion,
     pub conn: Option<Conn>,
-    /// Raw filters as subscribed (including `$share/...`); options live in the trie.
-    pub subs: HashSet<String>,
+    /// Raw filters as subscribed (including `$share/...`), with their options and
+    /// subscription identifier (the trie and shared groups hold copies for matching).
+    pub subs: HashMap<String, (SubOptions, Option<u32>)>,
     /// Control packets and re-sends that must go out before queued messages.
     pub control: VecDeque<Outgoing>,
     /// Messages not yet handed to the connection.
     pub queue: VecDeque<Delivery>,
     pub inflight: BTreeMap<u16, Inflight>,
-    next_packet_id: u16,
+    /// Sequence number of the next QoS 1/2 message queued; a message's packet id is derived
+    /// from it, so a session recovered from the store re-sends with the same ids.
+    pub next_seq: u64,
+    /// The store keeps this session (session expiry above zero and the policy says so).
+    pub persist: bool,
+    /// Nothing goes out before this LSN is durable (the CONNACK, SUBACK, PUBREL... queued in
+    /// `control` acknowledge what it wrote).
+    pub hold: u64,
+    /// In the partition's list of sessions waiting for the store.
+    pub waiting: bool,
     pub incoming_qos2: HashSet<u16>,
     pub expiry: u32,
     pub will: Option<WillMsg>,
@@ -44,6 +54,13 @@ pub struct Session {
     pub epoch: u64,
     /// An in-process service's session: not counted as a client in statistics.
     pub internal: bool,
+}
+
+/// The packet id of the QoS 1/2 message with sequence number `seq`: ids cycle through
+/// 1..=65535 in queue order, and one still in flight holds back the message that would
+/// reuse it.
+pub fn packet_id_of(seq: u64) -> u16 {
+    ((seq.wrapping_sub(1) % 65_535) + 1) as u16
 }
 
 /// Result of offering one item to the connection's channel.
@@ -61,11 +78,14 @@ impl Session {
             client_id,
             version,
             conn: None,
-            subs: HashSet::new(),
+            subs: HashMap::new(),
             control: VecDeque::new(),
             queue: VecDeque::new(),
             inflight: BTreeMap::new(),
-            next_packet_id: 1,
+            next_seq: 1,
+            persist: false,
+            hold: 0,
+            waiting: false,
             incoming_qos2: HashSet::new(),
             expiry: 0,
             will: None,
@@ -74,15 +94,11 @@ impl Session {
         }
     }
 
-    /// A packet id not in use by an in-flight message.
-    pub fn allocate_packet_id(&mut self) -> u16 {
-        loop {
-            let id = self.next_packet_id;
-            self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
-            if !self.inflight.contains_key(&id) {
-                return id;
-            }
-        }
+    /// Take the sequence number for the next QoS 1/2 message.
+    pub fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
     }
 
     /// Try to hand one item to the attached connection.

@@ -16,10 +16,12 @@ use super::super::{hash_index, Ending, Inter, Outgoing};
 use super::Partition;
 use crate::message::Message;
 use crate::stats::Stats;
+use crate::store::Record;
 
 impl Partition {
     pub(super) fn on_subscribe(&mut self, idx: u32, packet: Subscribe, denied: &[bool]) {
         let sub_id = packet.properties.subscription_identifiers.first().copied();
+        let mut hold = 0;
         let mut reasons = Vec::with_capacity(packet.filters.len());
         let mut retained: Vec<(Arc<Message>, QoS, Option<u32>)> = Vec::new();
         for (i, (raw, opts)) in packet.filters.iter().enumerate() {
@@ -46,38 +48,21 @@ impl Partition {
                 Some(s) => Arc::clone(&s.client_id),
                 None => return,
             };
-            let is_new = self
-                .session(idx)
-                .is_some_and(|s| s.subs.insert(raw.clone()) && !s.internal);
-            if is_new {
-                Stats::add(&self.router.stats.subscriptions, 1);
+            let new = self.add_subscription(idx, Arc::clone(&client), raw, *opts, sub_id, true);
+            if spec.share_group.is_none()
+                && (opts.retain_handling == 0 || (opts.retain_handling == 1 && new))
+            {
+                for m in self.router.retain.matching(spec.filter, &self.router.stats) {
+                    retained.push((m, opts.qos, sub_id));
+                }
             }
-            match spec.share_group {
-                Some(group) => {
-                    let member = Member {
-                        client,
-                        partition: self.index,
-                        opts: *opts,
-                        sub_id,
-                        online: true,
-                    };
-                    self.send_shared(group, spec.filter, |g, f| Inter::SharedJoin(member, g, f));
-                }
-                None => {
-                    let new = self.trie.insert(
-                        spec.filter,
-                        Entry {
-                            target: Target::Session(idx),
-                            opts: *opts,
-                            sub_id,
-                        },
-                    );
-                    if opts.retain_handling == 0 || (opts.retain_handling == 1 && new) {
-                        for m in self.router.retain.matching(spec.filter, &self.router.stats) {
-                            retained.push((m, opts.qos, sub_id));
-                        }
-                    }
-                }
+            if self.session(idx).is_some_and(|s| s.persist) {
+                hold = self.persist(Record::Subscribe {
+                    client,
+                    filter: raw.clone(),
+                    opts: *opts,
+                    sub_id,
+                });
             }
             reasons.push(ReasonCode(opts.qos as u8));
         }
@@ -87,23 +72,31 @@ impl Partition {
             reasons,
             properties: Properties::default(),
         };
+        // SUBACK once the subscriptions are durable; retained messages follow it.
+        s.hold = s.hold.max(hold);
         s.control
             .push_back(Outgoing::Packet(Box::new(Packet::SubAck(ack))));
         self.pump(idx);
         for (m, qos, sub_id) in retained {
             let qos = m.qos.min(qos);
-            self.enqueue(idx, &m, qos, true, sub_id.into_iter().collect());
+            self.enqueue(idx, &m, qos, true, sub_id.into_iter().collect(), 0, None);
         }
     }
 
     pub(super) fn on_unsubscribe(&mut self, idx: u32, packet: Unsubscribe) {
         let mut reasons = Vec::with_capacity(packet.filters.len());
+        let mut hold = 0;
         for raw in &packet.filters {
             let Some(s) = self.session(idx) else { return };
             let client = Arc::clone(&s.client_id);
             let internal = s.internal;
-            if s.subs.remove(raw) {
+            let persist = s.persist;
+            if s.subs.remove(raw).is_some() {
                 self.remove_subscription(idx, &client, raw, internal);
+                if persist {
+                    let filter = raw.clone();
+                    hold = self.persist(Record::Unsubscribe { client, filter });
+                }
                 reasons.push(ReasonCode::SUCCESS);
             } else if topic::parse_filter(raw).is_err() {
                 reasons.push(ReasonCode::TOPIC_FILTER_INVALID);
@@ -117,9 +110,67 @@ impl Partition {
             reasons,
             properties: Properties::default(),
         };
+        s.hold = s.hold.max(hold);
         s.control
             .push_back(Outgoing::Packet(Box::new(Packet::UnsubAck(ack))));
         self.pump(idx);
+    }
+
+    /// Add (or replace) one subscription of a session: in the session's map, and in the
+    /// trie or its shared group. Returns whether the filter is new for the session.
+    pub(super) fn add_subscription(
+        &mut self,
+        idx: u32,
+        client: Arc<str>,
+        raw: &str,
+        opts: SubOptions,
+        sub_id: Option<u32>,
+        online: bool,
+    ) -> bool {
+        let Ok(spec) = topic::parse_filter(raw) else {
+            return false;
+        };
+        let Some(s) = self.session(idx) else {
+            return false;
+        };
+        let is_new = s.subs.insert(raw.to_owned(), (opts, sub_id)).is_none();
+        if is_new && !s.internal {
+            Stats::add(&self.router.stats.subscriptions, 1);
+        }
+        match spec.share_group {
+            Some(group) => {
+                let member = Member {
+                    client,
+                    partition: self.index,
+                    opts,
+                    sub_id,
+                    online,
+                };
+                self.send_shared(group, spec.filter, |g, f| Inter::SharedJoin(member, g, f));
+                is_new
+            }
+            None => self.trie.insert(
+                spec.filter,
+                Entry {
+                    target: Target::Session(idx),
+                    opts,
+                    sub_id,
+                },
+            ),
+        }
+    }
+
+    /// Every subscription of a session with its options (to write them to the store).
+    pub(super) fn subscription_options(
+        &mut self,
+        idx: u32,
+    ) -> Vec<(String, SubOptions, Option<u32>)> {
+        self.session(idx).map_or_else(Vec::new, |s| {
+            s.subs
+                .iter()
+                .map(|(f, (o, id))| (f.clone(), *o, *id))
+                .collect()
+        })
     }
 
     /// Remove one subscription (already taken out of the session's map) from the trie or
@@ -157,7 +208,7 @@ impl Partition {
         let client = Arc::clone(&s.client_id);
         let shared: Vec<String> = s
             .subs
-            .iter()
+            .keys()
             .filter(|k| k.starts_with("$share/"))
             .cloned()
             .collect();
