@@ -5,3 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo test --workspace --locked "$@"
+# The conformance suite again with the durable store under every broker.
+EDGEPLANE_TEST_DURABLE=1 cargo test --locked -p edgeplane-tests --test conformance "$@"

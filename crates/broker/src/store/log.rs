@@ -72,8 +72,13 @@ pub struct SegmentHeader {
 pub enum Damage {
     /// The header is missing or wrong: not a segment of ours, or a newer format.
     Header(String),
-    /// A frame at `offset` is cut short or fails its checksum.
-    Frame { offset: u64, why: String },
+    /// A frame at `offset` is cut short or fails its checksum; `followed` when a whole,
+    /// checked frame comes after it (so it is corruption, not a write cut short).
+    Frame {
+        offset: u64,
+        why: String,
+        followed: bool,
+    },
 }
 
 /// A segment read into memory: its header, the frames that checked out, and where (and why)
@@ -126,6 +131,7 @@ pub fn read_segment(path: &Path) -> io::Result<Segment> {
             damage = Some(Damage::Frame {
                 offset: at as u64,
                 why: format!("frame header cut short ({rest} bytes)"),
+                followed: false,
             });
             break;
         }
@@ -135,6 +141,7 @@ pub fn read_segment(path: &Path) -> io::Result<Segment> {
             damage = Some(Damage::Frame {
                 offset: at as u64,
                 why: format!("frame of {len} bytes runs past the end of the file"),
+                followed: false,
             });
             break;
         }
@@ -143,6 +150,7 @@ pub fn read_segment(path: &Path) -> io::Result<Segment> {
             damage = Some(Damage::Frame {
                 offset: at as u64,
                 why: "checksum mismatch".into(),
+                followed: valid_frame_at(&data, at + 8 + len as usize),
             });
             break;
         }
@@ -156,6 +164,17 @@ pub fn read_segment(path: &Path) -> io::Result<Segment> {
         file_len,
         damage,
     })
+}
+
+/// Whether a whole frame with a matching checksum starts at `at`.
+fn valid_frame_at(data: &[u8], at: usize) -> bool {
+    let Some(head) = data.get(at..at + 8) else {
+        return false;
+    };
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    data.get(at + 8..at + 8 + len)
+        .is_some_and(|body| crc32fast::hash(body) == crc)
 }
 
 /// Cut a segment back to its valid prefix and make that durable.

@@ -455,9 +455,17 @@ fn recover_inner(dir: &Path, repair: Repair, modify: bool) -> Result<Recovered, 
         if let Some(damage) = &seg.damage {
             let (offset, why) = match damage {
                 log::Damage::Header(why) => (0, why.clone()),
-                log::Damage::Frame { offset, why } => (*offset, why.clone()),
+                log::Damage::Frame { offset, why, .. } => (*offset, why.clone()),
             };
-            let torn = last && matches!(damage, log::Damage::Frame { .. });
+            // A write cut short by a crash: the end of the last segment, nothing valid after.
+            let torn = last
+                && matches!(
+                    damage,
+                    log::Damage::Frame {
+                        followed: false,
+                        ..
+                    }
+                );
             if !torn && repair == Repair::No {
                 return Err(StoreError::Corrupt {
                     file: path,
