@@ -37,6 +37,10 @@ pub struct FlowArgs {
     /// Give up waiting for deliveries after this long.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    /// Subscribers keep a persistent session (MQTT 3.1.1 Clean Session 0), so a broker
+    /// with persistence writes their queues to disk.
+    #[arg(long)]
+    pub persistent: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,7 +60,7 @@ pub async fn run(a: FlowArgs, shape: Shape) -> anyhow::Result<()> {
     let received = Arc::new(AtomicU64::new(0));
     let mut subs = Vec::new();
     for i in 0..subscribers {
-        let mut s = connect(a.broker, &format!("bench-sub-{i}")).await?;
+        let mut s = connect(a.broker, &format!("bench-sub-{i}"), !a.persistent).await?;
         let sub = Subscribe {
             packet_id: 1,
             filters: vec![(topic.clone(), SubOptions::new(qos))],
@@ -74,7 +78,7 @@ pub async fn run(a: FlowArgs, shape: Shape) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut pubs = Vec::new();
     for i in 0..publishers {
-        let s = connect(a.broker, &format!("bench-pub-{i}")).await?;
+        let s = connect(a.broker, &format!("bench-pub-{i}"), true).await?;
         pubs.push(tokio::spawn(publisher(
             s,
             topic.clone(),
@@ -123,12 +127,12 @@ pub async fn run(a: FlowArgs, shape: Shape) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(broker: SocketAddr, id: &str) -> anyhow::Result<TcpStream> {
+async fn connect(broker: SocketAddr, id: &str, clean_start: bool) -> anyhow::Result<TcpStream> {
     let mut s = TcpStream::connect(broker).await?;
     s.set_nodelay(true)?;
     let c = Connect {
         protocol: V,
-        clean_start: true,
+        clean_start,
         keep_alive: 0,
         client_id: id.into(),
         will: None,
