@@ -3,14 +3,11 @@
 //! messages), a torn tail is cut off with the rest kept, and damage elsewhere stops the
 //! start with the file and offset named.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 use std::path::Path;
 
 use edgeplane_broker::store::{self, StoreError};
 use edgeplane_codec::{Ack, Packet, QoS, ReasonCode};
-use support::*;
+use edgeplane_tests::*;
 
 async fn broker_on(dir: &Path) -> TestBroker {
     let dir = dir.to_path_buf();

@@ -81,7 +81,7 @@ fn recovery_matches_the_model_through_compactions() {
         let mut rng = Rng(seed * 7919);
         let mut seqs: BTreeMap<u64, u64> = BTreeMap::new();
         let mut next_id = 1_000;
-        let mut apply = |store: &Store, model: &mut State, r: Record| {
+        let apply = |store: &Store, model: &mut State, r: Record| {
             model.apply(r.clone());
             store.append(r);
         };
