@@ -221,11 +221,19 @@ impl LocalClient {
         let max_expiry = self.ctx.settings.clients.max_message_expiry_secs;
         let msg = Message::from_publish(publish, Some(Arc::clone(&self.client_id)), max_expiry);
         let router = &self.ctx.router;
-        let store = router.store.as_ref().filter(|_| msg.qos != QoS::AtMostOnce);
-        let notify = Arc::new(tokio::sync::Notify::new());
-        let ticket = store.map(|_| Ticket::new(router.partitions(), Arc::clone(&notify), None));
-        router.publish(Arc::new(msg), 0, ticket.clone()).await;
-        if let (Some(t), Some(store)) = (ticket, store) {
+        // Only a QoS 1/2 message with a store behind the broker has anything to wait for.
+        let wait = router
+            .store
+            .as_ref()
+            .filter(|_| msg.qos != QoS::AtMostOnce)
+            .map(|store| {
+                let notify = Arc::new(tokio::sync::Notify::new());
+                let ticket = Ticket::new(router.partitions(), Arc::clone(&notify), None);
+                (store, ticket, notify)
+            });
+        let ticket = wait.as_ref().map(|(_, t, _)| Arc::clone(t));
+        router.publish(Arc::new(msg), 0, ticket).await;
+        if let Some((store, t, notify)) = wait {
             while !t.routed() {
                 notify.notified().await;
             }

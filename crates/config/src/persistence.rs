@@ -221,8 +221,9 @@ pub(crate) fn read(spec: &Node) -> Option<Persistence> {
         .unwrap_or_default()
     };
     let policy = |name: &str, settings: &str| -> PersistPolicy {
+        // A policy left out keeps everything, like a data folder without the section.
         let Some(node) = p.get(name) else {
-            return defaults.retain.clone();
+            return Persistence::default().retain;
         };
         let mode = match node.get("mode").and_then(Node::as_str) {
             Some("None") => PersistMode::None,

@@ -345,15 +345,7 @@ impl Partition {
             if limit.strategy == QueueStrategy::DropOldest && s.queue.len() as u64 >= limit.length {
                 Stats::add(&stats.dropped_queue_full, 1);
                 if let Some(old) = s.queue.pop_front() {
-                    if s.persist && old.seq != 0 {
-                        let client = Arc::clone(&s.client_id);
-                        router.store.as_ref().map(|st| {
-                            st.append(Record::Done {
-                                client,
-                                seq: old.seq,
-                            })
-                        });
-                    }
+                    s.record_done(router.store.as_deref(), old.seq);
                 }
             }
         }
@@ -432,13 +424,7 @@ impl Partition {
             };
             if d.msg.is_expired(now) {
                 Stats::add(&router.stats.dropped_expired, 1);
-                if s.persist && d.seq != 0 {
-                    let client = Arc::clone(&s.client_id);
-                    router
-                        .store
-                        .as_ref()
-                        .map(|st| st.append(Record::Done { client, seq: d.seq }));
-                }
+                s.record_done(router.store.as_deref(), d.seq);
                 continue;
             }
             if d.ready_at() > durable {
@@ -481,18 +467,18 @@ impl Partition {
     }
 
     fn on_ack(&mut self, idx: u32, packet_id: u16, kind: AckKind) {
-        let Some(s) = self.session(idx) else { return };
-        let client = Arc::clone(&s.client_id);
+        // Disjoint borrows: the store through the router, the session from the slab.
+        let store = self.router.store.as_deref();
+        let Some(s) = self.sessions.get_mut(idx as usize).and_then(Option::as_mut) else {
+            return;
+        };
         let persist = s.persist;
         match kind {
             AckKind::Qos1Acked
             | AckKind::Qos2Completed
             | AckKind::Qos2Received { failed: true } => {
                 if let Some(done) = s.inflight.remove(&packet_id) {
-                    if persist && done.delivery.seq != 0 {
-                        let seq = done.delivery.seq;
-                        self.persist(Record::Done { client, seq });
-                    }
+                    s.record_done(store, done.delivery.seq);
                 }
             }
             AckKind::Qos2Received { failed: false } => {
@@ -513,7 +499,10 @@ impl Partition {
                     }
                 };
                 let lsn = match seq {
-                    Some(seq) if persist => self.persist(Record::Released { client, seq }),
+                    Some(seq) if persist => {
+                        let client = Arc::clone(&s.client_id);
+                        self.persist(Record::Released { client, seq })
+                    }
                     _ => 0,
                 };
                 if let Some(s) = self.session(idx) {

@@ -10,6 +10,7 @@ use edgeplane_codec::{ProtocolVersion, SubOptions};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::{ConnSignals, Delivery, Outgoing, WillMsg};
+use crate::store::{Record, Store};
 
 /// The connection currently attached to a session.
 pub struct Conn {
@@ -91,6 +92,15 @@ impl Session {
             will: None,
             epoch: 0,
             internal: false,
+        }
+    }
+
+    /// Record that the QoS 1/2 message `seq` left a persisted session's queue (acknowledged,
+    /// expired or dropped); nothing for QoS 0 or sessions kept in memory.
+    pub fn record_done(&self, store: Option<&Store>, seq: u64) {
+        if let (true, Some(store), true) = (self.persist, store, seq != 0) {
+            let client = Arc::clone(&self.client_id);
+            store.append(Record::Done { client, seq });
         }
     }
 
