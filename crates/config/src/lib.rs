@@ -11,6 +11,8 @@
 //! - `Broker`, `BrokerListener`, `BrokerAuthentication`, `BrokerAuthorization`:
 //!   `edgeplane.io/v1`, or Azure IoT Operations' `mqttbroker.iotoperations.azure.com/v1`
 //!   (and `v1beta1`) so AIO manifests load unchanged.
+//! - `DataflowProfile`, `DataflowEndpoint`, `Dataflow`: `edgeplane.io/v1`, or Azure IoT
+//!   Operations' `connectivity.iotoperations.azure.com/v1` (and `v1beta1`).
 //! - `ConfigMap`, `Secret`: `v1`.
 //!
 //! # What is checked
@@ -37,6 +39,7 @@
 
 mod auth;
 mod broker;
+mod dataflow;
 mod error;
 mod listener;
 mod load;
@@ -52,11 +55,16 @@ use std::path::Path;
 pub use broker::{
     BrokerSettings, ClientLimits, MemoryProfile, QueueLimit, QueueStrategy, DEFAULT_BROKER_NAME,
 };
+pub use dataflow::{
+    is_local_host, SpecDoc, DEFAULT_ENDPOINT, DEFAULT_PROFILE, LOCAL_BROKER_HOST,
+    SUPPORTED_ENDPOINT_TYPES,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use listener::{ListenerPort, Protocol, TlsSettings};
 pub use persistence::{PersistMode, PersistPolicy, Persistence};
 pub use resource::{
-    Kind, ResourceRef, AIO_BROKER_API_VERSIONS, CORE_API_VERSION, EDGEPLANE_API_VERSION,
+    Kind, ResourceRef, AIO_BROKER_API_VERSIONS, AIO_CONNECTIVITY_API_VERSIONS, CORE_API_VERSION,
+    EDGEPLANE_API_VERSION,
 };
 pub use secret::{SecretData, TLS_CERT_KEY, TLS_KEY_KEY, TLS_SECRET_TYPE};
 
@@ -81,6 +89,13 @@ pub struct Config {
     pub authentications: BTreeMap<String, serde_json::Value>,
     /// BrokerAuthorization name to its `spec` (not yet validated beyond being a mapping).
     pub authorizations: BTreeMap<String, serde_json::Value>,
+    /// DataflowProfile name to its spec (structure checked; `instanceCount`).
+    pub dataflow_profiles: BTreeMap<String, SpecDoc>,
+    /// DataflowEndpoint name to its spec (structure and references checked).
+    pub dataflow_endpoints: BTreeMap<String, SpecDoc>,
+    /// Dataflow name to its spec (structure and references checked; expressions are
+    /// compiled by the dataflow crate, which reports with the same file, field and line).
+    pub dataflows: BTreeMap<String, SpecDoc>,
     /// Every loaded resource, in load order.
     pub resources: Vec<ResourceRef>,
 }

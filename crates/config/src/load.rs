@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::auth;
 use crate::broker::{self, BrokerSettings, DEFAULT_BROKER_NAME};
+use crate::dataflow::{self, DataflowDoc, EndpointDoc, SpecDoc, DEFAULT_ENDPOINT, DEFAULT_PROFILE};
 use crate::error::{ConfigError, ConfigErrors, Sink};
 use crate::listener::{self, binds_conflict, ListenerDoc, PortDoc, Ref};
 use crate::resource::{read_header, Kind, ResourceRef};
@@ -31,6 +32,9 @@ pub(crate) struct Loader {
     secrets: BTreeMap<String, SecretData>,
     authentications: BTreeMap<String, serde_json::Value>,
     authorizations: BTreeMap<String, serde_json::Value>,
+    dataflow_profiles: BTreeMap<String, SpecDoc>,
+    dataflow_endpoints: BTreeMap<String, EndpointDoc>,
+    dataflows: BTreeMap<String, DataflowDoc>,
 }
 
 impl Loader {
@@ -149,6 +153,24 @@ impl Loader {
                     map.insert(name, spec);
                 }
             }
+            Kind::DataflowProfile => {
+                if let Some(this) = this.filter(|r| self.admit(r, sink)) {
+                    self.dataflow_profiles
+                        .insert(name, dataflow::read_profile(doc, this));
+                }
+            }
+            Kind::DataflowEndpoint => {
+                let endpoint = dataflow::read_endpoint(doc, this.clone(), sink);
+                if let (Some(endpoint), true) = (endpoint, self.admit_opt(this, sink)) {
+                    self.dataflow_endpoints.insert(name, endpoint);
+                }
+            }
+            Kind::Dataflow => {
+                let flow = dataflow::read_dataflow(doc, this.clone(), sink);
+                if let (Some(flow), true) = (flow, self.admit_opt(this, sink)) {
+                    self.dataflows.insert(name, flow);
+                }
+            }
             Kind::ConfigMap => {
                 let data = secret::read_config_map(doc, sink);
                 if self.admit_opt(this, sink) {
@@ -200,7 +222,9 @@ impl Loader {
     pub(crate) fn finish(mut self) -> Result<Config, ConfigErrors> {
         let references = self.check_references();
         let conflicts = self.check_port_conflicts();
-        self.errors.extend(references.into_iter().chain(conflicts));
+        let dataflows = self.check_dataflow_references();
+        self.errors
+            .extend(references.into_iter().chain(conflicts).chain(dataflows));
         if !self.errors.is_empty() {
             let mut errors = self.errors;
             errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
@@ -218,8 +242,97 @@ impl Loader {
             secrets: self.secrets,
             authentications: self.authentications,
             authorizations: self.authorizations,
+            dataflow_profiles: self.dataflow_profiles,
+            dataflow_endpoints: self
+                .dataflow_endpoints
+                .into_iter()
+                .map(|(name, e)| (name, e.doc))
+                .collect(),
+            dataflows: self
+                .dataflows
+                .into_iter()
+                .map(|(name, d)| (name, d.doc))
+                .collect(),
             resources: self.resources,
         })
+    }
+
+    /// Dataflows name existing endpoints and profiles (`default` of each needs no
+    /// declaration), and one end of every dataflow is the local broker; endpoints name
+    /// existing Secrets and ConfigMaps.
+    fn check_dataflow_references(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        for endpoint in self.dataflow_endpoints.values() {
+            let owner = &endpoint.doc.resource;
+            for r in &endpoint.secret_refs {
+                if !self.secrets.contains_key(&r.name) {
+                    errors.push(error_at(
+                        owner,
+                        &r.path,
+                        r.line,
+                        missing(Kind::Secret, &r.name),
+                    ));
+                }
+            }
+            for r in &endpoint.config_map_refs {
+                if !self.config_maps.contains_key(&r.name) {
+                    errors.push(error_at(
+                        owner,
+                        &r.path,
+                        r.line,
+                        missing(Kind::ConfigMap, &r.name),
+                    ));
+                }
+            }
+        }
+        // Whether an endpoint name resolves, and to the local broker.
+        let resolve = |name: &str| match self.dataflow_endpoints.get(name) {
+            Some(e) => Some(e.local),
+            None => (name == DEFAULT_ENDPOINT).then_some(true),
+        };
+        for flow in self.dataflows.values() {
+            let owner = &flow.doc.resource;
+            if let Some(r) = &flow.profile_ref {
+                if r.name != DEFAULT_PROFILE && !self.dataflow_profiles.contains_key(&r.name) {
+                    errors.push(error_at(
+                        owner,
+                        &r.path,
+                        r.line,
+                        missing(Kind::DataflowProfile, &r.name),
+                    ));
+                }
+            }
+            let mut ends = Vec::new();
+            for r in [&flow.source_ref, &flow.destination_ref]
+                .into_iter()
+                .flatten()
+            {
+                match resolve(&r.name) {
+                    Some(local) => ends.push(local),
+                    None => errors.push(error_at(
+                        owner,
+                        &r.path,
+                        r.line,
+                        missing(Kind::DataflowEndpoint, &r.name),
+                    )),
+                }
+            }
+            if ends.len() == 2 && !ends.contains(&true) {
+                let r = flow.destination_ref.as_ref().or(flow.source_ref.as_ref());
+                if let Some(r) = r {
+                    errors.push(error_at(
+                        owner,
+                        &r.path,
+                        r.line,
+                        format!(
+                            "neither end of this dataflow is the local broker; use the                              `{DEFAULT_ENDPOINT}` endpoint (or one with host {}) as its source                              or its destination",
+                            dataflow::LOCAL_BROKER_HOST
+                        ),
+                    ));
+                }
+            }
+        }
+        errors
     }
 
     /// Every name a listener writes must name a resource in the folder.

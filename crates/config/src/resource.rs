@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::error::Sink;
 use crate::schema::{check_object, opt, req, Field, Schema};
 use crate::yaml::Node;
-use crate::{auth, broker, listener, secret};
+use crate::{auth, broker, dataflow, listener, secret};
 
 /// Our own API group and version, served for every Edgeplane kind.
 pub const EDGEPLANE_API_VERSION: &str = "edgeplane.io/v1";
@@ -24,6 +24,12 @@ pub const EDGEPLANE_API_VERSION: &str = "edgeplane.io/v1";
 pub const AIO_BROKER_API_VERSIONS: [&str; 2] = [
     "mqttbroker.iotoperations.azure.com/v1",
     "mqttbroker.iotoperations.azure.com/v1beta1",
+];
+
+/// Azure IoT Operations' dataflow API versions, accepted as aliases for the dataflow kinds.
+pub const AIO_CONNECTIVITY_API_VERSIONS: [&str; 2] = [
+    "connectivity.iotoperations.azure.com/v1",
+    "connectivity.iotoperations.azure.com/v1beta1",
 ];
 
 /// The Kubernetes core API version, used by `ConfigMap` and `Secret`.
@@ -36,17 +42,23 @@ pub enum Kind {
     BrokerListener,
     BrokerAuthentication,
     BrokerAuthorization,
+    DataflowProfile,
+    DataflowEndpoint,
+    Dataflow,
     ConfigMap,
     Secret,
 }
 
 impl Kind {
     /// Every supported kind, in the order messages list them.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Broker,
         Kind::BrokerListener,
         Kind::BrokerAuthentication,
         Kind::BrokerAuthorization,
+        Kind::DataflowProfile,
+        Kind::DataflowEndpoint,
+        Kind::Dataflow,
         Kind::ConfigMap,
         Kind::Secret,
     ];
@@ -58,6 +70,9 @@ impl Kind {
             Kind::BrokerListener => "BrokerListener",
             Kind::BrokerAuthentication => "BrokerAuthentication",
             Kind::BrokerAuthorization => "BrokerAuthorization",
+            Kind::DataflowProfile => "DataflowProfile",
+            Kind::DataflowEndpoint => "DataflowEndpoint",
+            Kind::Dataflow => "Dataflow",
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
         }
@@ -79,6 +94,11 @@ impl Kind {
                 AIO_BROKER_API_VERSIONS[0],
                 AIO_BROKER_API_VERSIONS[1],
             ],
+            Kind::DataflowProfile | Kind::DataflowEndpoint | Kind::Dataflow => &[
+                EDGEPLANE_API_VERSION,
+                AIO_CONNECTIVITY_API_VERSIONS[0],
+                AIO_CONNECTIVITY_API_VERSIONS[1],
+            ],
             Kind::ConfigMap | Kind::Secret => &[CORE_API_VERSION],
         }
     }
@@ -89,6 +109,9 @@ impl Kind {
             Kind::Broker => &broker::DOCUMENT,
             Kind::BrokerListener => &listener::DOCUMENT,
             Kind::BrokerAuthentication | Kind::BrokerAuthorization => &auth::DOCUMENT,
+            Kind::DataflowProfile => &dataflow::PROFILE_DOCUMENT,
+            Kind::DataflowEndpoint => &dataflow::ENDPOINT_DOCUMENT,
+            Kind::Dataflow => &dataflow::DATAFLOW_DOCUMENT,
             Kind::ConfigMap => &secret::CONFIG_MAP_DOCUMENT,
             Kind::Secret => &secret::SECRET_DOCUMENT,
         }

@@ -129,7 +129,7 @@ fn unknown_fields_are_errors_at_every_level() {
 #[test]
 fn unknown_kinds_list_the_supported_ones() {
     let found = error_at(
-        &errors("apiVersion: edgeplane.io/v1\nkind: Dataflow\nmetadata: {name: d}\n"),
+        &errors("apiVersion: edgeplane.io/v1\nkind: DataflowGraph\nmetadata: {name: d}\n"),
         "kind",
     );
     for kind in Kind::ALL {
@@ -137,7 +137,7 @@ fn unknown_kinds_list_the_supported_ones() {
     }
     assert!(found
         .message
-        .starts_with("unsupported kind Dataflow; supported: "));
+        .starts_with("unsupported kind DataflowGraph; supported: "));
 }
 
 #[test]
