@@ -672,7 +672,7 @@ fn check_destination(settings: &Node, path: &str, sink: &mut Sink) {
     }
 }
 
-fn spec_doc(doc: &Node, resource: ResourceRef) -> SpecDoc {
+pub(crate) fn spec_doc(doc: &Node, resource: ResourceRef) -> SpecDoc {
     let mut lines = BTreeMap::new();
     let spec = match doc.get("spec") {
         Some(spec) => {

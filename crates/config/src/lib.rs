@@ -40,6 +40,7 @@
 mod auth;
 mod broker;
 mod dataflow;
+mod device;
 mod error;
 mod listener;
 mod load;
@@ -59,12 +60,18 @@ pub use dataflow::{
     is_local_host, SpecDoc, DEFAULT_ENDPOINT, DEFAULT_PROFILE, LOCAL_BROKER_HOST,
     SUPPORTED_ENDPOINT_TYPES,
 };
+pub use device::{
+    check_resource, configuration_value, secret_key, secret_name, AssetDataPoint, AssetDataset,
+    AssetEvent, AssetEventGroup, AssetSpec, Authentication, CheckedResource, Destination,
+    DestinationConfiguration, DeviceRef, DeviceSpec, EndpointSecurity, InboundEndpoint,
+    DEFAULT_NAMESPACE, OPCUA_ENDPOINT_TYPE,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use listener::{ListenerPort, Protocol, TlsSettings};
 pub use persistence::{PersistMode, PersistPolicy, Persistence};
 pub use resource::{
-    Kind, ResourceRef, AIO_BROKER_API_VERSIONS, AIO_CONNECTIVITY_API_VERSIONS, CORE_API_VERSION,
-    EDGEPLANE_API_VERSION,
+    Kind, ResourceRef, AIO_BROKER_API_VERSIONS, AIO_CONNECTIVITY_API_VERSIONS,
+    AIO_DEVICE_REGISTRY_API_VERSIONS, CORE_API_VERSION, EDGEPLANE_API_VERSION,
 };
 pub use secret::{SecretData, TLS_CERT_KEY, TLS_KEY_KEY, TLS_SECRET_TYPE};
 
@@ -96,6 +103,10 @@ pub struct Config {
     /// Dataflow name to its spec (structure and references checked; expressions are
     /// compiled by the dataflow crate, which reports with the same file, field and line).
     pub dataflows: BTreeMap<String, SpecDoc>,
+    /// Device name to its spec (structure and Secret references checked).
+    pub devices: BTreeMap<String, SpecDoc>,
+    /// Asset name to its spec (structure and device references checked).
+    pub assets: BTreeMap<String, SpecDoc>,
     /// Every loaded resource, in load order.
     pub resources: Vec<ResourceRef>,
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::auth;
 use crate::broker::{self, BrokerSettings, DEFAULT_BROKER_NAME};
 use crate::dataflow::{self, DataflowDoc, EndpointDoc, SpecDoc, DEFAULT_ENDPOINT, DEFAULT_PROFILE};
+use crate::device::{self, AssetDoc, DeviceDoc};
 use crate::error::{ConfigError, ConfigErrors, Sink};
 use crate::listener::{self, binds_conflict, ListenerDoc, PortDoc, Ref};
 use crate::resource::{read_header, Kind, ResourceRef};
@@ -35,6 +36,8 @@ pub(crate) struct Loader {
     dataflow_profiles: BTreeMap<String, SpecDoc>,
     dataflow_endpoints: BTreeMap<String, EndpointDoc>,
     dataflows: BTreeMap<String, DataflowDoc>,
+    devices: BTreeMap<String, DeviceDoc>,
+    assets: BTreeMap<String, AssetDoc>,
 }
 
 impl Loader {
@@ -171,6 +174,18 @@ impl Loader {
                     self.dataflows.insert(name, flow);
                 }
             }
+            Kind::Device => {
+                let device = device::read_device(doc, this.clone(), sink);
+                if let (Some(device), true) = (device, self.admit_opt(this, sink)) {
+                    self.devices.insert(name, device);
+                }
+            }
+            Kind::Asset => {
+                let asset = device::read_asset(doc, this.clone(), sink);
+                if let (Some(asset), true) = (asset, self.admit_opt(this, sink)) {
+                    self.assets.insert(name, asset);
+                }
+            }
             Kind::ConfigMap => {
                 let data = secret::read_config_map(doc, sink);
                 if self.admit_opt(this, sink) {
@@ -223,8 +238,14 @@ impl Loader {
         let references = self.check_references();
         let conflicts = self.check_port_conflicts();
         let dataflows = self.check_dataflow_references();
-        self.errors
-            .extend(references.into_iter().chain(conflicts).chain(dataflows));
+        let devices = self.check_device_references();
+        self.errors.extend(
+            references
+                .into_iter()
+                .chain(conflicts)
+                .chain(dataflows)
+                .chain(devices),
+        );
         if !self.errors.is_empty() {
             let mut errors = self.errors;
             errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
@@ -253,8 +274,69 @@ impl Loader {
                 .into_iter()
                 .map(|(name, d)| (name, d.doc))
                 .collect(),
+            devices: self
+                .devices
+                .into_iter()
+                .map(|(name, d)| (name, d.doc))
+                .collect(),
+            assets: self
+                .assets
+                .into_iter()
+                .map(|(name, a)| (name, a.doc))
+                .collect(),
             resources: self.resources,
         })
+    }
+
+    /// Devices name existing Secrets; assets name an existing Device and one of its
+    /// inbound endpoints.
+    fn check_device_references(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        for device in self.devices.values() {
+            for r in &device.secret_refs {
+                if !self.secrets.contains_key(&r.name) {
+                    let owner = &device.doc.resource;
+                    errors.push(error_at(
+                        owner,
+                        &r.path,
+                        r.line,
+                        missing(Kind::Secret, &r.name),
+                    ));
+                }
+            }
+        }
+        for asset in self.assets.values() {
+            let owner = &asset.doc.resource;
+            let Some(r) = &asset.device_ref else {
+                continue;
+            };
+            let Some(device) = self.devices.get(&r.name) else {
+                errors.push(error_at(
+                    owner,
+                    &r.path,
+                    r.line,
+                    missing(Kind::Device, &r.name),
+                ));
+                continue;
+            };
+            if let Some(e) = &asset.endpoint_ref {
+                if !device.endpoints.contains(&e.name) {
+                    let known: Vec<&str> = device.endpoints.iter().map(String::as_str).collect();
+                    errors.push(error_at(
+                        owner,
+                        &e.path,
+                        e.line,
+                        format!(
+                            "device `{}` has no inbound endpoint `{}`; use one of: {}",
+                            r.name,
+                            e.name,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        errors
     }
 
     /// Dataflows name existing endpoints and profiles (`default` of each needs no

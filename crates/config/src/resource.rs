@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::error::Sink;
 use crate::schema::{check_object, opt, req, Field, Schema};
 use crate::yaml::Node;
-use crate::{auth, broker, dataflow, listener, secret};
+use crate::{auth, broker, dataflow, device, listener, secret};
 
 /// Our own API group and version, served for every Edgeplane kind.
 pub const EDGEPLANE_API_VERSION: &str = "edgeplane.io/v1";
@@ -32,6 +32,13 @@ pub const AIO_CONNECTIVITY_API_VERSIONS: [&str; 2] = [
     "connectivity.iotoperations.azure.com/v1beta1",
 ];
 
+/// Azure IoT Operations' device registry API versions, accepted as aliases for `Device`
+/// and `Asset`.
+pub const AIO_DEVICE_REGISTRY_API_VERSIONS: [&str; 2] = [
+    "namespaces.deviceregistry.microsoft.com/v1",
+    "namespaces.deviceregistry.microsoft.com/v1beta1",
+];
+
 /// The Kubernetes core API version, used by `ConfigMap` and `Secret`.
 pub const CORE_API_VERSION: &str = "v1";
 
@@ -45,13 +52,15 @@ pub enum Kind {
     DataflowProfile,
     DataflowEndpoint,
     Dataflow,
+    Device,
+    Asset,
     ConfigMap,
     Secret,
 }
 
 impl Kind {
     /// Every supported kind, in the order messages list them.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Broker,
         Kind::BrokerListener,
         Kind::BrokerAuthentication,
@@ -59,6 +68,8 @@ impl Kind {
         Kind::DataflowProfile,
         Kind::DataflowEndpoint,
         Kind::Dataflow,
+        Kind::Device,
+        Kind::Asset,
         Kind::ConfigMap,
         Kind::Secret,
     ];
@@ -73,6 +84,8 @@ impl Kind {
             Kind::DataflowProfile => "DataflowProfile",
             Kind::DataflowEndpoint => "DataflowEndpoint",
             Kind::Dataflow => "Dataflow",
+            Kind::Device => "Device",
+            Kind::Asset => "Asset",
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
         }
@@ -99,6 +112,11 @@ impl Kind {
                 AIO_CONNECTIVITY_API_VERSIONS[0],
                 AIO_CONNECTIVITY_API_VERSIONS[1],
             ],
+            Kind::Device | Kind::Asset => &[
+                EDGEPLANE_API_VERSION,
+                AIO_DEVICE_REGISTRY_API_VERSIONS[0],
+                AIO_DEVICE_REGISTRY_API_VERSIONS[1],
+            ],
             Kind::ConfigMap | Kind::Secret => &[CORE_API_VERSION],
         }
     }
@@ -112,6 +130,8 @@ impl Kind {
             Kind::DataflowProfile => &dataflow::PROFILE_DOCUMENT,
             Kind::DataflowEndpoint => &dataflow::ENDPOINT_DOCUMENT,
             Kind::Dataflow => &dataflow::DATAFLOW_DOCUMENT,
+            Kind::Device => &device::DEVICE_DOCUMENT,
+            Kind::Asset => &device::ASSET_DOCUMENT,
             Kind::ConfigMap => &secret::CONFIG_MAP_DOCUMENT,
             Kind::Secret => &secret::SECRET_DOCUMENT,
         }

@@ -1,0 +1,1028 @@
+//! The `Device` and `Asset` kinds of the device registry: their field tables, the rules
+//! inside one resource, and typed views for the connector.
+//!
+//! Field names are Azure IoT Operations' (`namespaces.deviceregistry.microsoft.com/v1`,
+//! Azure Device Registry's "namespaced" model): a Device lists `endpoints.inbound.<name>`
+//! (`address`, `endpointType`, `authentication`, `trustSettings`, and
+//! `additionalConfiguration`, a JSON text carrying the OPC UA security choice); an Asset names
+//! one device endpoint in `deviceRef` and lists `datasets[].dataPoints[]` and
+//! `eventGroups[].events[]` with their destinations.
+//!
+//! A document enters checked against [`DEVICE_DOCUMENT`] / [`ASSET_DOCUMENT`];
+//! [`read_device`] and [`read_asset`] check what the tables cannot say (the JSON
+//! configuration texts, unique names, the credentials a method needs) and record every name
+//! the resource writes (secrets, the device and its endpoint) so the loader can check them
+//! once the folder is read. What leaves is a [`SpecDoc`]; [`DeviceSpec`] and [`AssetSpec`]
+//! are the typed views of a spec that passed these checks.
+//!
+//! Secrets: `usernameSecretName`, `passwordSecretName`, `certificateSecretName` and
+//! `keySecretName` name a Secret, optionally followed by `/key`; without a key the Secret's
+//! `username`, `password`, `tls.crt` or `tls.key` (or its only key) is used.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::dataflow::{spec_doc, SpecDoc};
+use crate::error::{ConfigErrors, Sink};
+use crate::listener::Ref;
+use crate::resource::{crd_document, read_header, Kind, ResourceRef};
+use crate::schema::{index, join, opt, req, EnumDef, Field, Schema};
+use crate::yaml::{parse_documents, Node};
+
+/// The endpoint type of an OPC UA server, as AIO spells it (compared ignoring case).
+pub const OPCUA_ENDPOINT_TYPE: &str = "Microsoft.OpcUa";
+
+/// The namespace of default topics (`<namespace>/data/<asset>`) when an Asset has none.
+pub const DEFAULT_NAMESPACE: &str = "azure-iot-operations";
+
+pub(crate) static DEVICE_DOCUMENT: [Field; 5] = crd_document(true, Schema::Object(&DEVICE));
+pub(crate) static ASSET_DOCUMENT: [Field; 5] = crd_document(true, Schema::Object(&ASSET));
+
+static DEVICE: [Field; 14] = [
+    opt("enabled", Schema::Bool),
+    opt("externalDeviceId", Schema::Str),
+    opt("displayName", Schema::Str),
+    opt("description", Schema::Str),
+    opt("manufacturer", Schema::Str),
+    opt("model", Schema::Str),
+    opt("operatingSystem", Schema::Str),
+    opt("operatingSystemVersion", Schema::Str),
+    opt("attributes", Schema::FreeMap),
+    opt("discoveredDeviceRef", Schema::Str),
+    opt("uuid", Schema::Any),
+    opt("version", Schema::Any),
+    opt("lastTransitionTime", Schema::Any),
+    req("endpoints", Schema::Object(&ENDPOINTS)),
+];
+
+static ENDPOINTS: [Field; 2] = [
+    opt("inbound", Schema::Map(&Schema::Object(&INBOUND))),
+    opt("outbound", Schema::FreeMap),
+];
+
+static INBOUND: [Field; 6] = [
+    req("address", Schema::Str),
+    req("endpointType", Schema::Str),
+    opt("version", Schema::Str),
+    opt("authentication", Schema::Object(&AUTHENTICATION)),
+    opt(
+        "trustSettings",
+        Schema::Object(&[opt("trustList", Schema::Str)]),
+    ),
+    opt("additionalConfiguration", Schema::Str),
+];
+
+static AUTH_METHOD: EnumDef = EnumDef {
+    values: &["Anonymous", "UsernamePassword", "Certificate"],
+    aliases: &[],
+};
+
+static AUTHENTICATION: [Field; 3] = [
+    req("method", Schema::Enum(&AUTH_METHOD)),
+    opt(
+        "usernamePasswordCredentials",
+        Schema::Object(&[
+            req("usernameSecretName", Schema::Str),
+            req("passwordSecretName", Schema::Str),
+        ]),
+    ),
+    opt(
+        "x509Credentials",
+        Schema::Object(&[
+            req("certificateSecretName", Schema::Str),
+            opt("keySecretName", Schema::Str),
+            opt("intermediateCertificatesSecretName", Schema::Str),
+        ]),
+    ),
+];
+
+static ASSET: [Field; 30] = [
+    req(
+        "deviceRef",
+        Schema::Object(&[
+            req("deviceName", Schema::Str),
+            req("endpointName", Schema::Str),
+        ]),
+    ),
+    opt("enabled", Schema::Bool),
+    opt("displayName", Schema::Str),
+    opt("description", Schema::Str),
+    opt("externalAssetId", Schema::Str),
+    opt("manufacturer", Schema::Str),
+    opt("manufacturerUri", Schema::Str),
+    opt("model", Schema::Str),
+    opt("productCode", Schema::Str),
+    opt("hardwareRevision", Schema::Str),
+    opt("softwareRevision", Schema::Str),
+    opt("serialNumber", Schema::Str),
+    opt("documentationUri", Schema::Str),
+    opt("attributes", Schema::FreeMap),
+    opt("assetTypeRefs", Schema::List(&Schema::Str)),
+    opt("discoveredAssetRefs", Schema::List(&Schema::Str)),
+    opt("uuid", Schema::Any),
+    opt("version", Schema::Any),
+    opt("lastTransitionTime", Schema::Any),
+    opt("datasets", Schema::List(&Schema::Object(&DATASET))),
+    opt("eventGroups", Schema::List(&Schema::Object(&EVENT_GROUP))),
+    // Accepted so AIO manifests load; `read_asset` says they do not run here yet.
+    opt("streams", Schema::Any),
+    opt("managementGroups", Schema::Any),
+    opt("defaultDatasetsConfiguration", Schema::Str),
+    opt(
+        "defaultDatasetsDestinations",
+        Schema::List(&Schema::Object(&DESTINATION)),
+    ),
+    opt("defaultEventsConfiguration", Schema::Str),
+    opt(
+        "defaultEventsDestinations",
+        Schema::List(&Schema::Object(&DESTINATION)),
+    ),
+    opt("defaultStreamsConfiguration", Schema::Str),
+    opt("defaultStreamsDestinations", Schema::Any),
+    opt("defaultManagementGroupsConfiguration", Schema::Str),
+];
+
+static DATASET: [Field; 6] = [
+    req("name", Schema::Str),
+    opt("dataSource", Schema::Str),
+    opt("datasetConfiguration", Schema::Str),
+    opt("typeRef", Schema::Str),
+    req("dataPoints", Schema::List(&Schema::Object(&DATA_POINT))),
+    opt("destinations", Schema::List(&Schema::Object(&DESTINATION))),
+];
+
+static DATA_POINT: [Field; 4] = [
+    req("name", Schema::Str),
+    req("dataSource", Schema::Str),
+    opt("dataPointConfiguration", Schema::Str),
+    opt("typeRef", Schema::Str),
+];
+
+static EVENT_GROUP: [Field; 6] = [
+    req("name", Schema::Str),
+    opt("dataSource", Schema::Str),
+    opt("eventGroupConfiguration", Schema::Str),
+    opt("typeRef", Schema::Str),
+    req("events", Schema::List(&Schema::Object(&EVENT))),
+    opt(
+        "defaultDestinations",
+        Schema::List(&Schema::Object(&DESTINATION)),
+    ),
+];
+
+static EVENT: [Field; 5] = [
+    req("name", Schema::Str),
+    req("dataSource", Schema::Str),
+    opt("eventConfiguration", Schema::Str),
+    opt("typeRef", Schema::Str),
+    opt("destinations", Schema::List(&Schema::Object(&DESTINATION))),
+];
+
+static DESTINATION: [Field; 2] = [
+    req(
+        "target",
+        Schema::Enum(&EnumDef {
+            values: &["Mqtt", "BrokerStateStore", "Storage"],
+            aliases: &[],
+        }),
+    ),
+    opt("configuration", Schema::Object(&DESTINATION_CONFIGURATION)),
+];
+
+static DESTINATION_CONFIGURATION: [Field; 6] = [
+    opt("topic", Schema::StrWith(check_topic)),
+    opt(
+        "qos",
+        Schema::Enum(&EnumDef {
+            values: &["Qos0", "Qos1"],
+            aliases: &[],
+        }),
+    ),
+    opt(
+        "retain",
+        Schema::Enum(&EnumDef {
+            values: &["Keep", "Never"],
+            aliases: &[],
+        }),
+    ),
+    opt("ttl", Schema::Int(0, u32::MAX as i64)),
+    opt("key", Schema::Str),
+    opt("path", Schema::Str),
+];
+
+/// What the loader needs of a Device to check the names it writes.
+#[derive(Debug, Clone)]
+pub(crate) struct DeviceDoc {
+    pub doc: SpecDoc,
+    /// The inbound endpoint names.
+    pub endpoints: BTreeSet<String>,
+    /// Secret names (without `/key`) with where they were written.
+    pub secret_refs: Vec<Ref>,
+}
+
+/// What the loader needs of an Asset to check its device reference.
+#[derive(Debug, Clone)]
+pub(crate) struct AssetDoc {
+    pub doc: SpecDoc,
+    pub device_ref: Option<Ref>,
+    pub endpoint_ref: Option<Ref>,
+}
+
+pub(crate) fn read_device(
+    doc: &Node,
+    this: Option<ResourceRef>,
+    sink: &mut Sink,
+) -> Option<DeviceDoc> {
+    let spec = doc.get("spec")?;
+    let mut endpoints = BTreeSet::new();
+    let mut secret_refs = Vec::new();
+    let inbound = spec.at(&["endpoints", "inbound"]);
+    for entry in inbound.map(Node::as_map).unwrap_or_default() {
+        endpoints.insert(entry.key.clone());
+        let path = join("spec.endpoints.inbound", &entry.key);
+        read_inbound(&entry.value, &path, sink, &mut secret_refs);
+    }
+    if inbound.is_none_or(|n| n.as_map().is_empty()) {
+        let line = spec.get("endpoints").map_or(spec.line, |n| n.line);
+        sink.error(
+            "spec.endpoints.inbound",
+            Some(line),
+            "a device needs at least one inbound endpoint; add one such as \
+             `inbound: {opc-ua: {endpointType: Microsoft.OpcUa, address: opc.tcp://host:50000}}`",
+        );
+    }
+    Some(DeviceDoc {
+        doc: spec_doc(doc, this?),
+        endpoints,
+        secret_refs,
+    })
+}
+
+fn read_inbound(endpoint: &Node, path: &str, sink: &mut Sink, secrets: &mut Vec<Ref>) {
+    let kind = endpoint.get("endpointType").and_then(Node::as_str);
+    if let Some(kind) = kind {
+        if !kind.eq_ignore_ascii_case(OPCUA_ENDPOINT_TYPE) {
+            sink.error(
+                &join(path, "endpointType"),
+                endpoint.get("endpointType").map(|n| n.line),
+                format!(
+                    "endpointType {kind} is not supported by this version of Edgeplane yet; \
+                     use {OPCUA_ENDPOINT_TYPE}"
+                ),
+            );
+        }
+    }
+    if let Some(node) = endpoint.get("address") {
+        if let Some(address) = node.as_str() {
+            if let Err(why) = check_opcua_address(address) {
+                sink.error(&join(path, "address"), Some(node.line), why);
+            }
+        }
+    }
+    if let Some(node) = endpoint.get("additionalConfiguration") {
+        if let Some(text) = node.as_str() {
+            let field = join(path, "additionalConfiguration");
+            for why in check_additional_configuration(text) {
+                sink.error(&field, Some(node.line), why);
+            }
+        }
+    }
+    let Some(auth) = endpoint.get("authentication") else {
+        return;
+    };
+    let auth_path = join(path, "authentication");
+    let method = auth.get("method").and_then(Node::as_str).unwrap_or("");
+    let needs = match method {
+        "UsernamePassword" => Some((
+            "usernamePasswordCredentials",
+            &["usernameSecretName", "passwordSecretName"][..],
+        )),
+        "Certificate" => Some((
+            "x509Credentials",
+            &["certificateSecretName", "keySecretName"][..],
+        )),
+        _ => None,
+    };
+    for other in ["usernamePasswordCredentials", "x509Credentials"] {
+        if let Some(entry) = auth.entry(other) {
+            if needs.is_none_or(|(field, _)| field != other) {
+                sink.error(
+                    &join(&auth_path, other),
+                    Some(entry.key_line),
+                    format!("`{other}` does not apply to method {method}; remove it"),
+                );
+            }
+        }
+    }
+    let Some((field, names)) = needs else {
+        return;
+    };
+    let Some(credentials) = auth.get(field) else {
+        sink.error(
+            &join(&auth_path, field),
+            Some(auth.line),
+            format!("method {method} needs `{field}` naming the Secrets to use"),
+        );
+        return;
+    };
+    for name in names {
+        if let Some(node) = credentials.get(name) {
+            if let Some(text) = node.as_str() {
+                secrets.push(Ref {
+                    name: secret_name(text).to_owned(),
+                    path: join(&join(&auth_path, field), name),
+                    line: node.line,
+                });
+            }
+        }
+    }
+}
+
+/// The Secret part of `secret` or `secret/key`.
+pub fn secret_name(reference: &str) -> &str {
+    reference.split_once('/').map_or(reference, |(s, _)| s)
+}
+
+/// The key part of `secret/key`, if written.
+pub fn secret_key(reference: &str) -> Option<&str> {
+    reference.split_once('/').map(|(_, k)| k)
+}
+
+fn check_opcua_address(address: &str) -> Result<(), String> {
+    let rest = address.strip_prefix("opc.tcp://").ok_or_else(|| {
+        format!("address `{address}` is not an OPC UA address; write it as opc.tcp://host:port")
+    })?;
+    let host_port = rest.split('/').next().unwrap_or("");
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "address `{address}` needs a host and a port, e.g. opc.tcp://plc.local:50000"
+        )),
+    }
+}
+
+static SECURITY_MODES: [&str; 3] = ["None", "Sign", "SignAndEncrypt"];
+static SECURITY_POLICIES: [&str; 4] = [
+    "None",
+    "Basic256Sha256",
+    "Aes128_Sha256_RsaOaep",
+    "Aes256_Sha256_RsaPss",
+];
+const POLICY_PREFIX: &str = "http://opcfoundation.org/UA/SecurityPolicy#";
+
+/// Every problem with an endpoint's `additionalConfiguration` JSON text.
+fn check_additional_configuration(text: &str) -> Vec<String> {
+    let value: Json = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return vec![format!(
+                "not valid JSON ({e}); write a JSON object in quotes"
+            )]
+        }
+    };
+    let Some(object) = value.as_object() else {
+        return vec!["expected a JSON object such as {\"security\": {...}}".into()];
+    };
+    let mut problems = Vec::new();
+    let Some(security) = object.get("security") else {
+        return problems;
+    };
+    let Some(security) = security.as_object() else {
+        return vec!["`security` must be a JSON object".into()];
+    };
+    for (key, value) in security {
+        match key.as_str() {
+            "securityMode" => match value.as_str() {
+                Some(m) if SECURITY_MODES.contains(&m) => {}
+                _ => problems.push(format!(
+                    "security.securityMode {value} is not one of {}",
+                    SECURITY_MODES.join(", ")
+                )),
+            },
+            "securityPolicy" => match value.as_str() {
+                Some(p) if SECURITY_POLICIES.contains(&p.trim_start_matches(POLICY_PREFIX)) => {}
+                _ => problems.push(format!(
+                    "security.securityPolicy {value} is not one of {} (optionally prefixed \
+                     with {POLICY_PREFIX})",
+                    SECURITY_POLICIES.join(", ")
+                )),
+            },
+            "autoAcceptUntrustedServerCertificates" => {
+                if !value.is_boolean() {
+                    problems.push(
+                        "security.autoAcceptUntrustedServerCertificates must be true or false"
+                            .into(),
+                    );
+                }
+            }
+            other => problems.push(format!(
+                "unknown field security.{other}; known: securityMode, securityPolicy, \
+                 autoAcceptUntrustedServerCertificates"
+            )),
+        }
+    }
+    problems
+}
+
+pub(crate) fn read_asset(
+    doc: &Node,
+    this: Option<ResourceRef>,
+    sink: &mut Sink,
+) -> Option<AssetDoc> {
+    let spec = doc.get("spec")?;
+    let named = |key: &str| {
+        let node = spec.at(&["deviceRef", key])?;
+        Some(Ref {
+            name: node.as_str()?.to_owned(),
+            path: format!("spec.deviceRef.{key}"),
+            line: node.line,
+        })
+    };
+    let device_ref = named("deviceName");
+    let endpoint_ref = named("endpointName");
+    check_configuration(
+        spec,
+        "defaultDatasetsConfiguration",
+        "spec",
+        &DATASET_KEYS,
+        sink,
+    );
+    check_configuration(
+        spec,
+        "defaultEventsConfiguration",
+        "spec",
+        &EVENT_KEYS,
+        sink,
+    );
+    check_destinations(spec, "defaultDatasetsDestinations", "spec", sink);
+    check_destinations(spec, "defaultEventsDestinations", "spec", sink);
+    for field in ["streams", "managementGroups"] {
+        if let Some(entry) = spec.entry(field) {
+            if !entry.value.as_seq().is_empty() {
+                sink.error(
+                    &join("spec", field),
+                    Some(entry.key_line),
+                    format!(
+                        "{field} are not supported by this version of Edgeplane yet; remove them"
+                    ),
+                );
+            }
+        }
+    }
+    let datasets = spec.get("datasets").map(Node::as_seq).unwrap_or_default();
+    let mut names = BTreeSet::new();
+    for (i, dataset) in datasets.iter().enumerate() {
+        let path = index("spec.datasets", i);
+        unique_name(dataset, &path, "dataset", &mut names, sink);
+        check_configuration(dataset, "datasetConfiguration", &path, &DATASET_KEYS, sink);
+        check_destinations(dataset, "destinations", &path, sink);
+        let mut point_names = BTreeSet::new();
+        let points = dataset
+            .get("dataPoints")
+            .map(Node::as_seq)
+            .unwrap_or_default();
+        for (j, point) in points.iter().enumerate() {
+            let point_path = index(&join(&path, "dataPoints"), j);
+            unique_name(point, &point_path, "data point", &mut point_names, sink);
+            check_configuration(
+                point,
+                "dataPointConfiguration",
+                &point_path,
+                &POINT_KEYS,
+                sink,
+            );
+            if let Some(node) = point.get("dataSource") {
+                if let Some(source) = node.as_str() {
+                    if let Err(why) = check_node_id(source) {
+                        sink.error(&join(&point_path, "dataSource"), Some(node.line), why);
+                    }
+                }
+            }
+        }
+    }
+    let groups = spec
+        .get("eventGroups")
+        .map(Node::as_seq)
+        .unwrap_or_default();
+    let mut group_names = BTreeSet::new();
+    for (i, group) in groups.iter().enumerate() {
+        let path = index("spec.eventGroups", i);
+        unique_name(group, &path, "event group", &mut group_names, sink);
+        check_destinations(group, "defaultDestinations", &path, sink);
+        let mut event_names = BTreeSet::new();
+        let events = group.get("events").map(Node::as_seq).unwrap_or_default();
+        for (j, event) in events.iter().enumerate() {
+            let event_path = index(&join(&path, "events"), j);
+            unique_name(event, &event_path, "event", &mut event_names, sink);
+            check_configuration(event, "eventConfiguration", &event_path, &EVENT_KEYS, sink);
+            check_destinations(event, "destinations", &event_path, sink);
+            if let Some(node) = event.get("dataSource") {
+                if let Some(source) = node.as_str() {
+                    if let Err(why) = check_node_id(source) {
+                        sink.error(&join(&event_path, "dataSource"), Some(node.line), why);
+                    }
+                }
+            }
+        }
+    }
+    Some(AssetDoc {
+        doc: spec_doc(doc, this?),
+        device_ref,
+        endpoint_ref,
+    })
+}
+
+fn unique_name(item: &Node, path: &str, what: &str, seen: &mut BTreeSet<String>, sink: &mut Sink) {
+    let Some(node) = item.get("name") else {
+        return;
+    };
+    let Some(name) = node.as_str() else {
+        return;
+    };
+    if name.is_empty() {
+        sink.error(
+            &join(path, "name"),
+            Some(node.line),
+            format!("empty {what} name; give it a name"),
+        );
+    } else if !seen.insert(name.to_owned()) {
+        sink.error(
+            &join(path, "name"),
+            Some(node.line),
+            format!("duplicate {what} name `{name}`; give each {what} its own name"),
+        );
+    }
+}
+
+/// Keys of `datasetConfiguration` / `defaultDatasetsConfiguration` (milliseconds, counts).
+static DATASET_KEYS: [(&str, i64, i64); 4] = [
+    ("publishingInterval", 1, 86_400_000),
+    ("samplingInterval", 0, 86_400_000),
+    ("queueSize", 1, 100_000),
+    ("keyFrameCount", -1, 1_000_000),
+];
+/// Keys of `dataPointConfiguration`.
+static POINT_KEYS: [(&str, i64, i64); 2] = [
+    ("samplingInterval", 0, 86_400_000),
+    ("queueSize", 1, 100_000),
+];
+/// Keys of `eventConfiguration` / `defaultEventsConfiguration`.
+static EVENT_KEYS: [(&str, i64, i64); 2] = [
+    ("publishingInterval", 1, 86_400_000),
+    ("queueSize", 1, 100_000),
+];
+
+/// Check a JSON configuration text at `parent.key` against the allowed integer keys.
+fn check_configuration(
+    parent: &Node,
+    key: &str,
+    parent_path: &str,
+    keys: &[(&str, i64, i64)],
+    sink: &mut Sink,
+) {
+    let Some(node) = parent.get(key) else {
+        return;
+    };
+    let Some(text) = node.as_str() else {
+        return;
+    };
+    let path = join(parent_path, key);
+    let value: Json = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            sink.error(
+                &path,
+                Some(node.line),
+                format!("not valid JSON ({e}); write a JSON object in quotes"),
+            );
+            return;
+        }
+    };
+    let Some(object) = value.as_object() else {
+        sink.error(
+            &path,
+            Some(node.line),
+            "expected a JSON object such as {\"samplingInterval\": 500}",
+        );
+        return;
+    };
+    let names: Vec<&str> = keys.iter().map(|(k, _, _)| *k).collect();
+    for (k, v) in object {
+        let Some((_, min, max)) = keys.iter().find(|(name, _, _)| name == k) else {
+            sink.error(
+                &path,
+                Some(node.line),
+                format!("unknown setting `{k}`; known: {}", names.join(", ")),
+            );
+            continue;
+        };
+        if !v.as_i64().is_some_and(|n| (*min..=*max).contains(&n)) {
+            sink.error(
+                &path,
+                Some(node.line),
+                format!("`{k}` is {v}; use an integer from {min} to {max}"),
+            );
+        }
+    }
+}
+
+fn check_destinations(parent: &Node, key: &str, parent_path: &str, sink: &mut Sink) {
+    let list = parent.get(key).map(Node::as_seq).unwrap_or_default();
+    let path = join(parent_path, key);
+    if list.len() > 1 {
+        sink.error(
+            &path,
+            parent.get(key).map(|n| n.line),
+            "at most one destination is supported; remove the others",
+        );
+    }
+    for (i, destination) in list.iter().enumerate() {
+        let item = index(&path, i);
+        let target = destination.get("target").and_then(Node::as_str);
+        let configuration = destination.get("configuration");
+        match target {
+            Some("BrokerStateStore") if configuration.and_then(|c| c.get("key")).is_none() => {
+                sink.error(
+                    &join(&join(&item, "configuration"), "key"),
+                    Some(destination.line),
+                    "target BrokerStateStore needs `configuration: {key: NAME}`",
+                );
+            }
+            Some("Storage") => sink.error(
+                &join(&item, "target"),
+                destination.get("target").map(|n| n.line),
+                "target Storage is not supported by this version of Edgeplane yet; use Mqtt or \
+                 BrokerStateStore",
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("empty topic; name one such as `factory/data/oven`".into());
+    }
+    if topic.contains(['+', '#']) {
+        return Err(format!("topic `{topic}` has a wildcard; name one topic"));
+    }
+    Ok(())
+}
+
+/// Node ids the connector understands: `ns=<index>;<id>`, `nsu=<uri>;<id>` or a bare
+/// namespace-0 id (`i=2258`), where `<id>` is `s=`, `i=`, `g=` or `b=`.
+fn check_node_id(text: &str) -> Result<(), String> {
+    let id = if let Some(rest) = text.strip_prefix("nsu=") {
+        rest.split_once(';').map(|(_, id)| id)
+    } else if let Some(rest) = text.strip_prefix("ns=") {
+        rest.split_once(';')
+            .filter(|(n, _)| n.parse::<u16>().is_ok())
+            .map(|(_, id)| id)
+    } else {
+        Some(text)
+    };
+    let ok = id.is_some_and(|id| {
+        ["s=", "i=", "g=", "b="].iter().any(|p| id.starts_with(p))
+            && (!id.starts_with("i=") || id[2..].parse::<u32>().is_ok())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{text}` is not a node id; write it as ns=2;s=Name, nsu=<namespace uri>;s=Name \
+             or i=<number>"
+        ))
+    }
+}
+
+/// A Device's spec, as the connector uses it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub external_device_id: Option<String>,
+    #[serde(default)]
+    pub endpoints: DeviceEndpoints,
+}
+
+/// `spec.endpoints`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceEndpoints {
+    #[serde(default)]
+    pub inbound: BTreeMap<String, InboundEndpoint>,
+}
+
+/// One inbound endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundEndpoint {
+    pub address: String,
+    pub endpoint_type: String,
+    #[serde(default)]
+    pub authentication: Option<Authentication>,
+    #[serde(default)]
+    pub additional_configuration: Option<String>,
+}
+
+/// How the connector authenticates to the endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authentication {
+    pub method: String,
+    #[serde(default)]
+    pub username_password_credentials: Option<UsernamePasswordCredentials>,
+    #[serde(default)]
+    pub x509_credentials: Option<X509Credentials>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsernamePasswordCredentials {
+    pub username_secret_name: String,
+    pub password_secret_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509Credentials {
+    pub certificate_secret_name: String,
+    #[serde(default)]
+    pub key_secret_name: Option<String>,
+}
+
+/// The security choice in `additionalConfiguration.security`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EndpointSecurity {
+    /// `None`, `Sign` or `SignAndEncrypt`; `None` (absent) means the most secure offered.
+    pub mode: Option<String>,
+    /// Short policy name (`Basic256Sha256`), without the URI prefix.
+    pub policy: Option<String>,
+    pub auto_accept_untrusted_server_certificates: bool,
+}
+
+impl InboundEndpoint {
+    /// The security settings written in `additionalConfiguration` (defaults when absent).
+    pub fn security(&self) -> EndpointSecurity {
+        let parsed: Option<Json> = self
+            .additional_configuration
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok());
+        let security = parsed.as_ref().and_then(|v| v.get("security"));
+        let text = |key: &str| {
+            security
+                .and_then(|s| s.get(key))
+                .and_then(Json::as_str)
+                .map(|s| s.trim_start_matches(POLICY_PREFIX).to_owned())
+        };
+        EndpointSecurity {
+            mode: text("securityMode"),
+            policy: text("securityPolicy"),
+            auto_accept_untrusted_server_certificates: security
+                .and_then(|s| s.get("autoAcceptUntrustedServerCertificates"))
+                .and_then(Json::as_bool)
+                .unwrap_or(false),
+        }
+    }
+}
+
+/// An Asset's spec, as the connector uses it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetSpec {
+    pub device_ref: DeviceRef,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub external_asset_id: Option<String>,
+    #[serde(default)]
+    pub datasets: Vec<AssetDataset>,
+    #[serde(default)]
+    pub event_groups: Vec<AssetEventGroup>,
+    #[serde(default)]
+    pub default_datasets_configuration: Option<String>,
+    #[serde(default)]
+    pub default_datasets_destinations: Vec<Destination>,
+    #[serde(default)]
+    pub default_events_configuration: Option<String>,
+    #[serde(default)]
+    pub default_events_destinations: Vec<Destination>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRef {
+    pub device_name: String,
+    pub endpoint_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetDataset {
+    pub name: String,
+    #[serde(default)]
+    pub dataset_configuration: Option<String>,
+    #[serde(default)]
+    pub data_points: Vec<AssetDataPoint>,
+    #[serde(default)]
+    pub destinations: Vec<Destination>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetDataPoint {
+    pub name: String,
+    pub data_source: String,
+    #[serde(default)]
+    pub data_point_configuration: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetEventGroup {
+    pub name: String,
+    #[serde(default)]
+    pub events: Vec<AssetEvent>,
+    #[serde(default)]
+    pub default_destinations: Vec<Destination>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetEvent {
+    pub name: String,
+    pub data_source: String,
+    #[serde(default)]
+    pub event_configuration: Option<String>,
+    #[serde(default)]
+    pub destinations: Vec<Destination>,
+}
+
+/// Where a dataset's or event's messages go.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    /// `Mqtt` or `BrokerStateStore`.
+    pub target: String,
+    #[serde(default)]
+    pub configuration: DestinationConfiguration,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationConfiguration {
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// `Qos0` or `Qos1`.
+    #[serde(default)]
+    pub qos: Option<String>,
+    /// `Keep` or `Never`.
+    #[serde(default)]
+    pub retain: Option<String>,
+    /// Message expiry in seconds.
+    #[serde(default)]
+    pub ttl: Option<u32>,
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// An integer setting of a JSON configuration text (`datasetConfiguration` and the like),
+/// falling back to `fallback`'s.
+pub fn configuration_value(text: Option<&str>, fallback: Option<&str>, key: &str) -> Option<i64> {
+    let read = |t: Option<&str>| {
+        t.and_then(|t| serde_json::from_str::<Json>(t).ok())
+            .and_then(|v| v.get(key).and_then(Json::as_i64))
+    };
+    read(text).or_else(|| read(fallback))
+}
+
+/// One resource checked on its own (references to other resources are the caller's to
+/// check), e.g. a resource sent to the REST API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedResource {
+    pub kind: Kind,
+    pub api_version: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    /// `spec` as JSON (null when absent).
+    pub spec: Json,
+}
+
+/// Check one document (YAML or JSON text) as [`crate::load_str`] would, except for
+/// references to other resources; `file_name` labels the errors.
+///
+/// # Errors
+/// Every problem at once; also when the text holds no document or more than one.
+pub fn check_resource(file_name: &str, text: &str) -> Result<CheckedResource, ConfigErrors> {
+    let mut sink = Sink::new(PathBuf::from(file_name));
+    let docs = match parse_documents(text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            sink.error(
+                "",
+                Some(e.line),
+                format!("syntax error: {}; fix the text", e.message),
+            );
+            return Err(ConfigErrors(sink.into_errors()));
+        }
+    };
+    let docs: Vec<&Node> = docs.iter().filter(|d| !d.is_null()).collect();
+    let [doc] = docs.as_slice() else {
+        sink.error(
+            "",
+            Some(1),
+            format!("expected exactly one resource, found {}", docs.len()),
+        );
+        return Err(ConfigErrors(sink.into_errors()));
+    };
+    if !matches!(doc.value, crate::yaml::Value::Map(_)) {
+        sink.error(
+            "",
+            Some(doc.line),
+            "expected a resource (an object with apiVersion, kind, metadata, spec)",
+        );
+        return Err(ConfigErrors(sink.into_errors()));
+    }
+    let header = read_header(doc, &mut sink);
+    let this = header
+        .as_ref()
+        .and_then(|h| h.to_ref(PathBuf::from(file_name)));
+    match header.as_ref().map(|h| h.kind) {
+        Some(Kind::Device) => {
+            read_device(doc, this, &mut sink);
+        }
+        Some(Kind::Asset) => {
+            read_asset(doc, this, &mut sink);
+        }
+        _ => {}
+    }
+    let errors = sink.into_errors();
+    match header {
+        Some(h) if errors.is_empty() => Ok(CheckedResource {
+            kind: h.kind,
+            api_version: doc
+                .get("apiVersion")
+                .and_then(Node::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            name: h.name.unwrap_or_default(),
+            namespace: h.namespace,
+            spec: doc.get("spec").map_or(Json::Null, Node::to_json),
+        }),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids() {
+        assert!(check_node_id("ns=2;s=Fast.Sine.0").is_ok());
+        assert!(check_node_id("nsu=http://microsoft.com/Opc/OpcPlc/;s=FastUInt1").is_ok());
+        assert!(check_node_id("i=2258").is_ok());
+        assert!(check_node_id("ns=x;s=a").is_err());
+        assert!(check_node_id("Temperature").is_err());
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(check_opcua_address("opc.tcp://plc:50000").is_ok());
+        assert!(check_opcua_address("opc.tcp://10.0.0.1:4840/UA/Server").is_ok());
+        assert!(check_opcua_address("http://plc:50000").is_err());
+        assert!(check_opcua_address("opc.tcp://plc").is_err());
+    }
+
+    #[test]
+    fn additional_configuration() {
+        let ok = r#"{"security":{"securityMode":"SignAndEncrypt","securityPolicy":"http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256","autoAcceptUntrustedServerCertificates":true},"runAssetDiscovery":false}"#;
+        assert!(check_additional_configuration(ok).is_empty());
+        let bad = r#"{"security":{"securityMode":"Encrypt","securityPolicy":"Basic128"}}"#;
+        assert_eq!(check_additional_configuration(bad).len(), 2);
+        assert_eq!(check_additional_configuration("{").len(), 1);
+    }
+
+    #[test]
+    fn configuration_values_fall_back() {
+        let own = Some(r#"{"samplingInterval": 100}"#);
+        let default = Some(r#"{"samplingInterval": 500, "queueSize": 5}"#);
+        assert_eq!(
+            configuration_value(own, default, "samplingInterval"),
+            Some(100)
+        );
+        assert_eq!(configuration_value(own, default, "queueSize"), Some(5));
+        assert_eq!(configuration_value(None, None, "queueSize"), None);
+    }
+}
