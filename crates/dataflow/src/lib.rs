@@ -8,8 +8,13 @@
 //! - [`BuiltInTransformation`] compiles those settings and applies them to [`Message`]s,
 //!   reading enrichment records from a [`DatasetSource`] that the caller keeps fresh.
 //!
-//! Nothing here does I/O: the runtime feeds messages in, takes [`Outcome`]s out, and
-//! owns the connection to the broker and the state store.
+//! The engine above does no I/O. Beside it:
+//! - [`resources`] turns the Dataflow, DataflowEndpoint and DataflowProfile resources of a
+//!   loaded configuration into runnable [`resources::Plan`]s, compiling every transform
+//!   and reporting every error with its file, resource, field and line;
+//! - [`runtime`] runs the plans against the broker (in-process), remote MQTT brokers and
+//!   folders of JSON-lines files, at least once and in order;
+//! - [`dry_run`] applies one dataflow to sample messages (`edgeplane dataflow test`).
 //!
 //! ```
 //! use edgeplane_dataflow::{BuiltInTransformation, Datasets, Message, Outcome};
@@ -56,8 +61,11 @@
 
 pub mod config;
 pub mod dataset;
+pub mod dry_run;
 pub mod expr;
 pub mod path;
+pub mod resources;
+pub mod runtime;
 mod transform;
 pub mod value;
 

@@ -13,6 +13,7 @@ use edgeplane_broker::{Broker, ListenerSpec, Protocol, Settings};
 use edgeplane_portal::{Listen, Portal, Readiness};
 
 mod certs;
+mod dataflow;
 mod listeners;
 mod passwd;
 mod state;
@@ -59,6 +60,11 @@ enum Command {
     Store {
         #[command(subcommand)]
         command: store::StoreCommand,
+    },
+    /// Try dataflows on sample messages.
+    Dataflow {
+        #[command(subcommand)]
+        command: dataflow::DataflowCommand,
     },
     /// Check a configuration folder and report every error at once.
     Validate {
@@ -119,6 +125,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { dir } => validate(&dir),
+        Command::Dataflow { command } => dataflow::run(&command),
         Command::Store { command } => store::run(&command),
         Command::Status { http } => client_command(status::run(http)),
         Command::State { broker, command } => client_command(state::run(broker, command)),
@@ -217,7 +224,9 @@ fn init_logging(level: Option<&str>, format: LogFormat) {
 }
 
 fn validate(dir: &Path) -> ExitCode {
-    match edgeplane_config::load_dir(dir) {
+    match edgeplane_config::load_dir(dir)
+        .and_then(|config| dataflow::plans(&config, None).map(|_| config))
+    {
         Ok(config) => {
             println!(
                 "{}: {} resources, no errors",
@@ -240,7 +249,7 @@ fn run(
     http: SocketAddr,
     metrics: SocketAddr,
 ) -> anyhow::Result<()> {
-    let (settings, listeners, prometheus_port, watched, self_check) = match config_dir {
+    let (settings, listeners, prometheus_port, watched, self_check, flows) = match config_dir {
         None => {
             let bind: SocketAddr = DEFAULT_LISTEN.parse()?;
             let spec = ListenerSpec {
@@ -257,6 +266,7 @@ fn run(
                 None,
                 listeners::Watched::default(),
                 Some(SelfCheckSettings::default()),
+                Vec::new(),
             )
         }
         Some(dir) => {
@@ -275,12 +285,15 @@ fn run(
                 ..Settings::default()
             };
             let self_check = self_check_settings(&config.broker.raw_spec);
+            let flows = dataflow::plans(&config, data_dir.as_deref())
+                .map_err(|e| anyhow::anyhow!("invalid configuration in {}:\n{e}", dir.display()))?;
             (
                 settings,
                 listeners,
                 config.broker.prometheus_port,
                 watched,
                 self_check,
+                flows,
             )
         }
     };
@@ -310,7 +323,13 @@ fn run(
         let broker = Broker::start(settings, listeners).await?;
         watch_store(&broker, &readiness);
         let state_store = edgeplane_statestore::StateStoreSettings::default();
-        edgeplane_statestore::StateStore::start(&broker, state_store).await?;
+        let state = edgeplane_statestore::StateStore::start(&broker, state_store).await?;
+        let _dataflows = edgeplane_dataflow::runtime::Dataflows::start(
+            broker.local_factory(),
+            Some(state.clone()),
+            flows,
+        )
+        .await;
         if let Some(dir) = config_dir {
             listeners::spawn_reload(dir.to_path_buf(), watched);
         }
