@@ -1,10 +1,12 @@
-//! Edgeplane's HTTP server: Prometheus metrics, liveness and readiness.
+//! Edgeplane's HTTP server: Prometheus metrics, liveness and readiness, and the REST API.
 //!
 //! [`Portal::start`] binds two listeners and serves them on the current Tokio runtime:
 //!
 //! - the **HTTP address** (`edgeplane run --http`, the future API and portal) answers
 //!   `GET /healthz` (200 while the process serves), `GET /readyz` (200 when every
-//!   [`Readiness`] check passes, else 503 naming the failing ones) and `GET /metrics`;
+//!   [`Readiness`] check passes, else 503 naming the failing ones), `GET /metrics`, and,
+//!   when started with a registry ([`Portal::start_with_registry`]), the REST API under
+//!   `/api/v1/` (devices and assets, see `api.rs`);
 //! - the **metrics address** (Azure IoT Operations' `diagnostics.metrics.prometheusPort`,
 //!   9600) answers `GET /metrics` only, so it can be opened to a scraper without exposing
 //!   anything else.
@@ -13,10 +15,12 @@
 //! data path does no extra work for metrics) and the [`Check`]s components flip; it leaves as
 //! text responses. Nothing here holds a lock the broker takes.
 //!
-//! Built on axum with only `http1` and `tokio`: no JSON, forms, query strings or HTTP/2, which
-//! keeps the dependency tree to hyper, hyper-util and tower's core; later API work enables
-//! what it needs.
+//! Built on axum with only `http1` and `tokio`: no forms, query strings or HTTP/2, which
+//! keeps the dependency tree to hyper, hyper-util and tower's core. The API reads bodies as
+//! text and writes JSON with serde_json itself (the manifests are validated by the
+//! configuration crate, not deserialized by axum).
 
+mod api;
 mod health;
 pub mod metrics;
 
@@ -30,6 +34,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use edgeplane_broker::Stats;
+use edgeplane_registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -72,6 +77,17 @@ impl Portal {
         stats: Arc<Stats>,
         readiness: Readiness,
     ) -> Result<Portal, PortalError> {
+        Self::start_with_registry(http, metrics, stats, readiness, None).await
+    }
+
+    /// [`Portal::start`], also serving the REST API over `registry` on the HTTP address.
+    pub async fn start_with_registry(
+        http: &Listen,
+        metrics: &Listen,
+        stats: Arc<Stats>,
+        readiness: Readiness,
+        registry: Option<Registry>,
+    ) -> Result<Portal, PortalError> {
         let http_listener = bind("the HTTP API", http).await?;
         let metrics_listener = bind("metrics", metrics).await?;
         let http_addr = http_listener.local_addr().unwrap_or(http.addr);
@@ -80,7 +96,11 @@ impl Portal {
         tracing::info!(addr = %metrics_addr, "metrics listening");
         let state = AppState { stats, readiness };
         let tasks = vec![
-            tokio::spawn(serve("http", http_listener, http_router(state.clone()))),
+            tokio::spawn(serve(
+                "http",
+                http_listener,
+                http_router(state.clone(), registry),
+            )),
             tokio::spawn(serve(
                 "metrics",
                 metrics_listener,
@@ -149,19 +169,21 @@ impl FromRef<AppState> for Readiness {
     }
 }
 
-/// `/healthz`, `/readyz` and `/metrics`.
-fn http_router(state: AppState) -> Router {
+/// `/healthz`, `/readyz`, `/metrics` and, with a registry, `/api/v1/`.
+fn http_router(state: AppState, registry: Option<Registry>) -> Router {
+    let served = if registry.is_some() {
+        "not found: this address serves /healthz, /readyz, /metrics and /api/v1/\n"
+    } else {
+        "not found: this address serves /healthz, /readyz and /metrics\n"
+    };
+    let api = registry.map_or_else(Router::new, api::router);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                "not found: this address serves /healthz, /readyz and /metrics\n",
-            )
-        })
+        .fallback(move || async move { (StatusCode::NOT_FOUND, served) })
         .with_state(state)
+        .merge(api)
 }
 
 /// `/metrics` only.

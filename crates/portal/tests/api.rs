@@ -1,0 +1,183 @@
+//! The REST API over real sockets: devices and assets created, read, replaced and deleted
+//! as JSON or YAML manifests, per-field validation errors, read-only config resources, and
+//! status documents.
+
+use std::net::SocketAddr;
+
+use edgeplane_portal::{Listen, Portal, Readiness};
+use edgeplane_registry::{ConnectionState, Registry};
+use edgeplane_tests::*;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One request on a fresh connection; returns the status and the body parsed as JSON
+/// (null when empty).
+async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.expect("send");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.expect("read");
+        buf
+    };
+    let buf = tokio::time::timeout(WAIT, exchange).await.expect("answer");
+    let text = String::from_utf8(buf).expect("utf-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let json = if body.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("json body ({e}): {body}"))
+    };
+    (status, json)
+}
+
+async fn start(registry: Registry) -> (TestBroker, Portal) {
+    let b = TestBroker::start().await;
+    let any = |origin: &str| Listen {
+        addr: loopback(),
+        origin: origin.into(),
+    };
+    let portal = Portal::start_with_registry(
+        &any("--http"),
+        &any("--metrics"),
+        b.broker.stats_handle(),
+        Readiness::default(),
+        Some(registry),
+    )
+    .await
+    .expect("portal");
+    (b, portal)
+}
+
+const DEVICE: &str = r#"{"apiVersion": "namespaces.deviceregistry.microsoft.com/v1", "kind": "Device",
+ "metadata": {"name": "plc"},
+ "spec": {"endpoints": {"inbound": {"opc-ua": {"endpointType": "Microsoft.OpcUa",
+   "address": "opc.tcp://127.0.0.1:50000"}}}}}"#;
+
+const ASSET_YAML: &str = "apiVersion: edgeplane.io/v1
+kind: Asset
+metadata: {name: oven}
+spec:
+  deviceRef: {deviceName: plc, endpointName: opc-ua}
+  datasets:
+  - name: d
+    dataPoints:
+    - {name: temperature, dataSource: ns=2;s=Fast.Sine.0}
+";
+
+fn fields(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("errors list in {body}"))
+        .iter()
+        .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn devices_and_assets_round_trip() {
+    let dir = TempDir::new("portal-api");
+    let registry = Registry::open(Some(&dir)).expect("registry");
+    let (_b, portal) = start(registry.clone()).await;
+    let http = portal.http_addr();
+
+    let (code, list) = call(http, "GET", "/api/v1/devices", "").await;
+    assert_eq!((code, list["kind"].as_str()), (200, Some("DeviceList")));
+    assert_eq!(list["items"], Value::Array(Vec::new()));
+
+    let (code, body) = call(http, "POST", "/api/v1/assets", ASSET_YAML).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(fields(&body), ["spec.deviceRef.deviceName"]);
+
+    let (code, body) = call(http, "POST", "/api/v1/devices", DEVICE).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["status"]["origin"]["source"], "api");
+    let (code, _) = call(http, "POST", "/api/v1/assets", ASSET_YAML).await;
+    assert_eq!(code, 201);
+    let (code, body) = call(http, "POST", "/api/v1/devices", DEVICE).await;
+    assert_eq!(code, 409, "{body}");
+
+    let (code, asset) = call(http, "GET", "/api/v1/assets/oven", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(asset["kind"], "Asset");
+    assert_eq!(asset["metadata"]["name"], "oven");
+    assert_eq!(
+        asset["spec"]["datasets"][0]["dataPoints"][0]["name"],
+        "temperature"
+    );
+
+    // Every invalid field at once, with its path.
+    let bad = r#"{"apiVersion": "edgeplane.io/v1", "kind": "Asset", "metadata": {"name": "oven"},
+      "spec": {"deviceRef": {"deviceName": "plc", "endpointName": "modbus"},
+        "datasets": [{"name": "d", "dataPoints": [{"name": "t", "dataSource": "Temperature"}]}],
+        "colour": "red"}}"#;
+    let (code, body) = call(http, "PUT", "/api/v1/assets/oven", bad).await;
+    assert_eq!(code, 422, "{body}");
+    let mut found = fields(&body);
+    found.sort();
+    assert_eq!(
+        found,
+        ["spec.colour", "spec.datasets[0].dataPoints[0].dataSource",],
+        "structural errors come first; references are checked once the structure is valid"
+    );
+
+    // A device in use cannot be deleted; the asset can.
+    let (code, body) = call(http, "DELETE", "/api/v1/devices/plc", "").await;
+    assert_eq!(code, 409, "{body}");
+    registry.set_asset_status("oven", ConnectionState::Connected);
+    let (code, status) = call(http, "GET", "/api/v1/assets/oven/status", "").await;
+    assert_eq!((code, status["state"].as_str()), (200, Some("connected")));
+    let (code, _) = call(http, "DELETE", "/api/v1/assets/oven", "").await;
+    assert_eq!(code, 204);
+    let (code, body) = call(http, "GET", "/api/v1/assets/oven", "").await;
+    assert_eq!(code, 404);
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("not found")));
+    let (code, _) = call(http, "GET", "/api/v1/widgets", "").await;
+    assert_eq!(code, 404);
+    drop(portal);
+
+    // The device survives a restart of the registry.
+    let reopened = Registry::open(Some(&dir)).expect("reopen");
+    let (_b, portal) = start(reopened).await;
+    let (code, list) = call(portal.http_addr(), "GET", "/api/v1/devices", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(list["items"][0]["metadata"]["name"], "plc");
+}
+
+#[tokio::test]
+async fn config_resources_are_read_only() {
+    let registry = Registry::open(None).expect("registry");
+    let config = edgeplane_config::load_str(
+        "config/plc.yaml",
+        "apiVersion: edgeplane.io/v1\nkind: Device\nmetadata: {name: plc}\nspec:\n  endpoints:\n    inbound:\n      opc-ua: {endpointType: Microsoft.OpcUa, address: 'opc.tcp://127.0.0.1:50000'}\n",
+    )
+    .expect("config");
+    registry.apply_config(&config);
+    let (_b, portal) = start(registry).await;
+    let http = portal.http_addr();
+    let (code, device) = call(http, "GET", "/api/v1/devices/plc", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(device["status"]["origin"]["source"], "config");
+    assert_eq!(device["status"]["origin"]["file"], "config/plc.yaml");
+    let (code, body) = call(http, "PUT", "/api/v1/devices/plc", DEVICE).await;
+    assert_eq!(code, 409);
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("read-only") && message.contains("config/plc.yaml"),
+        "{message}"
+    );
+    let (code, _) = call(http, "DELETE", "/api/v1/devices/plc", "").await;
+    assert_eq!(code, 409);
+}
