@@ -395,7 +395,7 @@ fn describe(code: StatusCode, cfg: &EndpointConfig, endpoint: &EndpointDescripti
             let path = rejected.unwrap_or_default();
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             format!(
-                "server certificate not trusted: saved to {}; trust it with trust(pki_dir, {name:?}) or enable auto-accept",
+                "server certificate not trusted: saved to {}; trust it with `edgeplane opcua trust {name:?}` or enable autoAcceptUntrustedServerCertificates",
                 path.display()
             )
         }

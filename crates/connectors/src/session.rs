@@ -1,0 +1,326 @@
+//! One running OPC UA session for one device endpoint: the connection, the frames of each
+//! dataset, and the publishing of messages and status.
+//!
+//! Notifications arrive on the connection's channel; the task drains what is there (the
+//! server sends one batch per publishing interval), updates the datasets' frames, then
+//! publishes one message per dataset that changed. Status changes of the connection are
+//! written to the registry for the device endpoint and for each asset it serves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use edgeplane_broker::LocalClient;
+use edgeplane_codec::{Properties, Publish, QoS};
+use edgeplane_opcua::client::{
+    Connection, DataPoint, Dataset, EndpointConfig, EndpointStatus, Event, EventSource,
+    Notification,
+};
+use edgeplane_opcua::payload::{DataPointValue, DatasetFrames, DatasetMessage, FrameSettings};
+use edgeplane_registry::{ConnectionState, Registry};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::plan::{DatasetPlan, EndpointPlan, EventPlan, MqttTarget};
+use crate::OpcUaSettings;
+
+/// A session task and how to stop it.
+pub(crate) struct Running {
+    plan: EndpointPlan,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    pub(crate) fn start(
+        plan: EndpointPlan,
+        settings: &OpcUaSettings,
+        client: Arc<LocalClient>,
+        registry: Registry,
+    ) -> Running {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(run(
+            plan.clone(),
+            settings.clone(),
+            client,
+            registry,
+            stopped,
+        ));
+        Running { plan, stop, task }
+    }
+
+    pub(crate) fn plan(&self) -> &EndpointPlan {
+        &self.plan
+    }
+
+    /// Close the session cleanly (its subscriptions are deleted on the server).
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(15), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+fn endpoint_config(plan: &EndpointPlan, settings: &OpcUaSettings) -> EndpointConfig {
+    let mut config = EndpointConfig::new(plan.url.clone(), settings.pki_dir.clone());
+    config.auth = plan.auth.clone();
+    config.security = plan.security;
+    config.auto_accept_untrusted_server_certs = plan.auto_accept;
+    config.reconnect = settings.reconnect;
+    config.keep_alive_interval = settings.keep_alive_interval;
+    config.request_timeout = settings.request_timeout;
+    config
+}
+
+/// The connection's name of a dataset: `asset/dataset` (asset names hold no `/`).
+fn dataset_key(d: &DatasetPlan) -> String {
+    format!("{}/{}", d.asset, d.name)
+}
+
+fn event_key(e: &EventPlan) -> String {
+    format!("{}/{}", e.asset, e.name)
+}
+
+struct Frames {
+    frames: DatasetFrames,
+    plan: DatasetPlan,
+}
+
+async fn run(
+    plan: EndpointPlan,
+    settings: OpcUaSettings,
+    client: Arc<LocalClient>,
+    registry: Registry,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let report = |state: ConnectionState| {
+        registry.set_endpoint_status(&plan.device, &plan.endpoint, state.clone());
+        for asset in &plan.assets {
+            registry.set_asset_status(asset, state.clone());
+        }
+    };
+    report(ConnectionState::Connecting);
+    let config = endpoint_config(&plan, &settings);
+    let datasets: Vec<Dataset> = plan
+        .datasets
+        .iter()
+        .map(|d| Dataset {
+            name: dataset_key(d),
+            publishing_interval: d.publishing_interval,
+            data_points: d
+                .points
+                .iter()
+                .map(|p| DataPoint {
+                    name: p.name.clone(),
+                    node_id: p.node_id.clone(),
+                    sampling_interval: p.sampling_interval,
+                    queue_size: p.queue_size,
+                })
+                .collect(),
+        })
+        .collect();
+    let events: Vec<EventSource> = plan
+        .events
+        .iter()
+        .map(|e| EventSource {
+            name: event_key(e),
+            node_id: e.node_id.clone(),
+            publishing_interval: e.publishing_interval,
+            queue_size: e.queue_size,
+        })
+        .collect();
+    // Creating the application instance certificate on first start blocks for a moment.
+    let started =
+        tokio::task::spawn_blocking(move || Connection::start(config, datasets, events)).await;
+    let (connection, mut notifications) = match started {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            report(ConnectionState::Error(e.to_string()));
+            let _ = stopped.await;
+            return;
+        }
+        Err(e) => {
+            report(ConnectionState::Error(format!(
+                "the session task failed: {e}"
+            )));
+            let _ = stopped.await;
+            return;
+        }
+    };
+    let mut frames: HashMap<String, Frames> = plan
+        .datasets
+        .iter()
+        .map(|d| {
+            let settings = FrameSettings {
+                source: plan.url.clone(),
+                subject: d.subject.clone(),
+                key_frame_count: d.key_frame_count,
+            };
+            (
+                dataset_key(d),
+                Frames {
+                    frames: DatasetFrames::new(settings),
+                    plan: d.clone(),
+                },
+            )
+        })
+        .collect();
+    let events: HashMap<String, EventPlan> = plan
+        .events
+        .iter()
+        .map(|e| (event_key(e), e.clone()))
+        .collect();
+    let mut status = connection.watch_status();
+    report(state_of(&status.borrow_and_update()));
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            changed = status.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let state = state_of(&status.borrow_and_update());
+                report(state);
+            }
+            first = notifications.recv() => {
+                let Some(first) = first else { break };
+                let mut batch = vec![first];
+                while let Ok(n) = notifications.try_recv() {
+                    batch.push(n);
+                }
+                if !publish_batch(batch, &mut frames, &events, &client, &registry, &plan.url).await {
+                    break;
+                }
+            }
+        }
+    }
+    connection.shutdown().await;
+}
+
+fn state_of(status: &EndpointStatus) -> ConnectionState {
+    match status {
+        EndpointStatus::Connecting => ConnectionState::Connecting,
+        EndpointStatus::Connected => ConnectionState::Connected,
+        EndpointStatus::Error(e) => ConnectionState::Error(e.clone()),
+    }
+}
+
+/// Apply a batch of notifications and publish what it produced; false once the broker
+/// is gone.
+async fn publish_batch(
+    batch: Vec<Notification>,
+    frames: &mut HashMap<String, Frames>,
+    events: &HashMap<String, EventPlan>,
+    client: &LocalClient,
+    registry: &Registry,
+    source: &str,
+) -> bool {
+    let mut touched: Vec<String> = Vec::new();
+    let mut out: Vec<(String, Publish)> = Vec::new();
+    for n in batch {
+        match n {
+            Notification::Data(change) => {
+                let Some(f) = frames.get_mut(&*change.dataset) else {
+                    continue;
+                };
+                f.frames.update(
+                    &change.data_point,
+                    DataPointValue {
+                        value: change.value,
+                        source_timestamp: change.source_timestamp,
+                        status: change.status,
+                    },
+                );
+                if !touched.iter().any(|t| **t == *change.dataset) {
+                    touched.push(change.dataset.to_string());
+                }
+            }
+            Notification::Event(event) => {
+                if let Some(plan) = events.get(&*event.source) {
+                    out.push((plan.asset.clone(), event_publish(plan, event, source)));
+                }
+            }
+        }
+    }
+    for key in touched {
+        let Some(f) = frames.get_mut(&key) else {
+            continue;
+        };
+        if let Some(message) = f.frames.next_message() {
+            let publish = dataset_publish(&f.plan, message);
+            out.push((f.plan.asset.clone(), publish));
+        }
+    }
+    for (asset, publish) in out {
+        if let Err(e) = client.publish(publish).await {
+            tracing::warn!(error = %e, "opc ua connector cannot publish; stopping the session");
+            return false;
+        }
+        registry.count_published(&asset, 1);
+    }
+    true
+}
+
+fn properties(target: &MqttTarget, user: Vec<(String, String)>) -> Properties {
+    Properties {
+        payload_format_indicator: Some(1),
+        content_type: Some("application/json".into()),
+        message_expiry_interval: target.ttl,
+        user_properties: user,
+        ..Properties::default()
+    }
+}
+
+fn publish(target: &MqttTarget, properties: Properties, payload: Vec<u8>) -> Publish {
+    Publish {
+        dup: false,
+        qos: if target.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        },
+        retain: target.retain,
+        topic: target.topic.clone(),
+        packet_id: 0,
+        properties,
+        payload: Bytes::from(payload),
+    }
+}
+
+fn dataset_publish(plan: &DatasetPlan, message: DatasetMessage) -> Publish {
+    let payload = message.payload_bytes();
+    let mut user = message.properties;
+    if let Some(id) = &plan.external_asset_id {
+        user.push(("externalAssetId".into(), id.clone()));
+    }
+    user.push(("dataset".into(), plan.name.clone()));
+    publish(&plan.target, properties(&plan.target, user), payload)
+}
+
+/// An event as one message: its fields as the JSON payload, CloudEvents properties with
+/// type `ua-event` (our choice; AIO's event type name is not documented in what we have).
+fn event_publish(plan: &EventPlan, event: Event, source: &str) -> Publish {
+    let time = event
+        .time
+        .unwrap_or_else(chrono::Utc::now)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let user = vec![
+        ("specversion".to_owned(), "1.0".to_owned()),
+        ("type".to_owned(), "ua-event".to_owned()),
+        ("source".to_owned(), source.to_owned()),
+        ("id".to_owned(), uuid::Uuid::new_v4().to_string()),
+        ("time".to_owned(), time),
+        ("subject".to_owned(), plan.subject.clone()),
+        ("datacontenttype".to_owned(), "application/json".to_owned()),
+        ("event".to_owned(), plan.name.clone()),
+    ];
+    let payload = Value::Object(event.fields).to_string().into_bytes();
+    publish(&plan.target, properties(&plan.target, user), payload)
+}
