@@ -16,6 +16,13 @@ use edgeplane_tests::{connect_persistent, publish, Client, TempDir, TestBroker, 
 use tokio::process::{Child, Command};
 
 async fn start_flows(b: &TestBroker, manifests: &str) -> Dataflows {
+    start_flows_with_store(b, manifests).await.0
+}
+
+async fn start_flows_with_store(
+    b: &TestBroker,
+    manifests: &str,
+) -> (Dataflows, edgeplane_statestore::StateStoreHandle) {
     let state = StateStore::start(&b.broker, StateStoreSettings::default())
         .await
         .expect("state store starts");
@@ -29,7 +36,8 @@ async fn start_flows(b: &TestBroker, manifests: &str) -> Dataflows {
         .expect("dataset stored");
     let config = edgeplane_config::load_str("flows.yaml", manifests).expect("manifests load");
     let plans = resources::plans(&config, None).expect("dataflows compile");
-    Dataflows::start(b.broker.local_factory(), Some(state), plans).await
+    let flows = Dataflows::start(b.broker.local_factory(), Some(state.clone()), plans).await;
+    (flows, state)
 }
 
 /// Publish `topic`/`payload` until something arrives on `sub` (the dataflow attaches in
@@ -76,7 +84,7 @@ spec:
 #[tokio::test]
 async fn local_flow_transforms_enriches_filters_and_routes() {
     let b = TestBroker::start().await;
-    let flows = start_flows(&b, TRANSFORM).await;
+    let (flows, state) = start_flows_with_store(&b, TRANSFORM).await;
     let mut sub = b.client("sub", V5).await;
     sub.sub("curated/#", QoS::AtLeastOnce).await;
     let mut pubc = b.client("pub", V5).await;
@@ -121,6 +129,36 @@ async fn local_flow_transforms_enriches_filters_and_routes() {
     assert_eq!(next.topic, "curated/t2");
     assert_eq!(body["location"], "roof");
     assert_eq!(body["temperatureF"], 212.0);
+
+    // A changed dataset applies without a restart (KEYNOTIFY refresh).
+    state
+        .set(
+            "assets",
+            "{\"asset\": \"t1\", \"location\": \"hall-9\"}\n",
+            SetOptions::default(),
+        )
+        .await
+        .expect("dataset updated");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        pubc.publish(publish(
+            "thermostats/t1/telemetry",
+            r#"{"deviceId": "t1", "temperature": 1}"#,
+            QoS::AtLeastOnce,
+            4,
+        ))
+        .await;
+        let p = sub.receive_and_ack().await;
+        let body: serde_json::Value = serde_json::from_slice(&p.payload).expect("json out");
+        if body["location"] == "hall-9" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dataset never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let status = &flows.statuses()[0];
     assert_eq!(status.health(), Health::Available);

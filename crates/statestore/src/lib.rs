@@ -209,6 +209,18 @@ impl StateStoreHandle {
             .await??)
     }
 
+    /// `KEYNOTIFY key` on behalf of the in-process client `client_id`: every change of
+    /// `key` is published to [`notification_topic`]`(client_id, key)` (subscribe to it
+    /// first), until that client disconnects.
+    pub async fn keynotify(
+        &self,
+        client_id: &str,
+        key: impl Into<Bytes>,
+    ) -> Result<(), StateStoreError> {
+        let (client, key): (std::sync::Arc<str>, Bytes) = (client_id.into(), key.into());
+        self.call(move |s, _| s.watch(&client, key)).await
+    }
+
     /// Every key matching a glob pattern, in key order (fetched page by page so the store
     /// task never stalls on a large store).
     pub async fn list(&self, pattern: impl Into<Bytes>) -> Result<Vec<Bytes>, StateStoreError> {

@@ -9,10 +9,11 @@
 //!
 //! Delivery is at least once and in order: a source message is acknowledged only after
 //! the destination has accepted its result (or after it was dropped on purpose, by a
-//! filter or an unresolvable topic), acknowledgements go out in arrival order, and at most
+//! filter or an unresolvable topic), results reach the destination in arrival order, and at most
 //! [`WINDOW`] messages are in flight per instance, so a stalled destination stops the
 //! reading instead of filling memory. Each dataflow's counters and health are in
-//! [`DataflowStatus`].
+//! [`DataflowStatus`]. Enrichment datasets are read from the state store at start and
+//! again on each KEYNOTIFY notification of their key.
 
 pub mod mqtt;
 pub mod sink;
@@ -37,8 +38,6 @@ use sink::Sink;
 
 /// Messages in flight (taken from the source, not yet acknowledged) per instance.
 pub const WINDOW: usize = 256;
-/// How often enrichment datasets are re-read from the state store.
-const DATASET_REFRESH: Duration = Duration::from_secs(1);
 
 /// Health as Azure IoT Operations reports it for a dataflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -157,7 +156,7 @@ impl Dataflows {
             let counters = Arc::new(Counters::default());
             let (problem_tx, problem) = watch::channel(None);
             let problem_tx = Arc::new(problem_tx);
-            let datasets = start_datasets(&plan, state_store.clone());
+            let datasets = start_datasets(&plan, &broker, state_store.clone());
             for instance in 0..plan.instances {
                 let flow = Instance {
                     plan: plan.clone(),
@@ -183,8 +182,14 @@ impl Dataflows {
     }
 }
 
-/// Keep the datasets a plan's transform reads fresh from the state store.
-fn start_datasets(plan: &Plan, store: Option<StateStoreHandle>) -> watch::Receiver<Arc<Datasets>> {
+/// Keep the datasets a plan's transform reads fresh: read each key from the state store
+/// at start, then again whenever a KEYNOTIFY notification says it changed. The watcher is
+/// an in-process client, so its registrations end with it, as a network client's would.
+fn start_datasets(
+    plan: &Plan,
+    broker: &LocalFactory,
+    store: Option<StateStoreHandle>,
+) -> watch::Receiver<Arc<Datasets>> {
     let (tx, rx) = watch::channel(Arc::new(Datasets::new()));
     let keys: Vec<String> = plan
         .transform
@@ -196,40 +201,89 @@ fn start_datasets(plan: &Plan, store: Option<StateStoreHandle>) -> watch::Receiv
         return rx;
     };
     let name = plan.name.clone();
+    let broker = broker.clone();
     tokio::spawn(async move {
-        let mut versions: Vec<Option<String>> = vec![None; keys.len()];
+        let mut backoff = Duration::from_millis(200);
         loop {
-            let mut changed = false;
-            let mut next = (**tx.borrow()).clone();
-            for (key, seen) in keys.iter().zip(versions.iter_mut()) {
-                let Ok(found) = store.get(Bytes::copy_from_slice(key.as_bytes())).await else {
-                    return; // the state store stopped
-                };
-                let version = found.as_ref().map(|v| v.version.to_string());
-                if version == *seen {
-                    continue;
-                }
-                *seen = version;
-                changed = true;
-                match found {
-                    None => {
-                        next.remove(key);
-                    }
-                    Some(v) => match parse_json_lines(&String::from_utf8_lossy(&v.value)) {
-                        Ok(records) => next.set(key.clone(), records),
-                        Err(e) => {
-                            tracing::warn!(dataflow = %name, key = %key, error = %e, "enrichment dataset is not JSON lines; keeping the previous records");
-                        }
-                    },
+            match watch_datasets(&name, &broker, &store, &keys, &tx).await {
+                Ok(()) => return, // shutting down
+                Err(e) => {
+                    tracing::warn!(dataflow = %name, error = %e, "enrichment datasets cannot be watched; retrying");
                 }
             }
-            if changed && tx.send(Arc::new(next)).is_err() {
-                return;
-            }
-            tokio::time::sleep(DATASET_REFRESH).await;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     });
     rx
+}
+
+async fn watch_datasets(
+    name: &str,
+    broker: &LocalFactory,
+    store: &StateStoreHandle,
+    keys: &[String],
+    tx: &watch::Sender<Arc<Datasets>>,
+) -> Result<(), String> {
+    let client_id = format!("edgeplane-dataflow-{name}-datasets");
+    let mut client = match broker.attach(LocalOptions::new(client_id.clone())).await {
+        Ok(c) => c,
+        Err(LocalError::Closed) => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    };
+    for key in keys {
+        let topic = edgeplane_statestore::notification_topic(&client_id, key.as_bytes());
+        client
+            .subscribe(&topic, SubOptions::new(QoS::AtLeastOnce))
+            .await
+            .map_err(|e| e.to_string())?;
+        store
+            .keynotify(&client_id, key.clone().into_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // Registered before reading: a change from here on is either read or notified.
+    for key in keys {
+        refresh(name, store, key, tx).await?;
+    }
+    while let Some(r) = client.recv().await {
+        client.ack(&r).await;
+        let changed = keys.iter().find(|k| {
+            r.message.topic == edgeplane_statestore::notification_topic(&client_id, k.as_bytes())
+        });
+        if let Some(key) = changed {
+            refresh(name, store, key, tx).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn refresh(
+    name: &str,
+    store: &StateStoreHandle,
+    key: &str,
+    tx: &watch::Sender<Arc<Datasets>>,
+) -> Result<(), String> {
+    let found = store
+        .get(Bytes::copy_from_slice(key.as_bytes()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut next = (**tx.borrow()).clone();
+    match found {
+        None => {
+            next.remove(key);
+        }
+        Some(v) => match parse_json_lines(&String::from_utf8_lossy(&v.value)) {
+            Ok(records) => next.set(key.to_owned(), records),
+            Err(e) => {
+                tracing::warn!(dataflow = %name, key = %key, error = %e, "enrichment dataset is not JSON lines; keeping the previous records");
+                return Ok(());
+            }
+        },
+    }
+    tracing::debug!(dataflow = %name, key = %key, "enrichment dataset refreshed");
+    let _ = tx.send(Arc::new(next));
+    Ok(())
 }
 
 struct Instance {
