@@ -253,11 +253,15 @@ fn free_port() -> u16 {
 }
 
 async fn start_mosquitto(dir: &std::path::Path, port: u16) -> Child {
+    start_mosquitto_with(dir, port, "allow_anonymous true\n").await
+}
+
+async fn start_mosquitto_with(dir: &std::path::Path, port: u16, extra: &str) -> Child {
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nmax_inflight_messages 100\n",
+            "listener {port} 127.0.0.1\n{extra}persistence true\npersistence_location {}/\nmax_queued_messages 100000\nmax_inflight_messages 100\n",
             dir.display()
         ),
     )
@@ -430,4 +434,121 @@ spec:
         seen.len(),
         seen.len() as u64 - total
     );
+}
+
+#[tokio::test]
+async fn remote_source_with_username_and_password() {
+    let dir = TempDir::new("dataflow-remote-source");
+    let passwords = dir.join("passwords");
+    let made = Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&passwords)
+        .args(["plant", "s3cret"])
+        .status()
+        .await
+        .expect("mosquitto_passwd runs");
+    assert!(made.success());
+    let port = free_port();
+    let _mosquitto = start_mosquitto_with(
+        &dir,
+        port,
+        &format!(
+            "allow_anonymous false\npassword_file {}\n",
+            passwords.display()
+        ),
+    )
+    .await;
+    let manifests = |password: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: login}}
+stringData: {{username: plant, password: "{password}"}}
+---
+apiVersion: connectivity.iotoperations.azure.com/v1
+kind: DataflowEndpoint
+metadata: {{name: site-broker}}
+spec:
+  endpointType: Mqtt
+  mqttSettings:
+    host: "127.0.0.1:{port}"
+    tls: {{mode: Disabled}}
+    authentication: {{method: UsernamePassword, usernamePasswordSettings: {{secretRef: login}}}}
+---
+apiVersion: connectivity.iotoperations.azure.com/v1
+kind: Dataflow
+metadata: {{name: inbound}}
+spec:
+  operations:
+  - operationType: Source
+    sourceSettings: {{endpointRef: site-broker, dataSources: ["sensors/#"]}}
+  - operationType: Destination
+    destinationSettings: {{endpointRef: default, dataDestination: "site/${{inputTopic}}"}}
+"#
+        )
+    };
+
+    // A wrong password shows as a degraded dataflow, with the broker's reason.
+    let b = TestBroker::start().await;
+    let flows = start_flows(&b, &manifests("wrong")).await;
+    let status = flows.statuses()[0].clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let why = loop {
+        if let Some(why) = status.problem.borrow().clone() {
+            break why;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no status for a refused login"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.health(), Health::Degraded);
+    assert!(
+        why.contains("site-broker") && why.contains("refused"),
+        "{why}"
+    );
+    assert!(!why.contains("wrong"), "the password never appears: {why}");
+    drop((flows, b));
+
+    // The right one brings remote messages in.
+    let b = TestBroker::start().await;
+    let flows = start_flows(&b, &manifests("s3cret")).await;
+    let status = flows.statuses()[0].clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while status.problem.borrow().is_some() || status.counters.received.load(Ordering::Relaxed) > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dataflow never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut sub = b.client("sub", V5).await;
+    sub.sub("site/#", QoS::AtLeastOnce).await;
+    let remote = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut device = Client::open(remote, V5).await;
+    let mut login = edgeplane_tests::connect("device", V5);
+    login.username = Some("plant".into());
+    login.password = Some(bytes::Bytes::from_static(b"s3cret"));
+    assert_eq!(device.connect(login).await.code, 0);
+    let mut got = None;
+    for _ in 0..50 {
+        device
+            .publish(publish(
+                "sensors/press1",
+                r#"{"bar": 2.5}"#,
+                QoS::AtLeastOnce,
+                1,
+            ))
+            .await;
+        if let Some(Packet::Publish(p)) = sub.recv_within(Duration::from_millis(200)).await {
+            got = Some(p);
+            break;
+        }
+    }
+    let p = got.expect("the remote message arrives locally");
+    assert_eq!(p.topic, "site/sensors/press1");
+    assert_eq!(&p.payload[..], br#"{"bar": 2.5}"#);
 }
