@@ -15,6 +15,7 @@ use edgeplane_portal::{Listen, Portal, Readiness};
 mod certs;
 mod dataflow;
 mod listeners;
+mod opcua;
 mod passwd;
 mod state;
 mod status;
@@ -65,6 +66,13 @@ enum Command {
     Dataflow {
         #[command(subcommand)]
         command: dataflow::DataflowCommand,
+    },
+    /// Run an OPC UA server simulator (like Microsoft's OPC PLC) for demos and tests.
+    OpcuaSim(opcua::SimArgs),
+    /// The OPC UA connector's trust list: rejected server certificates, trusting them.
+    Opcua {
+        #[command(subcommand)]
+        command: opcua::OpcuaCommand,
     },
     /// Check a configuration folder and report every error at once.
     Validate {
@@ -126,6 +134,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { dir } => validate(&dir),
         Command::Dataflow { command } => dataflow::run(&command),
+        Command::OpcuaSim(args) => {
+            init_logging(None, LogFormat::Text);
+            opcua::sim(&args)
+        }
+        Command::Opcua { command } => opcua::command(&command),
         Command::Store { command } => store::run(&command),
         Command::Status { http } => client_command(status::run(http)),
         Command::State { broker, command } => client_command(state::run(broker, command)),
@@ -301,6 +314,7 @@ fn run(
     if data_dir.is_none() {
         tracing::info!("no --data-dir: sessions and retained messages live in memory only");
     }
+    let registry_dir = data_dir.clone();
     settings.data_dir = data_dir;
     let http = Listen {
         addr: http,
@@ -330,6 +344,8 @@ fn run(
             flows,
         )
         .await;
+        let (registry, _connector) =
+            opcua::start(&broker, config_dir, registry_dir.as_deref()).await?;
         if let Some(dir) = config_dir {
             listeners::spawn_reload(dir.to_path_buf(), watched);
         }
@@ -365,7 +381,14 @@ fn run(
                 }
             });
         }
-        let _portal = Portal::start(&http, &metrics, broker.stats_handle(), readiness).await?;
+        let _portal = Portal::start_with_registry(
+            &http,
+            &metrics,
+            broker.stats_handle(),
+            readiness,
+            Some(registry),
+        )
+        .await?;
         wait_for_signal().await;
         tracing::info!("shutting down");
         serving.not_ready("shutting down");
