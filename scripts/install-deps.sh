@@ -2,7 +2,8 @@
 # Install what Edgeplane's tests talk to, if missing: Debian's Mosquitto (broker and
 # mosquitto_pub/sub clients), Debian's Prometheus (server and promtool, for the metrics
 # tests), OpenSSL headers for the Azure IoT Operations SDK crates the state store tests use,
-# and Python paho-mqtt 2.x. Idempotent; quiet when all is there.
+# Python paho-mqtt 2.x, and Python asyncua (an OPC UA server for the connector tests).
+# Idempotent; quiet when all is there.
 set -euo pipefail
 
 SUDO=""
@@ -29,4 +30,9 @@ fi
 if ! python3 -c 'import paho.mqtt, sys; sys.exit(0 if paho.mqtt.__version__ >= "2" else 1)' 2>/dev/null; then
   echo "installing paho-mqtt 2.x (PyPI)"
   python3 -m pip install --quiet 'paho-mqtt>=2,<3'
+fi
+
+if ! python3 -c 'import asyncua' 2>/dev/null; then
+  echo "installing asyncua (PyPI; an independent OPC UA server for the connector's interop tests)"
+  python3 -m pip install --quiet 'asyncua>=1.1,<3'
 fi
