@@ -13,6 +13,8 @@
 //!   (and `v1beta1`) so AIO manifests load unchanged.
 //! - `DataflowProfile`, `DataflowEndpoint`, `Dataflow`: `edgeplane.io/v1`, or Azure IoT
 //!   Operations' `connectivity.iotoperations.azure.com/v1` (and `v1beta1`).
+//! - `Device`, `Asset` (the device registry): `edgeplane.io/v1`, or Azure IoT Operations'
+//!   `namespaces.deviceregistry.microsoft.com/v1` (and `v1beta1`).
 //! - `ConfigMap`, `Secret`: `v1`.
 //!
 //! # What is checked
