@@ -225,7 +225,11 @@ fn state(doc: &Value, endpoint: Option<&str>) -> String {
 
 async fn subscriber(addr: SocketAddr, filter: &str) -> Client {
     let mut c = Client::open(addr, V5).await;
-    c.connect(connect("observer", V5)).await;
+    c.connect(connect(
+        &format!("observer-{}", filter.replace(['/', '#', '+'], "_")),
+        V5,
+    ))
+    .await;
     c.sub(filter, QoS::AtMostOnce).await;
     c
 }
@@ -390,9 +394,19 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
         ("counter", "ns=2;s=Fast.Counter.0".to_owned()),
     ];
     let refs: Vec<(&str, &str)> = points.iter().map(|(n, id)| (*n, id.as_str())).collect();
-    write(&dir, "asset.yaml", &asset("oven", "plc", &refs));
+    let events = "  eventGroups:
+  - name: alarms
+    events:
+    - name: simulated
+      dataSource: ns=2;s=Special.Events
+      eventConfiguration: '{\"publishingInterval\": 100}'
+      destinations:
+      - {target: Mqtt, configuration: {topic: factory/oven/events, qos: Qos1}}
+";
+    write(&dir, "asset.yaml", &(asset("oven", "plc", &refs) + events));
     let ep = start_edgeplane(&dir).await;
     let mut sub = subscriber(ep.mqtt, "azure-iot-operations/data/#").await;
+    let mut event_sub = subscriber(ep.mqtt, "factory/oven/events").await;
 
     let first = next_publish(&mut sub).await;
     assert_aio_message(&first, "oven", &[], &url);
@@ -421,11 +435,31 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
     assert!(asset_status["origin"]["file"]
         .as_str()
         .is_some_and(|f| f.ends_with("asset.yaml")));
+    let one_each = |sim: &SimHandle| {
+        [
+            "ns=2;s=Fast.Sine.0",
+            "ns=2;s=Fast.Counter.0",
+            "ns=2;s=Special.Events",
+        ]
+        .map(|n| sim.monitored_items_on(n))
+    };
     assert_eq!(
-        sim.monitored_items(),
-        2,
-        "one monitored item per data point"
+        one_each(&sim),
+        [1, 1, 1],
+        "one monitored item per data point and event"
     );
+
+    // Events go to their own destination, one message each.
+    let event = next_publish(&mut event_sub).await;
+    let fields = payload(&event);
+    assert!(
+        fields["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains("simulated event")),
+        "{fields}"
+    );
+    assert_eq!(user_property(&event, "type"), Some("ua-event"));
+    assert_eq!(user_property(&event, "subject"), Some("oven"));
 
     // Outage: the status says so, in words.
     sim.shutdown().await;
@@ -457,8 +491,8 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
     })
     .await;
     assert_eq!(
-        sim.monitored_items(),
-        2,
+        one_each(&sim),
+        [1, 1, 1],
         "subscriptions recreated without duplicates"
     );
     sim.shutdown().await;
