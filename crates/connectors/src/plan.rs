@@ -362,3 +362,101 @@ fn target(
         ttl: c.ttl,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgeplane_registry::{Registry, RegistryKind};
+
+    const FOLDER: &str = r#"apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {username: op, pw: s3cret}
+---
+apiVersion: edgeplane.io/v1
+kind: Device
+metadata: {name: plc}
+spec:
+  endpoints:
+    inbound:
+      main:
+        endpointType: Microsoft.OpcUa
+        address: opc.tcp://plc:4840
+        authentication:
+          method: UsernamePassword
+          usernamePasswordCredentials: {usernameSecretName: creds, passwordSecretName: creds/pw}
+        additionalConfiguration: '{"security":{"securityMode":"Sign"}}'
+---
+apiVersion: edgeplane.io/v1
+kind: Asset
+metadata: {name: oven, namespace: plant}
+spec:
+  deviceRef: {deviceName: plc, endpointName: main}
+  defaultDatasetsConfiguration: '{"publishingInterval": 250, "samplingInterval": 50}'
+  datasets:
+  - name: a
+    dataPoints:
+    - {name: t, dataSource: ns=2;s=T, dataPointConfiguration: '{"queueSize": 4}'}
+  - name: b
+    datasetConfiguration: '{"publishingInterval": 1000}'
+    dataPoints: [{name: p, dataSource: ns=2;s=P}]
+    destinations: [{target: Mqtt, configuration: {topic: custom/b, qos: Qos0, retain: Keep}}]
+---
+apiVersion: edgeplane.io/v1
+kind: Asset
+metadata: {name: idle}
+spec:
+  enabled: false
+  deviceRef: {deviceName: plc, endpointName: main}
+"#;
+
+    fn plans() -> Plans {
+        let config = edgeplane_config::load_str("t.yaml", FOLDER).expect("folder loads");
+        let registry = Registry::open(None).expect("registry");
+        registry.apply_config(&config);
+        assert_eq!(registry.list(RegistryKind::Asset).len(), 2);
+        plan(&registry.snapshot())
+    }
+
+    #[test]
+    fn one_session_per_endpoint_with_settings_and_defaults() {
+        let plans = plans();
+        let p = &plans.endpoints[&("plc".to_owned(), "main".to_owned())];
+        assert_eq!(p.url, "opc.tcp://plc:4840");
+        assert_eq!(
+            p.auth,
+            Auth::UsernamePassword {
+                username: "op".into(),
+                password: "s3cret".into()
+            }
+        );
+        assert_eq!(
+            p.security,
+            Security::Require(SecurityMode::Sign, SecurityPolicy::Basic256Sha256)
+        );
+        assert_eq!(p.assets, ["oven"]);
+        let a = &p.datasets[0];
+        assert_eq!(a.target.topic, "plant/data/oven");
+        assert_eq!((a.target.qos, a.target.retain), (1, false));
+        assert_eq!(a.publishing_interval, Duration::from_millis(250));
+        assert_eq!(a.points[0].sampling_interval, Duration::from_millis(50));
+        assert_eq!(a.points[0].queue_size, 4);
+        let b = &p.datasets[1];
+        assert_eq!(b.publishing_interval, Duration::from_millis(1000));
+        assert_eq!(
+            b.target,
+            MqttTarget {
+                topic: "custom/b".into(),
+                qos: 0,
+                retain: true,
+                ttl: None
+            }
+        );
+        assert_eq!(plans.idle_assets.get("idle"), Some(&None));
+    }
+
+    #[test]
+    fn unchanged_resources_give_an_equal_plan() {
+        assert_eq!(plans().endpoints, plans().endpoints);
+    }
+}
