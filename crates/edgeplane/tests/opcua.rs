@@ -2,7 +2,8 @@
 //! API) declares a Device pointing at an OPC UA server and an Asset; a real MQTT subscriber
 //! sees the asset's data in Azure IoT Operations' shape; `GET /api/v1/.../status` reports a
 //! wrong password, an untrusted certificate and an outage in words; `edgeplane opcua
-//! trust` fixes the certificate; data resumes after the server comes back.
+//! trust` fixes the certificate; an asset changed or deleted through the API reconfigures
+//! or ends its session; data resumes after the server comes back.
 //!
 //! Servers: the built-in simulator (in process, so a test can stop it and start it again on
 //! the same port and count its monitored items) and an independent one, Python's `asyncua`
@@ -612,7 +613,41 @@ async fn wrong_password_and_untrusted_certificate_show_a_clear_status() {
         |s| state(s, None) == "connected",
     )
     .await;
+
+    // Changing the asset through the API reconfigures the session; deleting it ends it.
+    let items = |sim: &SimHandle| {
+        ["ns=2;s=Fast.Counter.0", "ns=2;s=Fast.Sine.0"].map(|n| sim.monitored_items_on(n))
+    };
+    wait_items(&sim, &items, [1, 0]).await;
+    let changed = asset(
+        "strict-asset",
+        "strict",
+        &[("c", "ns=2;s=Fast.Counter.0"), ("s", "ns=2;s=Fast.Sine.0")],
+    );
+    let (code, body) = call(ep.http, "PUT", "/api/v1/assets/strict-asset", &changed).await;
+    assert_eq!(code, 200, "{body}");
+    wait_items(&sim, &items, [1, 1]).await;
+    let (code, _) = call(ep.http, "DELETE", "/api/v1/assets/strict-asset", "").await;
+    assert_eq!(code, 204);
+    wait_items(&sim, &items, [0, 0]).await;
+    let (code, _) = call(ep.http, "GET", "/api/v1/assets/strict-asset/status", "").await;
+    assert_eq!(code, 404);
     sim.shutdown().await;
+}
+
+/// Wait until the simulator's monitored item counts are `want`.
+async fn wait_items(sim: &SimHandle, items: &impl Fn(&SimHandle) -> [usize; 2], want: [usize; 2]) {
+    let reached = tokio::time::timeout(SLOW, async {
+        while items(sim) != want {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "monitored items {:?}, expected {want:?}",
+        items(sim)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
