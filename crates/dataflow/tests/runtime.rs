@@ -552,3 +552,145 @@ spec:
     assert_eq!(p.topic, "site/sensors/press1");
     assert_eq!(&p.payload[..], br#"{"bar": 2.5}"#);
 }
+
+#[tokio::test]
+async fn remote_destination_over_tls_with_a_client_certificate() {
+    use edgeplane_broker::tls::{issue_ca, issue_leaf};
+    let dir = TempDir::new("dataflow-tls");
+    let ca = issue_ca("plant-ca").expect("ca");
+    let server = issue_leaf(&ca, "mosquitto", &["127.0.0.1".into()], false).expect("server");
+    let client = issue_leaf(&ca, "edge-gateway", &[], true).expect("client");
+    let other_ca = issue_ca("someone-else").expect("ca");
+    for (name, pem) in [
+        ("ca.pem", &ca.cert_pem),
+        ("server.pem", &server.cert_pem),
+        ("server.key", &server.key_pem),
+        ("client.pem", &client.cert_pem),
+        ("client.key", &client.key_pem),
+    ] {
+        std::fs::write(dir.join(name), pem).expect("write pem");
+    }
+    let port = free_port();
+    let d = dir.display();
+    let _mosquitto = start_mosquitto_with(
+        &dir,
+        port,
+        &format!(
+            "cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\n"
+        ),
+    )
+    .await;
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let manifests = |trusted: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: gateway-cert}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{}  tls.key: |
+{}---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: plant-ca}}
+data:
+  ca.crt: |
+{}---
+apiVersion: connectivity.iotoperations.azure.com/v1
+kind: DataflowEndpoint
+metadata: {{name: secure}}
+spec:
+  endpointType: Mqtt
+  mqttSettings:
+    host: "127.0.0.1:{port}"
+    tls: {{mode: Enabled, trustedCaCertificateConfigMapRef: plant-ca}}
+    authentication: {{method: X509Certificate, x509CertificateSettings: {{secretRef: gateway-cert}}}}
+---
+apiVersion: connectivity.iotoperations.azure.com/v1
+kind: Dataflow
+metadata: {{name: secure-uplink}}
+spec:
+  operations:
+  - operationType: Source
+    sourceSettings: {{endpointRef: default, dataSources: ["plant/#"]}}
+  - operationType: Destination
+    destinationSettings: {{endpointRef: secure, dataDestination: "uplink/${{inputTopic}}"}}
+"#,
+            indent(&client.cert_pem),
+            indent(&client.key_pem),
+            indent(trusted)
+        )
+    };
+
+    // A broker certificate from a CA the endpoint does not trust is refused, in words.
+    let b = TestBroker::start().await;
+    let flows = start_flows(&b, &manifests(&other_ca.cert_pem)).await;
+    let status = flows.statuses()[0].clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let why = loop {
+        if let Some(why) = status.problem.borrow().clone() {
+            break why;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no status for an untrusted broker"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(why.contains("tls handshake"), "{why}");
+    drop((flows, b));
+
+    // Trusting the right CA, messages reach a TLS subscriber on Mosquitto.
+    let b = TestBroker::start().await;
+    let _flows = start_flows(&b, &manifests(&ca.cert_pem)).await;
+    let mut sub = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-V",
+            "5",
+            "-t",
+            "uplink/#",
+            "-C",
+            "1",
+            "-v",
+        ])
+        .arg("--cafile")
+        .arg(dir.join("ca.pem"))
+        .arg("--cert")
+        .arg(dir.join("client.pem"))
+        .arg("--key")
+        .arg(dir.join("client.key"))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mosquitto_sub runs");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut pubc = b.client("pub", V5).await;
+    let output = async {
+        loop {
+            pubc.publish(publish("plant/press", "42", QoS::AtLeastOnce, 1))
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Ok(Some(_)) = sub.try_wait() {
+                break;
+            }
+        }
+        sub.wait_with_output().await.expect("mosquitto_sub output")
+    };
+    let out = tokio::time::timeout(Duration::from_secs(15), output)
+        .await
+        .expect("the message arrives over TLS");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "uplink/plant/press 42"
+    );
+}
