@@ -610,6 +610,7 @@ spec:
   mqttSettings:
     host: "127.0.0.1:{port}"
     tls: {{mode: Enabled, trustedCaCertificateConfigMapRef: plant-ca}}
+    cloudEventAttributes: CreateOrRemap
     authentication: {{method: X509Certificate, x509CertificateSettings: {{secretRef: gateway-cert}}}}
 ---
 apiVersion: connectivity.iotoperations.azure.com/v1
@@ -693,4 +694,51 @@ spec:
         String::from_utf8_lossy(&out.stdout).trim(),
         "uplink/plant/press 42"
     );
+}
+
+#[tokio::test]
+async fn instances_of_a_profile_share_the_source() {
+    let manifests = r#"
+apiVersion: connectivity.iotoperations.azure.com/v1
+kind: DataflowProfile
+metadata: {name: wide}
+spec: {instanceCount: 3}
+---
+apiVersion: connectivity.iotoperations.azure.com/v1
+kind: Dataflow
+metadata: {name: fan}
+spec:
+  profileRef: wide
+  operations:
+  - operationType: Source
+    sourceSettings: {endpointRef: default, dataSources: ["work/#"]}
+  - operationType: Destination
+    destinationSettings: {endpointRef: default, dataDestination: "done/${inputTopic.2}"}
+"#;
+    let b = TestBroker::start().await;
+    let flows = start_flows(&b, manifests).await;
+    let mut sub = b.client("sub", V5).await;
+    sub.sub("done/#", QoS::AtLeastOnce).await;
+    let mut pubc = b.client("pub", V5).await;
+    until_flowing(&mut pubc, &mut sub, "work/warmup", "w").await;
+    while sub.recv_within(Duration::from_millis(300)).await.is_some() {}
+    for n in 0..300u16 {
+        pubc.publish(publish(
+            "work/item",
+            &n.to_string(),
+            QoS::AtLeastOnce,
+            n + 1,
+        ))
+        .await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 300 {
+        let p = sub.receive_and_ack().await;
+        got.push(String::from_utf8_lossy(&p.payload).into_owned());
+    }
+    // Each message once (a shared group gives each to one instance), none extra.
+    assert!(sub.recv_within(Duration::from_millis(300)).await.is_none());
+    let distinct: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(distinct.len(), 300);
+    assert!(flows.statuses()[0].counters.sent.load(Ordering::Relaxed) >= 300);
 }
