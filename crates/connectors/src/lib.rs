@@ -115,6 +115,9 @@ async fn supervise(
                 tracing::info!(device = %key.0, endpoint = %key.1, "opc ua session reconfigured or removed");
                 r.stop().await;
             }
+            if !endpoints.contains_key(&key) && !idle_endpoints.contains_key(&key) {
+                registry.set_endpoint_status(&key.0, &key.1, ConnectionState::Unused);
+            }
         }
         for (key, p) in endpoints {
             if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(key) {

@@ -632,6 +632,10 @@ async fn wrong_password_and_untrusted_certificate_show_a_clear_status() {
     wait_items(&sim, &items, [0, 0]).await;
     let (code, _) = call(ep.http, "GET", "/api/v1/assets/strict-asset/status", "").await;
     assert_eq!(code, 404);
+    wait_status(ep.http, "/api/v1/devices/strict/status", "unused", |s| {
+        state(s, Some("opc-ua")) == "unused"
+    })
+    .await;
     sim.shutdown().await;
 }
 

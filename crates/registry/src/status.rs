@@ -20,6 +20,8 @@ pub enum ConnectionState {
     Error(String),
     /// Disabled in its spec (`enabled: false`, or its device is disabled).
     Disabled,
+    /// A device endpoint no enabled asset uses: no session is open.
+    Unused,
 }
 
 impl ConnectionState {
@@ -29,6 +31,7 @@ impl ConnectionState {
             ConnectionState::Connected => "connected",
             ConnectionState::Error(_) => "error",
             ConnectionState::Disabled => "disabled",
+            ConnectionState::Unused => "unused",
         }
     }
 
@@ -48,7 +51,7 @@ fn now() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointStatus {
-    /// `connecting`, `connected`, `error` or `disabled`.
+    /// `connecting`, `connected`, `error`, `disabled` or `unused`.
     pub state: String,
     /// The last error in words, kept after a recovery until the next one.
     pub last_error: Option<String>,
