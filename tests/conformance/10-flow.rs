@@ -347,6 +347,7 @@ async fn queue_limit_drop_oldest_keeps_newest() {
         let b = TestBroker::with(|s| {
             s.clients.subscriber_queue_limit = Some(QueueLimit {
                 length: 5,
+                max_bytes: None,
                 strategy: QueueStrategy::DropOldest,
             })
         })
@@ -366,6 +367,7 @@ async fn queue_limit_strategy_none_never_drops() {
     let b = TestBroker::with(|s| {
         s.clients.subscriber_queue_limit = Some(QueueLimit {
             length: 5,
+            max_bytes: None,
             strategy: QueueStrategy::None,
         })
     })
@@ -386,6 +388,7 @@ async fn queue_limit_applies_to_slow_online_subscriber() {
     let b = TestBroker::with(|s| {
         s.clients.subscriber_queue_limit = Some(QueueLimit {
             length: 5,
+            max_bytes: None,
             strategy: QueueStrategy::DropOldest,
         })
     })

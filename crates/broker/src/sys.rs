@@ -77,4 +77,5 @@ fn dropped(s: &Stats) -> u64 {
         + Stats::get(&s.dropped_expired)
         + Stats::get(&s.dropped_oversize)
         + Stats::get(&s.dropped_qos0_offline)
+        + Stats::get(&s.dropped_memory)
 }

@@ -39,6 +39,18 @@ impl MemoryProfile {
         }
     }
 
+    /// Default broker-wide bound on bytes queued for subscribers (`maxQueuedBytes`), eight
+    /// times the profile's largest packet, so one subscriber can always hold a few of them.
+    pub fn max_queued_bytes(self) -> u64 {
+        const MIB: u64 = 1024 * 1024;
+        match self {
+            MemoryProfile::Tiny => 32 * MIB,
+            MemoryProfile::Low => 128 * MIB,
+            MemoryProfile::Medium => 512 * MIB,
+            MemoryProfile::High => 2048 * MIB,
+        }
+    }
+
     fn parse(text: &str) -> Option<Self> {
         match text {
             "Tiny" => Some(MemoryProfile::Tiny),
@@ -53,11 +65,15 @@ impl MemoryProfile {
 /// What to do when a subscriber's queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 pub enum QueueStrategy {
-    /// Never drop (AIO's default): the limit is advisory.
+    /// Never drop (AIO's default and documented meaning: "messages are never dropped"): the
+    /// limit is advisory, and memory is bounded by `maxQueuedBytes` pushing back on
+    /// publishers instead.
     #[default]
     None,
-    /// Drop the oldest queued message to make room.
+    /// Drop the oldest queued QoS 0/1 message to make room (QoS 2 is never dropped).
     DropOldest,
+    /// Edgeplane extension: drop the new QoS 0/1 message for this subscriber.
+    DropNewest,
 }
 
 /// `advanced.clients.subscriberQueueLimit`.
@@ -65,6 +81,9 @@ pub enum QueueStrategy {
 pub struct QueueLimit {
     /// Messages queued per subscriber before the strategy applies; at least 1.
     pub length: u64,
+    /// Edgeplane extension `maxBytes`: bytes queued per subscriber (topic, payload and
+    /// properties of each message) before the strategy applies; `None` for no byte bound.
+    pub max_bytes: Option<u64>,
     pub strategy: QueueStrategy,
 }
 
@@ -87,6 +106,12 @@ pub struct ClientLimits {
     /// Our extension `queueQos0WhileOffline`: queue QoS 0 messages for offline persistent
     /// sessions (the specification allows it; Mosquitto and AIO drop them, the default).
     pub queue_qos0_offline: bool,
+    /// Our extension `maxQueuedBytes`: bound on the bytes queued for all subscribers
+    /// together. Above it MQTT 5 QoS 1/2 publishes get 0x97 Quota exceeded, QoS 0 messages
+    /// are dropped, and MQTT 3.1.1 publishers stop being read until the total falls below
+    /// three quarters of it. Defaults to the memory profile's
+    /// [`MemoryProfile::max_queued_bytes`].
+    pub max_queued_bytes: u64,
 }
 
 impl Default for ClientLimits {
@@ -99,6 +124,7 @@ impl Default for ClientLimits {
             max_keep_alive_secs: None,
             queue_qos0_offline: false,
             subscriber_queue_limit: None,
+            max_queued_bytes: MemoryProfile::default().max_queued_bytes(),
         }
     }
 }
@@ -204,7 +230,7 @@ pub(crate) static PRIVATE_KEY: [Field; 2] = [
     ),
 ];
 
-static CLIENTS: [Field; 7] = [
+static CLIENTS: [Field; 8] = [
     opt("maxSessionExpirySeconds", Schema::Int(1, u32::MAX as i64)),
     opt("maxMessageExpirySeconds", Schema::Int(1, u32::MAX as i64)),
     opt("maxPacketSizeBytes", Schema::Int(1, 268_435_456)),
@@ -212,17 +238,22 @@ static CLIENTS: [Field; 7] = [
     opt("maxKeepAliveSeconds", Schema::Int(0, 65_535)),
     // Edgeplane extension: queue QoS 0 messages for offline persistent sessions.
     opt("queueQos0WhileOffline", Schema::Bool),
+    // Edgeplane extension: broker-wide bound on queued bytes (backpressure above it).
+    opt("maxQueuedBytes", Schema::Int(1024, i64::MAX)),
     opt(
         "subscriberQueueLimit",
         Schema::Object(&[
             req("length", Schema::Int(1, i64::MAX)),
+            // Edgeplane extension: a byte bound beside AIO's message count.
+            opt("maxBytes", Schema::Int(1, i64::MAX)),
             opt("strategy", Schema::Enum(&QUEUE_STRATEGY)),
         ]),
     ),
 ];
 
 static QUEUE_STRATEGY: EnumDef = EnumDef {
-    values: &["None", "DropOldest"],
+    // `DropNewest` is an Edgeplane extension.
+    values: &["None", "DropOldest", "DropNewest"],
     aliases: &[],
 };
 
@@ -301,6 +332,7 @@ pub(crate) fn read(doc: &Node, name: &str, sink: &mut Sink) -> BrokerSettings {
 fn read_clients(clients: Option<&Node>, profile: MemoryProfile) -> ClientLimits {
     let defaults = ClientLimits {
         max_packet_size: profile.max_packet_size(),
+        max_queued_bytes: profile.max_queued_bytes(),
         ..ClientLimits::default()
     };
     let Some(clients) = clients else {
@@ -314,9 +346,15 @@ fn read_clients(clients: Option<&Node>, profile: MemoryProfile) -> ClientLimits 
         let length = int_at::<u64>(limit, &["length"])?;
         let strategy = match limit.get("strategy").and_then(Node::as_str) {
             Some("DropOldest") => QueueStrategy::DropOldest,
+            Some("DropNewest") => QueueStrategy::DropNewest,
             _ => QueueStrategy::None,
         };
-        Some(QueueLimit { length, strategy })
+        let max_bytes = int_at::<u64>(limit, &["maxBytes"]);
+        Some(QueueLimit {
+            length,
+            max_bytes,
+            strategy,
+        })
     });
     ClientLimits {
         max_session_expiry_secs: int_at(clients, &["maxSessionExpirySeconds"])
@@ -331,6 +369,7 @@ fn read_clients(clients: Option<&Node>, profile: MemoryProfile) -> ClientLimits 
             .get("queueQos0WhileOffline")
             .and_then(Node::as_bool)
             .unwrap_or(false),
+        max_queued_bytes: int_at(clients, &["maxQueuedBytes"]).unwrap_or(defaults.max_queued_bytes),
     }
 }
 

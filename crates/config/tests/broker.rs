@@ -71,9 +71,11 @@ fn aio_broker_example_loads_with_its_values() {
             max_keep_alive_secs: Some(300),
             subscriber_queue_limit: Some(QueueLimit {
                 length: 1000,
+                max_bytes: None,
                 strategy: QueueStrategy::DropOldest,
             }),
             queue_qos0_offline: false,
+            max_queued_bytes: 512 << 20,
         }
     );
     assert_eq!(broker.raw_spec["cardinality"]["frontend"]["replicas"], 2);
@@ -102,6 +104,31 @@ fn defaults_without_a_broker_or_without_a_spec() {
     assert_eq!(defaults.max_receive_maximum, 65_535);
     assert_eq!(defaults.max_packet_size, 64 << 20);
     assert_eq!(defaults.subscriber_queue_limit, None);
+}
+
+/// Our extensions for bounded memory: a byte bound per subscriber queue, `DropNewest`, and
+/// the broker-wide `maxQueuedBytes`, whose default follows the memory profile.
+#[test]
+fn queue_byte_limits_load() {
+    let spec = "advanced: {clients: {maxQueuedBytes: 1048576, subscriberQueueLimit: {length: 10, maxBytes: 65536, strategy: DropNewest}}}";
+    let clients = load(&broker_with(spec)).broker.clients;
+    assert_eq!(clients.max_queued_bytes, 1 << 20);
+    assert_eq!(
+        clients.subscriber_queue_limit,
+        Some(QueueLimit {
+            length: 10,
+            max_bytes: Some(65_536),
+            strategy: QueueStrategy::DropNewest,
+        })
+    );
+    let tiny = load(&broker_with("memoryProfile: Tiny")).broker.clients;
+    assert_eq!(tiny.max_queued_bytes, 32 << 20);
+    let bad = "advanced: {clients: {maxQueuedBytes: 10}}";
+    let found = error_at(
+        &errors(&broker_with(bad)),
+        "spec.advanced.clients.maxQueuedBytes",
+    );
+    assert!(found.message.contains("from 1024"), "{}", found.message);
 }
 
 #[test]
@@ -154,7 +181,7 @@ fn bad_values_are_reported_with_what_to_do() {
     let cases = [
         ("memoryProfile: Huge", "spec.memoryProfile", "use one of: Tiny, Low, Medium, High"),
         ("memoryProfile: medium", "spec.memoryProfile", "did you mean `Medium`? (allowed: Tiny, Low, Medium, High)"),
-        ("advanced: {clients: {subscriberQueueLimit: {length: 5, strategy: DropNewest}}}", "spec.advanced.clients.subscriberQueueLimit.strategy", "did you mean `DropOldest`?"),
+        ("advanced: {clients: {subscriberQueueLimit: {length: 5, strategy: DropOlest}}}", "spec.advanced.clients.subscriberQueueLimit.strategy", "did you mean `DropOldest`?"),
         ("advanced: {clients: {subscriberQueueLimit: {strategy: DropOldest}}}", "spec.advanced.clients.subscriberQueueLimit.length", "missing required field"),
         ("advanced: {clients: {maxReceiveMaximum: \"100\"}}", "spec.advanced.clients.maxReceiveMaximum", "expected an integer, found a string"),
         ("diskBackedMessageBuffer: {maxSize: 1Gi}", "spec.diskBackedMessageBuffer.maxSize", "such as 1G"),

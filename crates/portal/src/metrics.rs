@@ -4,7 +4,7 @@
 //! writes one family per counter, each with `# HELP` and `# TYPE`. Names follow Azure IoT
 //! Operations' (`aio_broker_*`) where Edgeplane counts the same thing, with the `_total`
 //! suffix Prometheus gives counters (AIO's OpenTelemetry exporter adds it too); the rest are
-//! `edgeplane_*`. Labels are bounded: a drop `cause` out of four and the build `version`,
+//! `edgeplane_*`. Labels are bounded: a `cause` out of a fixed few and the build `version`,
 //! never a topic or a client id.
 //!
 //! | metric | type | from |
@@ -18,7 +18,13 @@
 //! | `edgeplane_clients_maximum` | gauge | most clients connected at once since start |
 //! | `edgeplane_received_bytes_total` | counter | MQTT bytes read from clients, all packets |
 //! | `edgeplane_sent_publish_bytes_total` | counter | bytes of PUBLISH packets written to clients |
-//! | `edgeplane_messages_dropped_total{cause}` | counter | queue_full, expired, oversize, qos0_offline |
+//! | `edgeplane_messages_dropped_total{cause}` | counter | queue_full, expired, oversize, qos0_offline, memory |
+//! | `edgeplane_qos0_messages_dropped_total{cause}` | counter | the QoS 0 drops: queue_full, offline, memory |
+//! | `edgeplane_publishes_rejected_total{cause}` | counter | MQTT 5 QoS 1/2 publishes refused with 0x97: memory, disk |
+//! | `edgeplane_queued_bytes` | gauge | bytes queued for subscribers (what `maxQueuedBytes` bounds) |
+//! | `edgeplane_queued_messages` | gauge | messages queued for subscribers |
+//! | `edgeplane_reads_paused_total` | counter | times an MQTT 3.1.1 publisher stopped being read |
+//! | `edgeplane_connections_paused` | gauge | MQTT 3.1.1 connections not read at the moment |
 //! | `edgeplane_uptime_seconds` | gauge | seconds since the broker started |
 //! | `edgeplane_selfcheck_runs_total` | counter | self-check probes run |
 //! | `edgeplane_selfcheck_failures_total` | counter | self-check probes that failed |
@@ -118,7 +124,53 @@ pub fn render(stats: &Stats) -> String {
             ("expired", Stats::get(&s.dropped_expired)),
             ("oversize", Stats::get(&s.dropped_oversize)),
             ("qos0_offline", Stats::get(&s.dropped_qos0_offline)),
+            ("memory", Stats::get(&s.dropped_memory)),
         ],
+    );
+    out.labelled(
+        "edgeplane_qos0_messages_dropped_total",
+        Kind::Counter,
+        "QoS 0 messages the broker discarded, by cause (queue_full is part of the total's).",
+        "cause",
+        &[
+            ("queue_full", Stats::get(&s.dropped_qos0_queue_full)),
+            ("offline", Stats::get(&s.dropped_qos0_offline)),
+            ("memory", Stats::get(&s.dropped_memory)),
+        ],
+    );
+    out.labelled(
+        "edgeplane_publishes_rejected_total",
+        Kind::Counter,
+        "MQTT 5 QoS 1/2 publishes refused with 0x97 Quota exceeded, by cause.",
+        "cause",
+        &[
+            ("memory", Stats::get(&s.rejected_memory)),
+            ("disk", Stats::get(&s.rejected_disk)),
+        ],
+    );
+    out.single(
+        "edgeplane_queued_bytes",
+        Kind::Gauge,
+        "Bytes queued for subscribers, counted per subscriber copy (bounded by maxQueuedBytes).",
+        s.queued_bytes(),
+    );
+    out.single(
+        "edgeplane_queued_messages",
+        Kind::Gauge,
+        "Messages queued for subscribers, not yet handed to their connections.",
+        s.queued_messages(),
+    );
+    out.single(
+        "edgeplane_reads_paused_total",
+        Kind::Counter,
+        "Times an MQTT 3.1.1 publisher stopped being read because queued bytes were over the bound.",
+        Stats::get(&s.reads_paused),
+    );
+    out.single(
+        "edgeplane_connections_paused",
+        Kind::Gauge,
+        "MQTT 3.1.1 connections not read at the moment (backpressure).",
+        Stats::get(&s.reads_paused_now),
     );
     out.single(
         "edgeplane_selfcheck_runs_total",

@@ -13,12 +13,41 @@ use crate::router::{AckKind, Cmd, Ending, Ticket};
 use crate::stats::Stats;
 use crate::store::Record;
 
-/// Decode and handle every whole packet in `rbuf`. `Some(stop)` ends the connection.
+/// Decode and handle every whole packet in `rbuf` (after those held back while the
+/// connection was paused, once it no longer is). `Some(stop)` ends the connection.
 pub(super) async fn process(rbuf: &mut BytesMut, conn: &mut Conn, ctx: &Context) -> Option<Stop> {
     let max = ctx.settings.clients.max_packet_size as usize;
+    conn.over_memory = conn.v5() && ctx.router.over_memory();
+    while !conn.paused {
+        let Some(packet) = conn.deferred.pop_front() else {
+            conn.deferred_bytes = 0;
+            break;
+        };
+        if matches!(packet, Packet::Publish(_)) && super::pause_if_over(conn, ctx) {
+            // Over the bound again: back to waiting, in order.
+            conn.deferred.push_front(packet);
+            break;
+        }
+        if let Some(stop) = handle(packet, conn, ctx).await {
+            return Some(stop);
+        }
+    }
     loop {
+        if conn.paused && conn.deferred_bytes >= super::PAUSED_BUFFER {
+            return None;
+        }
+        let before = rbuf.len();
         match edgeplane_codec::decode(rbuf, conn.version, max) {
             Ok(Some(packet)) => {
+                // Checked per PUBLISH, not only per read: one read can carry many.
+                let publish = matches!(packet, Packet::Publish(_));
+                if (publish && super::pause_if_over(conn, ctx))
+                    || (conn.paused && !passes_pause(&packet))
+                {
+                    conn.deferred_bytes += before - rbuf.len();
+                    conn.deferred.push_back(packet);
+                    continue;
+                }
                 if let Some(stop) = handle(packet, conn, ctx).await {
                     return Some(stop);
                 }
@@ -31,6 +60,20 @@ pub(super) async fn process(rbuf: &mut BytesMut, conn: &mut Conn, ctx: &Context)
             }
         }
     }
+}
+
+/// Packets a paused connection still handles ahead of held-back ones: they answer the
+/// broker's own packets (so they free memory) or keep the connection alive, and reordering
+/// them with the client's PUBLISH changes nothing the client can observe.
+fn passes_pause(packet: &Packet) -> bool {
+    matches!(
+        packet,
+        Packet::PubAck(_)
+            | Packet::PubRec(_)
+            | Packet::PubComp(_)
+            | Packet::PubRel(_)
+            | Packet::PingReq
+    )
 }
 
 fn violation(conn: &mut Conn, reason: ReasonCode, why: &str) -> Option<Stop> {
@@ -206,8 +249,15 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
             .auth
             .authorization()
             .is_some_and(|a| !a.allows_publish(&conn.principal, &p.topic));
+    if conn.over_memory && p.qos == QoS::AtMostOnce && !denied {
+        Stats::add(&ctx.stats.dropped_memory, 1);
+        return None;
+    }
     let refused = if denied {
         Some(ReasonCode::NOT_AUTHORIZED)
+    } else if conn.over_memory {
+        Stats::add(&ctx.stats.rejected_memory, 1);
+        Some(ReasonCode::QUOTA_EXCEEDED)
     } else if p.properties.payload_format_indicator == Some(1)
         && std::str::from_utf8(&p.payload).is_err()
     {

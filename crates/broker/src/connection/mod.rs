@@ -31,6 +31,11 @@ const OUTGOING_CAPACITY: usize = 1024;
 const READ_BUFFER: usize = 1024;
 /// A write buffer that grew past this for a burst is released once written.
 const WRITE_BUFFER_KEEP: usize = 64 * 1024;
+/// A paused MQTT 3.1.1 connection keeps reading (to see acknowledgements and pings, which
+/// free memory and keep it alive) until the packets it holds back reach this many bytes.
+const PAUSED_BUFFER: usize = 64 * 1024;
+/// How often a paused connection looks whether queued bytes fell below the low-water mark.
+const PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What every connection task shares.
 pub struct Context {
@@ -77,6 +82,16 @@ struct Conn {
     /// Who the client is, for authorization of each PUBLISH and SUBSCRIBE.
     principal: Principal,
     auth: Arc<ListenerAuth>,
+    /// Backpressure on an MQTT 3.1.1 publisher: while queued bytes are over
+    /// `maxQueuedBytes`, its PUBLISH (and whatever follows one) is held back unhandled in
+    /// `deferred` until they fall below the low-water mark; acknowledgements and pings still
+    /// go through, so a client that is also a subscriber can drain its own queue.
+    paused: bool,
+    deferred: VecDeque<Packet>,
+    deferred_bytes: usize,
+    /// Queued bytes were over `maxQueuedBytes` when this read's packets began to be handled
+    /// (MQTT 5: QoS 1/2 refused with 0x97, QoS 0 dropped).
+    over_memory: bool,
 }
 
 impl Conn {
@@ -195,6 +210,10 @@ pub async fn serve<S>(
         wbuf: BytesMut::new(),
         principal: neg.principal,
         auth,
+        paused: false,
+        deferred: VecDeque::new(),
+        deferred_bytes: 0,
+        over_memory: false,
     };
     // CONNACK goes out before the answer to any packet pipelined behind CONNECT
     // [MQTT-3.2.0-1]; the partition queues it on this fresh channel right after attaching.
@@ -215,6 +234,9 @@ pub async fn serve<S>(
         neg.keep_alive,
     )
     .await;
+    if conn.paused {
+        Stats::sub(&ctx.stats.reads_paused_now, 1);
+    }
     if !matches!(stop, Stop::Shutdown) {
         settle_acks(&mut conn).await;
     }
@@ -287,6 +309,15 @@ where
     let ack_notify = Arc::clone(&conn.ack_notify);
     let mut durable = conn.store.as_ref().map(|(_, d)| d.clone());
     loop {
+        if resume_if_below(conn, ctx) {
+            pending_input = true;
+        } else {
+            pause_if_over(conn, ctx);
+        }
+        if conn.paused {
+            // The client is not silent, we are not listening.
+            last_read = Instant::now();
+        }
         if pending_input {
             pending_input = false;
             if let Some(stop) = Box::pin(inbound::process(rbuf, conn, ctx)).await {
@@ -320,7 +351,8 @@ where
                     ctx.router.send(conn.partition, cmd).await;
                 }
             }
-            r = stream.read_buf(rbuf) => {
+            _ = tokio::time::sleep(PAUSE_POLL), if conn.paused => {}
+            r = stream.read_buf(rbuf), if !conn.paused || conn.deferred_bytes < PAUSED_BUFFER => {
                 match r {
                     Ok(0) | Err(_) => return Stop::Ended(Ending::Abnormal),
                     Ok(n) => {
@@ -342,6 +374,30 @@ where
             }
         }
     }
+}
+
+/// Pause an MQTT 3.1.1 connection when queued bytes are over `maxQueuedBytes`; `true`
+/// when it is paused (now or already).
+fn pause_if_over(conn: &mut Conn, ctx: &Context) -> bool {
+    if !conn.paused && !conn.v5() && ctx.router.over_memory() {
+        conn.paused = true;
+        Stats::add(&ctx.stats.reads_paused, 1);
+        Stats::add(&ctx.stats.reads_paused_now, 1);
+        tracing::debug!(client_id = %conn.client_id, "queued bytes over maxQueuedBytes: reads paused");
+    }
+    conn.paused
+}
+
+/// Resume a paused connection once queued bytes are below the low-water mark; `true` when
+/// it resumed: what it held back must be handled.
+fn resume_if_below(conn: &mut Conn, ctx: &Context) -> bool {
+    if conn.paused && ctx.router.below_low_water() {
+        conn.paused = false;
+        Stats::sub(&ctx.stats.reads_paused_now, 1);
+        tracing::debug!(client_id = %conn.client_id, "queued bytes below low water: reads resumed");
+        return true;
+    }
+    false
 }
 
 async fn durable_changed(rx: &mut Option<watch::Receiver<u64>>) {

@@ -11,6 +11,7 @@
 //! connections may block on partitions for backpressure without risk of deadlock.
 
 mod partition;
+mod queue;
 mod session;
 mod shared;
 mod trie;
@@ -27,7 +28,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use crate::message::Message;
 use crate::retain::RetainStore;
 use crate::settings::Settings;
-use crate::stats::Stats;
+use crate::stats::{Stats, GAUGE_SLOTS};
 use crate::store::{Record, State, Store};
 
 /// Capacity of a partition's inbox from connections: a full inbox slows publishers down.
@@ -363,6 +364,25 @@ impl Router {
         self.inboxes.len()
     }
 
+    /// Bytes queued for subscribers, all partitions together.
+    pub fn queued_bytes(&self) -> u64 {
+        self.stats.queued_bytes_in(self.partitions())
+    }
+
+    /// Queued bytes are over `maxQueuedBytes`: MQTT 5 QoS 1/2 publishes are refused with
+    /// 0x97, QoS 0 messages dropped, MQTT 3.1.1 connections no longer read.
+    pub fn over_memory(&self) -> bool {
+        self.queued_bytes() > self.settings.clients.max_queued_bytes
+    }
+
+    /// Queued bytes are back under the low-water mark (three quarters of `maxQueuedBytes`),
+    /// where paused MQTT 3.1.1 connections are read again. The gap keeps a connection from
+    /// flapping between paused and reading on every message.
+    pub fn below_low_water(&self) -> bool {
+        let max = self.settings.clients.max_queued_bytes;
+        self.queued_bytes() <= max - max / 4
+    }
+
     /// The partition that owns the session of `client_id`.
     pub fn partition_of(&self, client_id: &str) -> usize {
         hash_index(client_id, self.inboxes.len())
@@ -378,13 +398,19 @@ impl Router {
     /// inboxes are full). Deliveries wait for LSN `after`; `ticket` counts the partitions.
     pub async fn publish(&self, msg: Arc<Message>, after: u64, ticket: Option<Arc<Ticket>>) {
         let after = after.max(self.retain_message(&msg));
-        for inbox in &self.inboxes {
+        // Counted as routing until the partition takes it (it subtracts the same weight).
+        let w = queue::weight(&msg);
+        for (k, inbox) in self.inboxes.iter().enumerate() {
+            let routing = &self.stats.queued[k % GAUGE_SLOTS].routing;
+            routing.fetch_add(w, Ordering::Relaxed);
             let routed = Routed {
                 msg: Arc::clone(&msg),
                 after,
                 ticket: ticket.clone(),
             };
-            let _ = inbox.send(Cmd::Publish(routed)).await;
+            if inbox.send(Cmd::Publish(routed)).await.is_err() {
+                routing.fetch_sub(w, Ordering::Relaxed);
+            }
         }
     }
 

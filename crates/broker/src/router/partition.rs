@@ -17,13 +17,14 @@ mod subscriptions;
 
 pub(super) use recovery::restore;
 
+use super::queue::{weight, Queue};
 use super::session::{packet_id_of, Inflight, Offer, Session};
 use super::shared::Group;
 use super::trie::{Target, Trie};
 use super::{AckKind, Cmd, Delivery, Inter, Outgoing, Routed, Router, Ticket};
 use crate::message::Message;
-use crate::settings::QueueStrategy;
-use crate::stats::Stats;
+use crate::settings::{QueueLimit, QueueStrategy};
+use crate::stats::{Stats, GAUGE_SLOTS};
 use crate::store::{Queued, Record};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,6 +51,9 @@ pub(super) struct Partition {
     /// shared groups matched.
     hits: Vec<(u32, QoS, bool, Vec<u32>)>,
     shared_hits: Vec<u32>,
+    /// Queued bytes were over `maxQueuedBytes` when this batch of commands began (read once
+    /// per batch: summing the partitions' gauges per message would cost more than it saves).
+    over_memory: bool,
 }
 
 const BATCH: usize = 64;
@@ -70,7 +74,13 @@ impl Partition {
             waiting: Vec::new(),
             hits: Vec::new(),
             shared_hits: Vec::new(),
+            over_memory: false,
         }
+    }
+
+    /// An empty queue for a new session of this partition.
+    pub(super) fn new_queue(&self) -> Queue {
+        Queue::new(Arc::clone(&self.router.stats), self.index)
     }
 
     pub(super) async fn run(
@@ -86,10 +96,12 @@ impl Partition {
                 biased;
                 n = inter.recv_many(&mut inters, BATCH) => {
                     if n == 0 { return; }
+                    self.over_memory = self.router.over_memory();
                     for m in inters.drain(..) { self.on_inter(m); }
                 }
                 n = inbox.recv_many(&mut cmds, BATCH) => {
                     if n == 0 { return; }
+                    self.over_memory = self.router.over_memory();
                     for c in cmds.drain(..) { self.on_cmd(c); }
                 }
                 _ = sleep_until(deadline) => self.fire_timers(),
@@ -111,7 +123,14 @@ impl Partition {
     fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Connect(req) => self.on_connect(*req),
-            Cmd::Publish(routed) => self.on_publish(routed),
+            Cmd::Publish(routed) => {
+                // Routed now: its bytes leave this inbox's share of the gauge.
+                let w = weight(&routed.msg);
+                let slot = &self.router.stats.queued[self.index % GAUGE_SLOTS];
+                slot.routing
+                    .fetch_sub(w, std::sync::atomic::Ordering::Relaxed);
+                self.on_publish(routed);
+            }
             Cmd::Subscribe {
                 client,
                 conn,
@@ -334,19 +353,20 @@ impl Partition {
         let gate = ticket.filter(|t| t.commit_for.is_some()).cloned();
         let router = Arc::clone(&self.router);
         let stats = &router.stats;
+        let over_memory = self.over_memory;
         let Some(s) = self.session(idx) else { return 0 };
         if s.conn.is_none() && qos == QoS::AtMostOnce && !router.settings.clients.queue_qos0_offline
         {
             Stats::add(&stats.dropped_qos0_offline, 1);
             return 0;
         }
-        // `strategy: None` never drops (as in Azure IoT Operations); `DropOldest` makes room.
+        if qos == QoS::AtMostOnce && over_memory {
+            Stats::add(&stats.dropped_memory, 1);
+            return 0;
+        }
         if let Some(limit) = &router.settings.clients.subscriber_queue_limit {
-            if limit.strategy == QueueStrategy::DropOldest && s.queue.len() as u64 >= limit.length {
-                Stats::add(&stats.dropped_queue_full, 1);
-                if let Some(old) = s.queue.pop_front() {
-                    s.record_done(router.store.as_deref(), old.seq);
-                }
+            if !make_room(s, limit, qos, weight(msg), &router) {
+                return 0;
             }
         }
         let seq = if qos == QoS::AtMostOnce {
@@ -531,6 +551,46 @@ impl Partition {
             self.pump(idx);
         }
     }
+}
+
+/// Apply a subscriber queue limit before queueing a message of `qos` weighing `w` bytes;
+/// `false` drops the new message. The limit is reached at `length` messages or when `w`
+/// would take a non-empty queue past `maxBytes` (an empty queue takes any one message, so
+/// a message larger than `maxBytes` still reaches a subscriber that keeps up). `None`
+/// never drops (as in Azure IoT Operations: `maxQueuedBytes` bounds memory instead);
+/// `DropOldest` drops the oldest QoS 0/1 entries, `DropNewest` the new message; QoS 2 is
+/// never dropped by either. Every drop is counted.
+fn make_room(s: &mut Session, limit: &QueueLimit, qos: QoS, w: u64, router: &Router) -> bool {
+    let full = |q: &Queue| {
+        q.len() as u64 >= limit.length
+            || limit
+                .max_bytes
+                .is_some_and(|m| q.bytes() > 0 && q.bytes() + w > m)
+    };
+    let count = |qos: QoS| {
+        Stats::add(&router.stats.dropped_queue_full, 1);
+        if qos == QoS::AtMostOnce {
+            Stats::add(&router.stats.dropped_qos0_queue_full, 1);
+        }
+    };
+    match limit.strategy {
+        QueueStrategy::None => return true,
+        QueueStrategy::DropOldest => {
+            while full(&s.queue) {
+                let Some(old) = s.queue.pop_oldest_droppable() else {
+                    break;
+                };
+                count(old.qos);
+                s.record_done(router.store.as_deref(), old.seq);
+            }
+        }
+        QueueStrategy::DropNewest => {}
+    }
+    if full(&s.queue) && qos != QoS::ExactlyOnce {
+        count(qos);
+        return false;
+    }
+    true
 }
 
 pub(super) fn secs(s: u32) -> Duration {

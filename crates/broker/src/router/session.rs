@@ -9,6 +9,7 @@ use std::sync::Arc;
 use edgeplane_codec::{ProtocolVersion, SubOptions};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
+use super::queue::Queue;
 use super::{ConnSignals, Delivery, Outgoing, WillMsg};
 use crate::store::{Record, Store};
 
@@ -35,8 +36,8 @@ pub struct Session {
     pub subs: HashMap<String, (SubOptions, Option<u32>)>,
     /// Control packets and re-sends that must go out before queued messages.
     pub control: VecDeque<Outgoing>,
-    /// Messages not yet handed to the connection.
-    pub queue: VecDeque<Delivery>,
+    /// Messages not yet handed to the connection, their bytes accounted broker-wide.
+    pub queue: Queue,
     pub inflight: BTreeMap<u16, Inflight>,
     /// Sequence number of the next QoS 1/2 message queued; a message's packet id is derived
     /// from it, so a session recovered from the store re-sends with the same ids.
@@ -74,14 +75,14 @@ pub enum Offer {
 }
 
 impl Session {
-    pub fn new(client_id: Arc<str>, version: ProtocolVersion) -> Self {
+    pub fn new(client_id: Arc<str>, version: ProtocolVersion, queue: Queue) -> Self {
         Self {
             client_id,
             version,
             conn: None,
             subs: HashMap::new(),
             control: VecDeque::new(),
-            queue: VecDeque::new(),
+            queue,
             inflight: BTreeMap::new(),
             next_seq: 1,
             persist: false,

@@ -55,7 +55,8 @@ impl Partition {
                 if !req.internal {
                     Stats::add(&stats.clients_total, 1);
                 }
-                let mut session = Session::new(Arc::clone(&req.client_id), req.version);
+                let mut session =
+                    Session::new(Arc::clone(&req.client_id), req.version, self.new_queue());
                 session.internal = req.internal;
                 self.insert_session(session)
             }

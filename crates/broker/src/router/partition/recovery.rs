@@ -60,7 +60,7 @@ impl Partition {
             queue,
             incoming,
         } = state;
-        let mut s = Session::new(Arc::clone(&meta.client), meta.version);
+        let mut s = Session::new(Arc::clone(&meta.client), meta.version, self.new_queue());
         s.expiry = meta.expiry;
         s.will = meta.will.clone();
         s.persist = true;
