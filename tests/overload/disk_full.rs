@@ -10,6 +10,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use edgeplane_broker::Stats;
 use edgeplane_codec::{Ack, Packet, QoS, ReasonCode};
 use edgeplane_tests::*;
 
@@ -145,4 +146,62 @@ async fn full_disk_withholds_acks_and_recovers_without_loss() {
         got.push(number_of(&m));
     }
     assert_eq!(got, (0..COUNT).collect::<Vec<_>>());
+}
+
+/// `persistence.maxSize` caps the store: once the log is over it, MQTT 5 QoS 1/2 publishes
+/// get 0x97 Quota exceeded (nothing refused is delivered); after the subscriber takes its
+/// messages the log compacts and publishing is accepted again.
+#[tokio::test]
+async fn store_over_max_size_refuses_v5_publishes_until_it_compacts() {
+    let root = TempDir::new("store-max-size");
+    let data = root.to_path_buf();
+    let b = TestBroker::with(move |s| {
+        s.data_dir = Some(data);
+        s.persistence.max_size = Some(64 * 1024);
+    })
+    .await;
+    let mut sub = Client::open(b.addr, V5).await;
+    sub.connect(connect_persistent("keeper", V5, 3600)).await;
+    sub.sub("t", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+
+    let mut p = b.client("publisher", V5).await;
+    let mut accepted = Vec::new();
+    for n in 0..40 {
+        p.send(&Packet::Publish(publish(
+            "t",
+            &big(n),
+            QoS::AtLeastOnce,
+            n as u16 + 1,
+        )))
+        .await;
+        match p.recv().await {
+            Some(Packet::PubAck(a)) if a.reason == ReasonCode::SUCCESS => accepted.push(n),
+            Some(Packet::PubAck(a)) => {
+                assert_eq!(a.reason, ReasonCode::QUOTA_EXCEEDED);
+                break;
+            }
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    assert!(accepted.len() < 40, "a publish is refused past maxSize");
+    assert_eq!(Stats::get(&b.broker.stats().rejected_disk), 1);
+
+    let mut sub = Client::open(b.addr, V5).await;
+    sub.connect(connect_persistent("keeper", V5, 3600)).await;
+    let mut got = Vec::new();
+    while got.len() < accepted.len() {
+        let m = sub.expect_publish().await;
+        sub.send(&Packet::PubAck(Ack::new(m.packet_id, ReasonCode::SUCCESS)))
+            .await;
+        got.push(number_of(&m));
+    }
+    assert_eq!(got, accepted);
+    sub.expect_nothing().await;
+    let again = publish("t", &big(100), QoS::AtLeastOnce, 100);
+    p.send(&Packet::Publish(again)).await;
+    match p.recv().await {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::SUCCESS, "compacted"),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
 }

@@ -18,6 +18,7 @@ use crate::store::Record;
 pub(super) async fn process(rbuf: &mut BytesMut, conn: &mut Conn, ctx: &Context) -> Option<Stop> {
     let max = ctx.settings.clients.max_packet_size as usize;
     conn.over_memory = conn.v5() && ctx.router.over_memory();
+    conn.over_disk = conn.v5() && ctx.router.store.as_ref().is_some_and(|s| s.over_size());
     while !conn.paused {
         let Some(packet) = conn.deferred.pop_front() else {
             conn.deferred_bytes = 0;
@@ -257,6 +258,9 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
         Some(ReasonCode::NOT_AUTHORIZED)
     } else if conn.over_memory {
         Stats::add(&ctx.stats.rejected_memory, 1);
+        Some(ReasonCode::QUOTA_EXCEEDED)
+    } else if conn.over_disk && p.qos != QoS::AtMostOnce {
+        Stats::add(&ctx.stats.rejected_disk, 1);
         Some(ReasonCode::QUOTA_EXCEEDED)
     } else if p.properties.payload_format_indicator == Some(1)
         && std::str::from_utf8(&p.payload).is_err()

@@ -92,6 +92,8 @@ struct Conn {
     /// Queued bytes were over `maxQueuedBytes` when this read's packets began to be handled
     /// (MQTT 5: QoS 1/2 refused with 0x97, QoS 0 dropped).
     over_memory: bool,
+    /// The store was over `persistence.maxSize` (MQTT 5: QoS 1/2 refused with 0x97).
+    over_disk: bool,
 }
 
 impl Conn {
@@ -214,6 +216,7 @@ pub async fn serve<S>(
         deferred: VecDeque::new(),
         deferred_bytes: 0,
         over_memory: false,
+        over_disk: false,
     };
     // CONNACK goes out before the answer to any packet pipelined behind CONNECT
     // [MQTT-3.2.0-1]; the partition queues it on this fresh channel right after attaching.
@@ -376,10 +379,10 @@ where
     }
 }
 
-/// Pause an MQTT 3.1.1 connection when queued bytes are over `maxQueuedBytes`; `true`
-/// when it is paused (now or already).
+/// Pause an MQTT 3.1.1 connection when queued bytes are over `maxQueuedBytes` or the
+/// store over `persistence.maxSize`; `true` when it is paused (now or already).
 fn pause_if_over(conn: &mut Conn, ctx: &Context) -> bool {
-    if !conn.paused && !conn.v5() && ctx.router.over_memory() {
+    if !conn.paused && !conn.v5() && ctx.router.over_bounds() {
         conn.paused = true;
         Stats::add(&ctx.stats.reads_paused, 1);
         Stats::add(&ctx.stats.reads_paused_now, 1);
@@ -391,7 +394,7 @@ fn pause_if_over(conn: &mut Conn, ctx: &Context) -> bool {
 /// Resume a paused connection once queued bytes are below the low-water mark; `true` when
 /// it resumed: what it held back must be handled.
 fn resume_if_below(conn: &mut Conn, ctx: &Context) -> bool {
-    if conn.paused && ctx.router.below_low_water() {
+    if conn.paused && ctx.router.below_bounds() {
         conn.paused = false;
         Stats::sub(&ctx.stats.reads_paused_now, 1);
         tracing::debug!(client_id = %conn.client_id, "queued bytes below low water: reads resumed");

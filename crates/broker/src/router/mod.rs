@@ -375,6 +375,17 @@ impl Router {
         self.queued_bytes() > self.settings.clients.max_queued_bytes
     }
 
+    /// Publishers must be pushed back: queued bytes over `maxQueuedBytes`, or the store
+    /// over `persistence.maxSize`.
+    pub fn over_bounds(&self) -> bool {
+        self.over_memory() || self.store.as_ref().is_some_and(|s| s.over_size())
+    }
+
+    /// Both queued bytes and the store are back under their low-water marks.
+    pub fn below_bounds(&self) -> bool {
+        self.below_low_water() && self.store.as_ref().is_none_or(|s| s.below_size_low_water())
+    }
+
     /// Queued bytes are back under the low-water mark (three quarters of `maxQueuedBytes`),
     /// where paused MQTT 3.1.1 connections are read again. The gap keeps a connection from
     /// flapping between paused and reading on every message.

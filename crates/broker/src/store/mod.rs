@@ -98,6 +98,11 @@ struct Shared {
     hook: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
     /// The last write error while the store cannot write (disk full, I/O error).
     failing: Mutex<Option<String>>,
+    /// Bytes of the log on disk (the current segment; a compaction briefly adds the new
+    /// one beside it).
+    size: AtomicU64,
+    /// `persistence.maxSize`: above it new QoS 1/2 publishes are pushed back.
+    max_size: Option<u64>,
 }
 
 /// Handle to an open store; shared by the router and connections.
@@ -126,6 +131,13 @@ impl Store {
         let lock = lock_dir(dir)?;
         let recovered = recover(dir, Repair::No)?;
         let (file, number, segment_len) = rewrite(dir, &recovered)?;
+        let max_size = policy.config.max_size;
+        let mut options = options;
+        if let Some(max) = max_size {
+            // Compact early enough that a log of mostly finished records never reaches the
+            // limit by itself.
+            options.compact_min_bytes = options.compact_min_bytes.min(max / 2);
+        }
         let state = recovered.state;
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
@@ -139,6 +151,8 @@ impl Store {
             next_message_id: AtomicU64::new(state.max_message_id() + 1),
             hook: OnceLock::new(),
             failing: Mutex::new(None),
+            size: AtomicU64::new(segment_len),
+            max_size,
         });
         let mut writer = Writer {
             shared: Arc::clone(&shared),
@@ -208,6 +222,25 @@ impl Store {
     /// Why the store cannot write at the moment, if it cannot.
     pub fn failing(&self) -> Option<String> {
         lock(&self.shared.failing).clone()
+    }
+
+    /// Bytes of the log on disk now.
+    pub fn size(&self) -> u64 {
+        self.shared.size.load(Ordering::Relaxed)
+    }
+
+    /// The log is over `persistence.maxSize`: MQTT 5 QoS 1/2 publishes are refused with
+    /// 0x97 and MQTT 3.1.1 publishers are no longer read until it is back under three
+    /// quarters of it (compaction after deliveries brings it down).
+    pub fn over_size(&self) -> bool {
+        self.shared.max_size.is_some_and(|m| self.size() > m)
+    }
+
+    /// Back under three quarters of `persistence.maxSize` (or no limit).
+    pub fn below_size_low_water(&self) -> bool {
+        self.shared
+            .max_size
+            .is_none_or(|m| self.size() <= m - m / 4)
     }
 
     /// Write everything appended so far and stop the writer.
@@ -351,6 +384,7 @@ impl Writer {
             match r {
                 Ok(()) => {
                     self.segment_len += buf.len() as u64;
+                    self.publish_size();
                     if lock(&self.shared.failing).take().is_some() {
                         tracing::info!(dir = %self.dir.display(), "store writes again");
                     }
@@ -370,6 +404,26 @@ impl Writer {
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
+            }
+        }
+    }
+
+    /// Publish the log's size, saying so when it crosses `persistence.maxSize`.
+    fn publish_size(&self) {
+        let before = self.shared.size.swap(self.segment_len, Ordering::Relaxed);
+        if let Some(max) = self.shared.max_size {
+            if before <= max && self.segment_len > max {
+                tracing::warn!(
+                    size = self.segment_len,
+                    max_size = max,
+                    "store is over persistence.maxSize: MQTT 5 QoS 1/2 publishes get 0x97 Quota exceeded and MQTT 3.1.1 publishers are paused until deliveries let it compact"
+                );
+            } else if before > max && self.segment_len <= max {
+                tracing::info!(
+                    size = self.segment_len,
+                    max_size = max,
+                    "store is under persistence.maxSize again"
+                );
             }
         }
     }
@@ -395,6 +449,7 @@ impl Writer {
                 self.file = file;
                 self.number = number;
                 self.segment_len = contents.len() as u64;
+                self.publish_size();
             }
             Err(e) => {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "store compaction failed; will retry");
