@@ -315,6 +315,7 @@ fn run(
         tracing::info!("no --data-dir: sessions and retained messages live in memory only");
     }
     let registry_dir = data_dir.clone();
+    let state_data_dir = data_dir.clone();
     settings.data_dir = data_dir;
     let http = Listen {
         addr: http,
@@ -336,7 +337,10 @@ fn run(
         let serving = readiness.register("broker", "starting");
         let broker = Broker::start(settings, listeners).await?;
         watch_store(&broker, &readiness);
-        let state_store = edgeplane_statestore::StateStoreSettings::default();
+        let state_store = edgeplane_statestore::StateStoreSettings {
+            data_dir: state_data_dir,
+            ..Default::default()
+        };
         let state = edgeplane_statestore::StateStore::start(&broker, state_store).await?;
         let _dataflows = edgeplane_dataflow::runtime::Dataflows::start(
             broker.local_factory(),

@@ -142,3 +142,64 @@ async fn status_shows_a_running_instance() {
     assert_eq!(down.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach the HTTP API"));
 }
+
+/// With --data-dir, a key answered `+OK` is there after `kill -9` and a restart.
+#[tokio::test]
+async fn state_survives_kill_9_with_a_data_folder() {
+    let dir = TempDir::new("state-kill9");
+    let (config, data) = (dir.join("config"), dir.join("data"));
+    std::fs::create_dir_all(&config).expect("mkdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    std::fs::write(
+        config.join("listener.yaml"),
+        LISTENER.replace("port: 0", &format!("port: {port}")),
+    )
+    .expect("write");
+    let start = || {
+        Command::new(BIN)
+            .args([
+                "run",
+                "--http",
+                "127.0.0.1:0",
+                "--metrics",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start edgeplane")
+    };
+    let broker = format!("127.0.0.1:{port}");
+    let wait_up = || async {
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "edgeplane did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let mut child = start();
+    wait_up().await;
+    let (code, _, err) = state(&broker, &["set", "line1/setpoint", "72.5"]).await;
+    assert_eq!(code, 0, "{err}");
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+
+    let _child = start();
+    wait_up().await;
+    let (code, out, err) = state(&broker, &["get", "line1/setpoint"]).await;
+    assert_eq!((code, out.trim()), (0, "72.5"), "{err}");
+}

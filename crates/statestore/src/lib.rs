@@ -16,6 +16,7 @@
 mod command;
 mod glob;
 pub mod hlc;
+pub mod persist;
 pub mod remote;
 pub mod resp;
 mod service;
@@ -75,6 +76,9 @@ pub struct StateStoreSettings {
     pub max_clock_skew: Duration,
     /// Keys per SCAN page.
     pub scan_page_size: usize,
+    /// The broker's data folder: the key space is kept in `statestore/journal` there and
+    /// every change is durable before it is answered. `None`: memory only.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for StateStoreSettings {
@@ -86,6 +90,7 @@ impl Default for StateStoreSettings {
             max_bytes: 256 * 1024 * 1024,
             max_clock_skew: Duration::from_secs(60),
             scan_page_size: 100,
+            data_dir: None,
         }
     }
 }
@@ -96,6 +101,8 @@ pub enum StartError {
     NodeId(String),
     #[error("state store cannot attach to the broker: {0}")]
     Attach(#[from] LocalError),
+    #[error(transparent)]
+    Journal(#[from] persist::JournalError),
 }
 
 /// Errors of the in-process API.
@@ -135,8 +142,23 @@ impl StateStore {
             max_keys: settings.max_keys,
             max_bytes: settings.max_bytes,
         };
+        let mut store = store::Store::new(&settings.node_id, limits);
+        let journal = match &settings.data_dir {
+            None => None,
+            Some(dir) => {
+                let (journal, entries) = persist::Journal::open(dir)?;
+                let count = entries.len();
+                store.restore(entries, Instant::now());
+                store.record_changes();
+                tracing::info!(keys = count, "state store recovered from its journal");
+                Some(journal)
+            }
+        };
         let task = StoreTask {
-            store: store::Store::new(&settings.node_id, limits),
+            store,
+            journal,
+            answers: Vec::new(),
+            replies: Vec::new(),
             publisher,
             requests: req_rx,
             calls: call_rx,
@@ -248,7 +270,10 @@ impl StateStoreHandle {
     ) -> Result<R, StateStoreError> {
         let (tx, rx) = oneshot::channel();
         let call: Call = Box::new(move |s, now| {
-            let _ = tx.send(f(s, now));
+            let result = f(s, now);
+            Box::new(move || {
+                let _ = tx.send(result);
+            })
         });
         self.calls
             .send(call)

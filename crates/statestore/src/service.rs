@@ -2,14 +2,16 @@
 //! request topic and hands each request to the store task, which owns the [`Store`],
 //! executes requests and in-process calls in arrival order, expires keys on time, drops the
 //! KEYNOTIFY registrations of clients that disconnect, and publishes responses and
-//! notifications through a second session.
+//! notifications through a second session. Work is batched: whatever is ready is executed,
+//! the batch's changes go to the journal (one write and sync, with a data folder), then the
+//! answers go out.
 //!
 //! Two sessions, because [`LocalClient::recv`] is not cancel-safe (it may wait on the
 //! router after taking a delivery), so it cannot sit in a `select!` beside timers and
 //! events; the reader only receives, forwards and acknowledges.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edgeplane_broker::message::Message;
@@ -18,11 +20,17 @@ use edgeplane_codec::{Properties, Publish, QoS};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::command::{self, Limits, Request, TIMESTAMP_PROPERTY};
+use crate::persist::Journal;
 use crate::store::{Notification, Store};
 use crate::{notification_topic, CONTENT_TYPE, NOTIFY_TOPIC_PREFIX, REQUEST_TOPIC};
 
-/// A call from an in-process caller, run on the store task.
-pub(crate) type Call = Box<dyn FnOnce(&mut Store, Instant) + Send>;
+/// A call from an in-process caller, run on the store task; it returns the delivery of its
+/// answer, which the task runs once the batch's changes are durable.
+pub(crate) type Call = Box<dyn FnOnce(&mut Store, Instant) -> Reply + Send>;
+pub(crate) type Reply = Box<dyn FnOnce() + Send>;
+
+/// Requests and calls executed together before one journal write.
+const BATCH: usize = 256;
 
 /// Requests read ahead of the store task.
 pub(crate) const REQUEST_QUEUE: usize = 1024;
@@ -33,8 +41,8 @@ pub(crate) async fn read_requests(mut client: LocalClient, tx: mpsc::Sender<Arc<
         if tx.send(Arc::clone(&r.message)).await.is_err() {
             break;
         }
-        // Handed to the store task, which keeps state in memory only: a crash loses the
-        // request either way, so acknowledging now costs nothing and frees the window.
+        // The response, sent once the change is durable, is what tells the client it
+        // applied; a request lost in a crash gets none and the client asks again.
         client.ack(&r).await;
     }
     client.disconnect().await;
@@ -47,6 +55,11 @@ pub(crate) struct StoreTask {
     pub calls: mpsc::Receiver<Call>,
     pub events: broadcast::Receiver<ClientEvent>,
     pub limits: Limits,
+    /// With a data folder: changes are written here before answers go out.
+    pub journal: Option<Journal>,
+    /// Answers of the current batch: responses to publish and in-process replies.
+    pub answers: Vec<(String, Properties, Bytes)>,
+    pub replies: Vec<Reply>,
 }
 
 impl StoreTask {
@@ -63,19 +76,91 @@ impl StoreTask {
                     ),
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
-                Some(call) = self.calls.recv() => call(&mut self.store, Instant::now()),
+                Some(call) = self.calls.recv() => {
+                    let reply = call(&mut self.store, Instant::now());
+                    self.replies.push(reply);
+                }
                 request = self.requests.recv() => match request {
-                    Some(msg) => self.on_request(&msg).await,
+                    Some(msg) => self.on_request(&msg),
                     None => break,
                 },
                 () = sleep_until(deadline) => self.store.expire(Instant::now()),
             }
-            self.publish_notifications().await;
+            self.take_ready();
+            self.commit().await;
         }
         self.publisher.disconnect().await;
     }
 
-    async fn on_request(&mut self, msg: &Message) {
+    /// Execute what else is waiting, up to a batch, without waiting.
+    fn take_ready(&mut self) {
+        for _ in 0..BATCH {
+            let mut progressed = false;
+            if let Ok(call) = self.calls.try_recv() {
+                let reply = call(&mut self.store, Instant::now());
+                self.replies.push(reply);
+                progressed = true;
+            }
+            if let Ok(msg) = self.requests.try_recv() {
+                self.on_request(&msg);
+                progressed = true;
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// Make the batch's changes durable, then send its answers and notifications. A failed
+    /// write is retried (answers wait meanwhile): nothing is reported done that is not.
+    async fn commit(&mut self) {
+        let changes = self.store.take_changes();
+        if let (false, Some(journal)) = (changes.is_empty(), self.journal.take()) {
+            let mut backoff = Duration::from_millis(100);
+            let mut journal = journal;
+            loop {
+                let batch = changes.clone();
+                let (j, result) = tokio::task::spawn_blocking(move || {
+                    let r = journal.append(&batch);
+                    (journal, r)
+                })
+                .await
+                .unwrap_or_else(|e| panic!("state store journal writer panicked: {e}"));
+                journal = j;
+                match result {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "state store cannot write its journal; answers wait until it can");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            if journal.wants_compaction(self.store.bytes()) {
+                let snapshot = self.store.snapshot(Instant::now());
+                let (j, result) = tokio::task::spawn_blocking(move || {
+                    let r = journal.compact(&snapshot);
+                    (journal, r)
+                })
+                .await
+                .unwrap_or_else(|e| panic!("state store journal writer panicked: {e}"));
+                journal = j;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "state store journal compaction failed; the journal keeps growing");
+                }
+            }
+            self.journal = Some(journal);
+        }
+        for (topic, properties, payload) in std::mem::take(&mut self.answers) {
+            self.publish(topic, properties, payload).await;
+        }
+        for reply in std::mem::take(&mut self.replies) {
+            reply();
+        }
+        self.publish_notifications().await;
+    }
+
+    fn on_request(&mut self, msg: &Message) {
         let Some(response_topic) = msg.properties.response_topic.as_deref() else {
             tracing::debug!(client = ?msg.origin, "state store request without a response topic ignored");
             return;
@@ -102,8 +187,8 @@ impl StoreTask {
             ],
             ..Properties::default()
         };
-        self.publish(response_topic.to_owned(), properties, reply.encode())
-            .await;
+        self.answers
+            .push((response_topic.to_owned(), properties, reply.encode()));
     }
 
     async fn publish_notifications(&mut self) {
@@ -128,19 +213,24 @@ impl StoreTask {
         }
     }
 
-    async fn publish(&self, topic: String, properties: Properties, payload: Bytes) {
-        let publish = Publish {
-            dup: false,
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            topic,
-            packet_id: 0,
-            properties,
-            payload,
-        };
-        if let Err(e) = self.publisher.publish(publish).await {
-            tracing::debug!(error = %e, "state store could not publish");
-        }
+    async fn publish(&mut self, topic: String, properties: Properties, payload: Bytes) {
+        publish(&self.publisher, topic, properties, payload).await;
+    }
+}
+
+/// Publish an answer or notification (QoS 1) through the service's session.
+async fn publish(publisher: &LocalClient, topic: String, properties: Properties, payload: Bytes) {
+    let publish = Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic,
+        packet_id: 0,
+        properties,
+        payload,
+    };
+    if let Err(e) = publisher.publish(publish).await {
+        tracing::debug!(error = %e, "state store could not publish");
     }
 }
 

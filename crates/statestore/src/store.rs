@@ -1,7 +1,8 @@
 //! The key-value store behind the protocol: values with versions (HLC), optional fencing
 //! tokens and expiry, quotas, and KEYNOTIFY registrations. Pure state: the service task owns
 //! one [`Store`], passes the time in, and drains the [`Notification`]s each operation
-//! produces to publish them. In memory only until the durability issue lands.
+//! produces to publish them. With a journal, every change is also recorded as a
+//! [`Change`] for [`crate::persist`] to write before the answers go out.
 //!
 //! Invariants: `bytes` is the sum of key and value lengths of `entries`; every entry with an
 //! expiry has a matching `(expires_at, key, version)` in `expiries` (stale heap items, for
@@ -125,6 +126,25 @@ pub struct Store {
     limits: Limits,
     clock: Clock,
     notifications: Vec<Notification>,
+    /// Changes to write to the journal, when there is one.
+    changes: Option<Vec<Change>>,
+}
+
+/// One change of the key space, as the journal records it. Expiry is wall-clock time, so
+/// it means the same after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Put {
+        key: Bytes,
+        value: Bytes,
+        version: Hlc,
+        fencing: Option<Hlc>,
+        /// Unix milliseconds.
+        expires_at_ms: Option<u64>,
+    },
+    Remove {
+        key: Bytes,
+    },
 }
 
 impl Store {
@@ -138,6 +158,74 @@ impl Store {
             limits,
             clock: Clock::new(node_id),
             notifications: Vec::new(),
+            changes: None,
+        }
+    }
+
+    /// Record every change from now on, for [`Store::take_changes`].
+    pub fn record_changes(&mut self) {
+        self.changes.get_or_insert_with(Vec::new);
+    }
+
+    /// Changes since the last call, in order (empty unless recording).
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        self.changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Every live entry as a [`Change::Put`], for a journal snapshot.
+    pub fn snapshot(&self, now: Instant) -> Vec<Change> {
+        let wall = wall_ms();
+        self.entries
+            .iter()
+            .map(|(key, e)| Change::Put {
+                key: key.clone(),
+                value: e.value.clone(),
+                version: e.version.clone(),
+                fencing: e.fencing.clone(),
+                expires_at_ms: e.expires_at.map(|at| instant_to_wall(at, now, wall)),
+            })
+            .collect()
+    }
+
+    /// Load entries read back from the journal (the store must be empty). Expired ones are
+    /// skipped, quotas are not applied (what was accepted stays), and the clock moves past
+    /// every restored version so new versions are newer.
+    pub fn restore(&mut self, entries: Vec<Change>, now: Instant) {
+        let wall = wall_ms();
+        for change in entries {
+            let Change::Put {
+                key,
+                value,
+                version,
+                fencing,
+                expires_at_ms,
+            } = change
+            else {
+                continue;
+            };
+            self.clock.observe(&version);
+            let expires_at = match expires_at_ms {
+                Some(ms) if ms <= wall => continue,
+                Some(ms) => now.checked_add(Duration::from_millis(ms - wall)),
+                None => None,
+            };
+            if let Some(at) = expires_at {
+                self.expiries
+                    .push(Reverse((at, key.clone(), version.clone())));
+            }
+            self.bytes += key.len() + value.len();
+            let entry = Entry {
+                value,
+                version,
+                fencing,
+                expires_at,
+            };
+            if let Some(old) = self.entries.insert(key.clone(), entry) {
+                self.bytes -= key.len() + old.value.len();
+            }
         }
     }
 
@@ -157,6 +245,11 @@ impl Store {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Sum of key and value lengths held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Versioned> {
@@ -206,6 +299,15 @@ impl Store {
         }
         self.bytes = bytes;
         self.notify(&key, Some(&value), &version);
+        if let Some(changes) = &mut self.changes {
+            changes.push(Change::Put {
+                key: key.clone(),
+                value: value.clone(),
+                version: version.clone(),
+                fencing: fencing.clone(),
+                expires_at_ms: expires_at.map(|at| instant_to_wall(at, now, wall_ms())),
+            });
+        }
         let entry = Entry {
             value,
             version: version.clone(),
@@ -353,6 +455,11 @@ impl Store {
     fn remove(&mut self, key: &[u8]) -> Hlc {
         if let Some(e) = self.entries.remove(key) {
             self.bytes -= key.len() + e.value.len();
+            if let Some(changes) = &mut self.changes {
+                changes.push(Change::Remove {
+                    key: Bytes::copy_from_slice(key),
+                });
+            }
         }
         let version = self.tick();
         self.notify(key, None, &version);
@@ -382,6 +489,12 @@ impl Store {
             }
         }
     }
+}
+
+/// The wall-clock time (Unix ms) of `at`, given that `now` is `wall_now` ms.
+fn instant_to_wall(at: Instant, now: Instant, wall_now: u64) -> u64 {
+    let ahead = at.saturating_duration_since(now).as_millis();
+    wall_now.saturating_add(u64::try_from(ahead).unwrap_or(u64::MAX))
 }
 
 /// Once a key holds a fencing token, writes need one at least as new.
