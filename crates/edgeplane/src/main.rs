@@ -316,6 +316,7 @@ fn run(
     }
     let registry_dir = data_dir.clone();
     let state_data_dir = data_dir.clone();
+    let state_persistence = settings.persistence.clone();
     settings.data_dir = data_dir;
     let http = Listen {
         addr: http,
@@ -339,6 +340,7 @@ fn run(
         watch_store(&broker, &readiness);
         let state_store = edgeplane_statestore::StateStoreSettings {
             data_dir: state_data_dir,
+            durable_keys: durable_keys(&state_persistence),
             ..Default::default()
         };
         let state = edgeplane_statestore::StateStore::start(&broker, state_store).await?;
@@ -399,6 +401,23 @@ fn run(
         broker.shutdown(Duration::from_secs(5)).await;
         Ok(())
     })
+}
+
+/// The Broker's `persistence.stateStore` policy as the state store applies it.
+fn durable_keys(p: &edgeplane_config::Persistence) -> edgeplane_statestore::DurableKeys {
+    use edgeplane_config::PersistMode;
+    use edgeplane_statestore::DurableKeys;
+    match p.state_store.mode {
+        PersistMode::All => DurableKeys::All,
+        PersistMode::None => DurableKeys::None,
+        PersistMode::Custom => DurableKeys::Matching {
+            patterns: p.state_store.keys.clone(),
+            dynamic: p
+                .state_store
+                .dynamic
+                .then(|| (p.dynamic_key.clone(), p.dynamic_value.clone())),
+        },
+    }
 }
 
 /// Readiness follows the durable store: not ready while it cannot write (disk full, I/O

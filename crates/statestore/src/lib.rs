@@ -79,6 +79,24 @@ pub struct StateStoreSettings {
     /// The broker's data folder: the key space is kept in `statestore/journal` there and
     /// every change is durable before it is answered. `None`: memory only.
     pub data_dir: Option<std::path::PathBuf>,
+    /// Which keys the journal keeps (the Broker's `persistence.stateStore`).
+    pub durable_keys: DurableKeys,
+}
+
+/// Which keys are kept on disk, from the Broker's `persistence.stateStore` policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DurableKeys {
+    /// `mode: All` (the default with a data folder).
+    #[default]
+    All,
+    /// `mode: None`: the state store stays in memory.
+    None,
+    /// `mode: Custom`: keys matching one of the glob `patterns`, and keys written by a
+    /// request carrying the user property `dynamic` (`aio-persistence=true`) when set.
+    Matching {
+        patterns: Vec<String>,
+        dynamic: Option<(String, String)>,
+    },
 }
 
 impl Default for StateStoreSettings {
@@ -91,6 +109,7 @@ impl Default for StateStoreSettings {
             max_clock_skew: Duration::from_secs(60),
             scan_page_size: 100,
             data_dir: None,
+            durable_keys: DurableKeys::All,
         }
     }
 }
@@ -145,6 +164,7 @@ impl StateStore {
         let mut store = store::Store::new(&settings.node_id, limits);
         let journal = match &settings.data_dir {
             None => None,
+            Some(_) if settings.durable_keys == DurableKeys::None => None,
             Some(dir) => {
                 let (journal, entries) = persist::Journal::open(dir)?;
                 let count = entries.len();
@@ -157,6 +177,8 @@ impl StateStore {
         let task = StoreTask {
             store,
             journal,
+            durable_keys: settings.durable_keys.clone(),
+            opted_in: std::collections::HashSet::new(),
             answers: Vec::new(),
             replies: Vec::new(),
             publisher,

@@ -10,6 +10,7 @@
 //! router after taking a delivery), so it cannot sit in a `select!` beside timers and
 //! events; the reader only receives, forwards and acknowledges.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,8 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::command::{self, Limits, Request, TIMESTAMP_PROPERTY};
 use crate::persist::Journal;
-use crate::store::{Notification, Store};
+use crate::store::{Change, Notification, Store};
+use crate::{glob, resp, DurableKeys};
 use crate::{notification_topic, CONTENT_TYPE, NOTIFY_TOPIC_PREFIX, REQUEST_TOPIC};
 
 /// A call from an in-process caller, run on the store task; it returns the delivery of its
@@ -57,6 +59,9 @@ pub(crate) struct StoreTask {
     pub limits: Limits,
     /// With a data folder: changes are written here before answers go out.
     pub journal: Option<Journal>,
+    pub durable_keys: DurableKeys,
+    /// Keys written by requests that asked for persistence (`Custom` with dynamic opt-in).
+    pub opted_in: HashSet<Bytes>,
     /// Answers of the current batch: responses to publish and in-process replies.
     pub answers: Vec<(String, Properties, Bytes)>,
     pub replies: Vec<Reply>,
@@ -114,8 +119,25 @@ impl StoreTask {
     /// Make the batch's changes durable, then send its answers and notifications. A failed
     /// write is retried (answers wait meanwhile): nothing is reported done that is not.
     async fn commit(&mut self) {
-        let changes = self.store.take_changes();
-        if let (false, Some(journal)) = (changes.is_empty(), self.journal.take()) {
+        let mut changes = self.store.take_changes();
+        if let DurableKeys::Matching { patterns, .. } = &self.durable_keys {
+            let opted = &mut self.opted_in;
+            changes.retain(|c| match c {
+                Change::Put { key, .. } => {
+                    opted.contains(key) || patterns.iter().any(|p| glob::matches(p.as_bytes(), key))
+                }
+                Change::Remove { key } => {
+                    opted.remove(key);
+                    true
+                }
+            });
+        }
+        let journal = if changes.is_empty() {
+            None
+        } else {
+            self.journal.take()
+        };
+        if let Some(journal) = journal {
             let mut backoff = Duration::from_millis(100);
             let mut journal = journal;
             loop {
@@ -169,6 +191,25 @@ impl StoreTask {
         if response_topic == REQUEST_TOPIC || response_topic.starts_with(NOTIFY_TOPIC_PREFIX) {
             tracing::warn!(client = ?msg.origin, topic = response_topic, "state store request with a forbidden response topic ignored");
             return;
+        }
+        if let DurableKeys::Matching {
+            dynamic: Some((k, v)),
+            ..
+        } = &self.durable_keys
+        {
+            let asked = msg
+                .properties
+                .user_properties
+                .iter()
+                .any(|(pk, pv)| pk == k && pv == v);
+            if asked {
+                if let Some(key) = resp::parse_request(&msg.payload)
+                    .ok()
+                    .and_then(|a| a.get(1).cloned())
+                {
+                    self.opted_in.insert(key);
+                }
+            }
         }
         let request = Request {
             payload: &msg.payload,

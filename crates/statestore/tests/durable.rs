@@ -43,6 +43,8 @@ async fn keys_versions_tokens_and_expiry_survive_a_restart() {
             .await
             .expect("set"),
     );
+    // A batch without changes (a read) must not disturb the journal.
+    assert!(store.get("config").await.expect("get").is_some());
     store.set("locked", "holder-1", fenced).await.expect("set");
     let short = SetOptions {
         expires: Some(Duration::from_millis(300)),
@@ -95,4 +97,95 @@ async fn keys_versions_tokens_and_expiry_survive_a_restart() {
             .expect("set"),
     );
     assert!(v_new > v_config, "{v_new} after {v_config}");
+}
+
+/// `persistence.stateStore` `Custom`: keys matching the patterns, and keys written by a
+/// request carrying `aio-persistence=true`, are kept; other keys are memory only.
+#[tokio::test]
+async fn a_custom_policy_keeps_matching_and_opted_in_keys() {
+    use edgeplane_broker::LocalOptions;
+    use edgeplane_codec::{Properties, Publish, QoS, SubOptions};
+    use edgeplane_statestore::resp::encode_request;
+    use edgeplane_statestore::{DurableKeys, REQUEST_TOPIC};
+
+    let dir = TempDir::new("statestore-custom");
+    let policy = DurableKeys::Matching {
+        patterns: vec!["config/*".into()],
+        dynamic: Some(("aio-persistence".into(), "true".into())),
+    };
+    let start = |policy: DurableKeys| {
+        let dir = dir.to_path_buf();
+        async move {
+            let b = TestBroker::start().await;
+            let settings = StateStoreSettings {
+                data_dir: Some(dir),
+                durable_keys: policy,
+                ..StateStoreSettings::default()
+            };
+            let handle = StateStore::start(&b.broker, settings)
+                .await
+                .expect("starts");
+            (b, handle)
+        }
+    };
+    let (b, store) = start(policy.clone()).await;
+    store
+        .set("config/line1", "a", SetOptions::default())
+        .await
+        .expect("set");
+    store
+        .set("scratch", "b", SetOptions::default())
+        .await
+        .expect("set");
+    // An MQTT client opts one key in with the user property.
+    let mut client = b
+        .broker
+        .local_client(LocalOptions::new("app"))
+        .await
+        .expect("attach");
+    client
+        .subscribe("app/response", SubOptions::new(QoS::AtLeastOnce))
+        .await
+        .expect("subscribe");
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let properties = Properties {
+        response_topic: Some("app/response".into()),
+        correlation_data: Some(bytes::Bytes::from_static(b"1")),
+        user_properties: vec![
+            ("aio-persistence".into(), "true".into()),
+            ("__ts".into(), format!("{ms:015}:00000:app")),
+        ],
+        ..Properties::default()
+    };
+    client
+        .publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: REQUEST_TOPIC.into(),
+            packet_id: 0,
+            properties,
+            payload: encode_request(&["SET", "session/42", "c"]),
+        })
+        .await
+        .expect("publish");
+    let answer = tokio::time::timeout(Duration::from_secs(5), client.recv())
+        .await
+        .expect("answered")
+        .expect("delivery");
+    assert_eq!(&answer.message.payload[..], b"+OK\r\n");
+    client.ack(&answer).await;
+    b.broker.shutdown(Duration::from_secs(1)).await;
+    drop(store);
+
+    let (_b, store) = start(policy).await;
+    let kept = |k: &'static str| {
+        let store = store.clone();
+        async move { store.get(k).await.expect("get").is_some() }
+    };
+    assert!(kept("config/line1").await, "matches config/*");
+    assert!(kept("session/42").await, "opted in by the request");
+    assert!(!kept("scratch").await, "memory only");
 }
