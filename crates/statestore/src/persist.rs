@@ -9,9 +9,10 @@
 //! changes are appended with one write and one `fdatasync` (group commit), and only then
 //! are the answers sent.
 //!
-//! Opening replays the file (last record of a key wins). A torn or corrupt frame ends the
-//! replay: the file is cut there with a log line naming the offset, since every frame
-//! after it is unreachable anyway. When the file grows past four times the live data (and
+//! Opening replays the file (last record of a key wins). A torn frame at the end (a write
+//! cut short by a crash) is cut off with a log line naming the offset; a damaged frame
+//! followed by valid ones is corruption, and opening fails with the file and offset rather
+//! than silently dropping acknowledged writes. When the file grows past four times the live data (and
 //! 16 MiB), it is rewritten as a snapshot under a temporary name, synced and renamed.
 //!
 //! This is a journal of its own rather than records in the broker's message log: the state
@@ -44,6 +45,12 @@ pub enum JournalError {
          move it away to start empty"
     )]
     Format { path: PathBuf, found: Vec<u8> },
+    #[error(
+        "state store journal {path} is damaged at byte {offset} and holds valid records after \
+         it, so cutting it there would lose acknowledged writes; keep a copy, then truncate it \
+         to {offset} bytes (`truncate -s {offset} {path}`) to start with what precedes"
+    )]
+    Corrupt { path: PathBuf, offset: usize },
 }
 
 /// The open journal.
@@ -92,6 +99,9 @@ impl Journal {
             });
         }
         let (entries, good) = replay(&data);
+        if good < data.len() && (good + 1..data.len()).any(|at| next_frame(&data, at).is_some()) {
+            return Err(JournalError::Corrupt { path, offset: good });
+        }
         if good < data.len() {
             tracing::warn!(
                 path = %path.display(),
@@ -389,6 +399,32 @@ mod tests {
         drop(j);
         let (_, entries) = Journal::open(&dir)?;
         assert_eq!(entries, vec![put("k", "99", None), put("z", "1", None)]);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn damage_before_valid_records_is_refused() -> Result<(), JournalError> {
+        let dir = temp("corrupt");
+        let (mut j, _) = Journal::open(&dir)?;
+        j.append(&[put("a", "1", None)])?;
+        j.append(&[put("b", "2", None)])?;
+        drop(j);
+        let path = dir.join("statestore/journal");
+        let mut data = std::fs::read(&path).map_err(|source| JournalError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        data[HEADER as usize + 10] ^= 0xFF; // inside the first record
+        std::fs::write(&path, &data).map_err(|source| JournalError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let err = Journal::open(&dir).err();
+        assert!(
+            matches!(err, Some(JournalError::Corrupt { offset: 16, .. })),
+            "{err:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
