@@ -32,6 +32,10 @@ pub struct Plan {
     pub source: SourcePlan,
     pub transform: Option<BuiltInTransformationSettings>,
     pub destination: DestinationPlan,
+    /// Changes whenever anything the plan was built from changes (the dataflow, its
+    /// endpoints and profile, the Secrets and ConfigMaps those name): a reload restarts
+    /// only dataflows whose fingerprint moved.
+    pub fingerprint: u64,
 }
 
 #[derive(Clone)]
@@ -321,7 +325,13 @@ fn plan(
         );
         return None;
     }
+    let fingerprint = fingerprint(
+        config,
+        doc,
+        spec.profile_ref.as_deref().unwrap_or(DEFAULT_ENDPOINT),
+    );
     Some(Plan {
+        fingerprint,
         name: doc.resource.name.clone(),
         instances,
         disk_persistence: spec.request_disk_persistence.as_deref() == Some("Enabled"),
@@ -329,6 +339,49 @@ fn plan(
         transform,
         destination,
     })
+}
+
+/// A hash of everything `doc`'s plan depends on.
+fn fingerprint(config: &Config, doc: &SpecDoc, profile: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    doc.spec.to_string().hash(&mut h);
+    if let Some(p) = config.dataflow_profiles.get(profile) {
+        p.spec.to_string().hash(&mut h);
+    }
+    let ops = doc
+        .spec
+        .get("operations")
+        .and_then(serde_json::Value::as_array);
+    for op in ops.into_iter().flatten() {
+        let endpoint = [
+            "/sourceSettings/endpointRef",
+            "/destinationSettings/endpointRef",
+        ]
+        .iter()
+        .find_map(|p| op.pointer(p).and_then(serde_json::Value::as_str));
+        let Some(e) = endpoint.and_then(|name| config.dataflow_endpoints.get(name)) else {
+            continue;
+        };
+        e.spec.to_string().hash(&mut h);
+        for pointer in [
+            "/mqttSettings/authentication/x509CertificateSettings/secretRef",
+            "/mqttSettings/authentication/usernamePasswordSettings/secretRef",
+        ] {
+            let secret = e.spec.pointer(pointer).and_then(serde_json::Value::as_str);
+            if let Some(data) = secret.and_then(|n| config.secrets.get(n)) {
+                data.data.hash(&mut h);
+            }
+        }
+        let ca = e
+            .spec
+            .pointer("/mqttSettings/tls/trustedCaCertificateConfigMapRef")
+            .and_then(serde_json::Value::as_str);
+        if let Some(data) = ca.and_then(|n| config.config_maps.get(n)) {
+            data.hash(&mut h);
+        }
+    }
+    h.finish()
 }
 
 fn endpoint(

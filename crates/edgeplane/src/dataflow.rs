@@ -7,6 +7,7 @@ use clap::Subcommand;
 use edgeplane_config::{Config, ConfigErrors};
 use edgeplane_dataflow::dry_run;
 use edgeplane_dataflow::resources::{self, Plan};
+use edgeplane_dataflow::runtime::{Applied, Dataflows};
 use edgeplane_dataflow::Datasets;
 
 #[derive(Subcommand)]
@@ -31,6 +32,48 @@ pub enum DataflowCommand {
         #[arg(long = "dataset", value_name = "KEY=FILE")]
         datasets: Vec<String>,
     },
+}
+
+/// How often the configuration folder is read again for changed dataflows.
+const RELOAD_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keep the running dataflows those of the configuration folder: it is read again every
+/// few seconds, and dataflows added, changed (including their endpoints, profile and the
+/// secrets those use) or removed are started, restarted or stopped. An invalid folder
+/// changes nothing and is reported once per change.
+pub fn keep_applied(dir: Option<PathBuf>, data_dir: Option<PathBuf>, mut flows: Dataflows) {
+    tokio::spawn(async move {
+        let Some(dir) = dir else {
+            // No folder to follow: the dataflows run until shutdown.
+            std::future::pending::<()>().await;
+            drop(flows);
+            return;
+        };
+        let mut tick = tokio::time::interval(RELOAD_PERIOD);
+        tick.tick().await;
+        let mut last_error = String::new();
+        loop {
+            tick.tick().await;
+            let plans = edgeplane_config::load_dir(&dir)
+                .and_then(|config| resources::plans(&config, data_dir.as_deref()));
+            match plans {
+                Err(e) => {
+                    let text = e.to_string();
+                    if text != last_error {
+                        tracing::warn!(dir = %dir.display(), errors = %text, "configuration changed but is invalid; dataflows unchanged");
+                        last_error = text;
+                    }
+                }
+                Ok(plans) => {
+                    last_error.clear();
+                    let applied = flows.apply(plans);
+                    if applied != Applied::default() {
+                        tracing::info!(started = ?applied.started, restarted = ?applied.restarted, stopped = ?applied.stopped, "dataflows reloaded");
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// The runnable dataflows of a loaded configuration, or every error in them.

@@ -339,17 +339,22 @@ fn run(
         let broker = Broker::start(settings, listeners).await?;
         watch_store(&broker, &readiness);
         let state_store = edgeplane_statestore::StateStoreSettings {
-            data_dir: state_data_dir,
+            data_dir: state_data_dir.clone(),
             durable_keys: durable_keys(&state_persistence),
             ..Default::default()
         };
         let state = edgeplane_statestore::StateStore::start(&broker, state_store).await?;
-        let _dataflows = edgeplane_dataflow::runtime::Dataflows::start(
+        let dataflows = edgeplane_dataflow::runtime::Dataflows::start(
             broker.local_factory(),
             Some(state.clone()),
             flows,
         )
         .await;
+        dataflow::keep_applied(
+            config_dir.map(Path::to_path_buf),
+            state_data_dir.clone(),
+            dataflows,
+        );
         let (registry, _connector) =
             opcua::start(&broker, config_dir, registry_dir.as_deref()).await?;
         if let Some(dir) = config_dir {

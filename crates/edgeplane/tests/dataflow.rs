@@ -257,3 +257,58 @@ spec:
         deliveries - received.len() as u64
     );
 }
+
+/// A changed Dataflow in the configuration folder applies without a restart, and a removed
+/// one stops.
+#[tokio::test]
+async fn dataflows_follow_the_configuration_folder() {
+    let dir = TempDir::new("dataflow-reload");
+    let listener = "apiVersion: edgeplane.io/v1\nkind: BrokerListener\nmetadata: {name: local}\nspec:\n  ports:\n  - port: 0\n    bindAddress: 127.0.0.1\n";
+    std::fs::write(dir.join("listener.yaml"), listener).expect("write");
+    let flow = |destination: &str| {
+        format!(
+            "apiVersion: edgeplane.io/v1\nkind: Dataflow\nmetadata: {{name: moving}}\nspec:\n  operations:\n  - operationType: Source\n    sourceSettings: {{endpointRef: default, dataSources: [\"in/#\"]}}\n  - operationType: Destination\n    destinationSettings: {{endpointRef: default, dataDestination: \"{destination}\"}}\n"
+        )
+    };
+    std::fs::write(dir.join("flow.yaml"), flow("first/out")).expect("write");
+    let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
+    let mut sub = Client::open(addrs[0], V5).await;
+    assert_eq!(sub.connect(connect("sub", V5)).await.code, 0);
+    sub.sub("first/#", QoS::AtMostOnce).await;
+    sub.sub("second/#", QoS::AtMostOnce).await;
+    let mut pubc = Client::open(addrs[0], V5).await;
+    assert_eq!(pubc.connect(connect("pub", V5)).await.code, 0);
+    // Publish until a message arrives on `want`; fail after `limit`.
+    async fn until(pubc: &mut Client, sub: &mut Client, want: &str, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            pubc.publish(publish("in/x", "m", QoS::AtLeastOnce, 1))
+                .await;
+            if let Some(Packet::Publish(p)) = sub.recv_within(Duration::from_millis(200)).await {
+                if p.topic == want {
+                    return;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "nothing on {want}");
+        }
+    }
+    until(&mut pubc, &mut sub, "first/out", WAIT).await;
+    std::fs::write(dir.join("flow.yaml"), flow("second/out")).expect("write");
+    until(&mut pubc, &mut sub, "second/out", Duration::from_secs(15)).await;
+
+    std::fs::remove_file(dir.join("flow.yaml")).expect("remove");
+    // Once the removal applies, nothing more comes out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        while sub.recv_within(Duration::from_millis(50)).await.is_some() {}
+        pubc.publish(publish("in/x", "m", QoS::AtLeastOnce, 1))
+            .await;
+        if sub.recv_within(Duration::from_millis(500)).await.is_none() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the removed dataflow still runs"
+        );
+    }
+}

@@ -19,7 +19,7 @@ pub mod mqtt;
 pub mod sink;
 pub mod topic;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,6 +29,7 @@ use edgeplane_broker::{LocalClient, LocalError, LocalFactory, LocalOptions, Rece
 use edgeplane_codec::{Properties, Publish, QoS, SubOptions};
 use edgeplane_statestore::StateStoreHandle;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::dataset::{parse_json_lines, Datasets};
 use crate::resources::{EndpointPlan, Plan, RemotePlan};
@@ -140,7 +141,33 @@ impl Source {
 
 /// The running dataflows.
 pub struct Dataflows {
-    statuses: Vec<DataflowStatus>,
+    broker: LocalFactory,
+    state_store: Option<StateStoreHandle>,
+    running: BTreeMap<String, Running>,
+}
+
+/// One running dataflow: its tasks end when this is dropped. Its source session stays in
+/// the broker, so messages not yet acknowledged are delivered again to the next run.
+struct Running {
+    fingerprint: u64,
+    status: DataflowStatus,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// What [`Dataflows::apply`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub started: Vec<String>,
+    pub restarted: Vec<String>,
+    pub stopped: Vec<String>,
 }
 
 impl Dataflows {
@@ -151,34 +178,75 @@ impl Dataflows {
         state_store: Option<StateStoreHandle>,
         plans: Vec<Plan>,
     ) -> Dataflows {
-        let mut statuses = Vec::new();
-        for plan in plans {
-            let counters = Arc::new(Counters::default());
-            let (problem_tx, problem) = watch::channel(None);
-            let problem_tx = Arc::new(problem_tx);
-            let datasets = start_datasets(&plan, &broker, state_store.clone());
-            for instance in 0..plan.instances {
-                let flow = Instance {
-                    plan: plan.clone(),
-                    instance,
-                    counters: Arc::clone(&counters),
-                    problem: Arc::clone(&problem_tx),
-                    datasets: datasets.clone(),
-                };
-                tokio::spawn(flow.run(broker.clone()));
+        let mut flows = Dataflows {
+            broker,
+            state_store,
+            running: BTreeMap::new(),
+        };
+        flows.apply(plans);
+        flows
+    }
+
+    /// Make the running dataflows those of `plans`: new ones start, those whose
+    /// fingerprint changed restart, those no longer planned (or now disabled) stop.
+    pub fn apply(&mut self, plans: Vec<Plan>) -> Applied {
+        let mut applied = Applied::default();
+        let names: std::collections::BTreeSet<String> =
+            plans.iter().map(|p| p.name.clone()).collect();
+        self.running.retain(|name, _| {
+            let keep = names.contains(name);
+            if !keep {
+                tracing::info!(dataflow = %name, "dataflow stopped");
+                applied.stopped.push(name.clone());
             }
-            tracing::info!(dataflow = %plan.name, instances = plan.instances, "dataflow started");
-            statuses.push(DataflowStatus {
+            keep
+        });
+        for plan in plans {
+            match self.running.get(&plan.name) {
+                Some(r) if r.fingerprint == plan.fingerprint => continue,
+                Some(_) => applied.restarted.push(plan.name.clone()),
+                None => applied.started.push(plan.name.clone()),
+            }
+            // Stop the old run before the new one attaches to the same sessions.
+            self.running.remove(&plan.name);
+            let running = self.launch(plan);
+            self.running.insert(running.status.name.clone(), running);
+        }
+        applied
+    }
+
+    fn launch(&self, plan: Plan) -> Running {
+        let counters = Arc::new(Counters::default());
+        let (problem_tx, problem) = watch::channel(None);
+        let problem_tx = Arc::new(problem_tx);
+        let (datasets, datasets_task) =
+            start_datasets(&plan, &self.broker, self.state_store.clone());
+        let mut tasks: Vec<JoinHandle<()>> = datasets_task.into_iter().collect();
+        for instance in 0..plan.instances {
+            let flow = Instance {
+                plan: plan.clone(),
+                instance,
+                counters: Arc::clone(&counters),
+                problem: Arc::clone(&problem_tx),
+                datasets: datasets.clone(),
+            };
+            tasks.push(tokio::spawn(flow.run(self.broker.clone())));
+        }
+        tracing::info!(dataflow = %plan.name, instances = plan.instances, "dataflow started");
+        Running {
+            fingerprint: plan.fingerprint,
+            status: DataflowStatus {
                 name: plan.name.clone(),
                 counters,
                 problem,
-            });
+            },
+            tasks,
         }
-        Dataflows { statuses }
     }
 
-    pub fn statuses(&self) -> &[DataflowStatus] {
-        &self.statuses
+    /// Every running dataflow's status, by name.
+    pub fn statuses(&self) -> Vec<DataflowStatus> {
+        self.running.values().map(|r| r.status.clone()).collect()
     }
 }
 
@@ -189,7 +257,7 @@ fn start_datasets(
     plan: &Plan,
     broker: &LocalFactory,
     store: Option<StateStoreHandle>,
-) -> watch::Receiver<Arc<Datasets>> {
+) -> (watch::Receiver<Arc<Datasets>>, Option<JoinHandle<()>>) {
     let (tx, rx) = watch::channel(Arc::new(Datasets::new()));
     let keys: Vec<String> = plan
         .transform
@@ -198,11 +266,11 @@ fn start_datasets(
         .map(|t| t.dataset_keys().map(str::to_owned).collect())
         .unwrap_or_default();
     let (Some(store), false) = (store, keys.is_empty()) else {
-        return rx;
+        return (rx, None);
     };
     let name = plan.name.clone();
     let broker = broker.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
             match watch_datasets(&name, &broker, &store, &keys, &tx).await {
@@ -215,7 +283,7 @@ fn start_datasets(
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     });
-    rx
+    (rx, Some(task))
 }
 
 async fn watch_datasets(

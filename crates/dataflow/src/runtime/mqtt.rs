@@ -203,7 +203,8 @@ impl LinkTask {
                 }
                 Err(e) => e,
             };
-            if matches!(why, LinkError::Stopped) {
+            // Stopped, or every handle is gone (the dataflow was stopped or reconfigured).
+            if matches!(why, LinkError::Stopped) || self.commands.is_closed() {
                 return;
             }
             tracing::warn!(host = %self.settings.host, error = %why, "dataflow endpoint unreachable; retrying");
