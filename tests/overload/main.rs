@@ -284,3 +284,49 @@ async fn v311_publishers_are_paused_until_memory_falls() {
     assert!(Stats::get(&stats.reads_paused) >= 1);
     assert_eq!(Stats::get(&stats.rejected_memory), 0);
 }
+
+/// Messages sent to a subscriber that never acknowledges them stay counted until it does:
+/// a consumer that reads but does not acknowledge cannot make the broker hold more than
+/// `maxQueuedBytes` either.
+#[tokio::test]
+async fn unacknowledged_deliveries_count_towards_the_bound() {
+    let b = TestBroker::with(|s| s.clients.max_queued_bytes = 16 * 1024).await;
+    let mut sub = b.client("sub", V5).await;
+    sub.sub("t", QoS::AtLeastOnce).await;
+    let mut p = b.client("publisher", V5).await;
+    let mut refused = false;
+    for n in 0..100 {
+        let id = n as u16 + 1;
+        p.send(&Packet::Publish(publish(
+            "t",
+            &numbered(n),
+            QoS::AtLeastOnce,
+            id,
+        )))
+        .await;
+        match p.recv().await {
+            Some(Packet::PubAck(a)) if a.reason == ReasonCode::QUOTA_EXCEEDED => {
+                refused = true;
+                break;
+            }
+            Some(Packet::PubAck(_)) => {}
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    assert!(
+        refused,
+        "refused once the unacknowledged deliveries pass the bound"
+    );
+    let mut received = 0;
+    while let Some(Packet::Publish(m)) = sub.recv_within(QUIET).await {
+        sub.send(&Packet::PubAck(Ack::new(m.packet_id, ReasonCode::SUCCESS)))
+            .await;
+        received += 1;
+    }
+    assert!(received > 0);
+    let stats = b.broker.stats_handle();
+    eventually("acknowledged deliveries leave the gauge", || {
+        stats.queued_bytes() == 0
+    })
+    .await;
+}

@@ -9,11 +9,14 @@
 //!   and how many were lost.
 //! - `statestore`: SET/GET requests to the state store through MQTT, pipelined; operations
 //!   per second and latency percentiles.
+//! - `stalled-subscriber`: one subscriber stops reading while publishers continue; samples
+//!   the broker's RSS every 0.5 s into a CSV and an SVG plot against the configured bound.
 //! - `crash`: kill -9 and restart an Edgeplane broker under a mixed QoS 1/2 load of
 //!   persistent sessions, and report acknowledged messages lost and QoS 2 duplicates.
 
 mod crash;
 mod flow;
+mod stalled;
 mod statestore;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -61,6 +64,8 @@ enum Scenario {
     Statestore(statestore::StateStoreArgs),
     /// kill -9 / restart an Edgeplane broker under load; check nothing acknowledged is lost.
     Crash(crash::CrashArgs),
+    /// One subscriber stops reading while publishers continue; plot the broker's RSS.
+    StalledSubscriber(stalled::StalledArgs),
 }
 
 #[tokio::main]
@@ -86,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::FanOut(args) => flow::run(args, flow::Shape::FanOut).await,
         Scenario::Statestore(args) => statestore::run(args).await,
         Scenario::Crash(args) => crash::run(args).await,
+        Scenario::StalledSubscriber(args) => stalled::run(args).await,
     }
 }
 

@@ -463,6 +463,7 @@ impl Partition {
             match s.offer(Outgoing::Publish(d)) {
                 Offer::Sent => {
                     if let Some(d) = keep {
+                        s.queue.sent(&d);
                         s.inflight.insert(
                             d.packet_id,
                             Inflight {
@@ -498,6 +499,7 @@ impl Partition {
             | AckKind::Qos2Completed
             | AckKind::Qos2Received { failed: true } => {
                 if let Some(done) = s.inflight.remove(&packet_id) {
+                    s.queue.acked(&done.delivery);
                     s.record_done(store, done.delivery.seq);
                 }
             }

@@ -1,7 +1,11 @@
 //! A session's queue of messages not yet handed to its connection, with the bytes it holds
 //! accounted in its partition's [`QueueGauge`](crate::stats::QueueGauge): every entry that
 //! enters adds its weight there, every entry that leaves (sent, expired, dropped, or the
-//! session dropped) takes it away. The sum over partitions is what `maxQueuedBytes` bounds.
+//! session dropped) takes it away. QoS 1/2 messages sent and not yet acknowledged stay
+//! counted (the in-flight window holds them, however slow the client is to acknowledge);
+//! the session reports them with [`Queue::sent`] and [`Queue::acked`]. The sum over
+//! partitions is what `maxQueuedBytes` bounds; a subscriber's own `maxBytes` applies to
+//! the waiting entries only, which are the ones a strategy can drop.
 //!
 //! Bytes are counted per subscriber copy, although copies share one `Arc<Message>`: the
 //! bound is then conservative for fan-out, and a subscriber's own `maxBytes` means what it
@@ -38,6 +42,8 @@ pub fn weight(msg: &Message) -> u64 {
 pub struct Queue {
     items: VecDeque<Delivery>,
     bytes: u64,
+    /// Bytes of the session's in-flight QoS 1/2 deliveries.
+    inflight_bytes: u64,
     stats: Arc<Stats>,
     slot: usize,
 }
@@ -48,6 +54,7 @@ impl Queue {
         Self {
             items: VecDeque::new(),
             bytes: 0,
+            inflight_bytes: 0,
             stats,
             slot: partition % GAUGE_SLOTS,
         }
@@ -103,12 +110,26 @@ impl Queue {
         self.account(false, weight(&d.msg));
         Some(d)
     }
+
+    /// `d` went into the in-flight window: its bytes stay counted until [`Queue::acked`].
+    pub fn sent(&mut self, d: &Delivery) {
+        let w = weight(&d.msg);
+        self.inflight_bytes += w;
+        self.stats.queued[self.slot].bytes.fetch_add(w, Relaxed);
+    }
+
+    /// `d` left the in-flight window (acknowledged, or refused by the client).
+    pub fn acked(&mut self, d: &Delivery) {
+        let w = weight(&d.msg).min(self.inflight_bytes);
+        self.inflight_bytes -= w;
+        self.stats.queued[self.slot].bytes.fetch_sub(w, Relaxed);
+    }
 }
 
 impl Drop for Queue {
     fn drop(&mut self) {
         let g = &self.stats.queued[self.slot];
-        g.bytes.fetch_sub(self.bytes, Relaxed);
+        g.bytes.fetch_sub(self.bytes + self.inflight_bytes, Relaxed);
         g.messages.fetch_sub(self.items.len() as u64, Relaxed);
     }
 }

@@ -85,6 +85,7 @@ impl Partition {
             };
             if q.released {
                 d.packet_id = packet_id_of(seq);
+                s.queue.sent(&d);
                 let inflight = Inflight {
                     delivery: d,
                     released: true,
