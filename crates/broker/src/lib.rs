@@ -19,7 +19,7 @@ pub mod stats;
 pub mod store;
 mod sys;
 pub mod tls;
-mod ws;
+pub mod ws;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

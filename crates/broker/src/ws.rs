@@ -1,4 +1,5 @@
-//! MQTT over WebSocket (§6): the handshake (path `/mqtt`, subprotocol `mqtt`) and an adapter
+//! MQTT over WebSocket (§6): the handshake (path `/mqtt`, subprotocol `mqtt`) for listeners
+//! and, for clients inside the binary (dataflow endpoints), the client side; and an adapter
 //! that presents binary WebSocket messages as a byte stream, so the connection code is the
 //! same for TCP and WebSocket.
 
@@ -38,6 +39,30 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> io::Result<
         Ok(resp)
     };
     let ws = tokio_tungstenite::accept_hdr_async(stream, callback)
+        .await
+        .map_err(io::Error::other)?;
+    Ok(WsStream {
+        ws,
+        pending: Bytes::new(),
+    })
+}
+
+/// Open MQTT over WebSocket, as a client, on an established stream (TCP, or TLS for
+/// `wss`): `GET /mqtt` on `host` (`name:port`), asking for the `mqtt` subprotocol.
+pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    host: &str,
+    tls: bool,
+) -> io::Result<WsStream<S>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let scheme = if tls { "wss" } else { "ws" };
+    let mut request = format!("{scheme}://{host}/mqtt")
+        .into_client_request()
+        .map_err(io::Error::other)?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
+    let (ws, _) = tokio_tungstenite::client_async(request, stream)
         .await
         .map_err(io::Error::other)?;
     Ok(WsStream {

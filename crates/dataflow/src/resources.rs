@@ -74,6 +74,8 @@ pub struct RemotePlan {
     pub endpoint: String,
     pub host: String,
     pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    /// `protocol: WebSockets`: MQTT over WebSocket on `/mqtt`.
+    pub websocket: bool,
     pub username: Option<String>,
     pub password: Option<Bytes>,
     pub client_id_prefix: String,
@@ -478,13 +480,6 @@ fn remote_plan(
     m: MqttSettings,
     errors: &mut Errors<'_>,
 ) -> Option<RemotePlan> {
-    if m.protocol.as_deref() == Some("WebSockets") {
-        errors.at(
-            "spec.mqttSettings.protocol",
-            "MQTT over WebSockets to a remote broker is not supported yet; use protocol Mqtt",
-        );
-        return None;
-    }
     let secret = |name: &str, key: &str, field: &str, errors: &mut Errors<'_>| {
         let value = config
             .secrets
@@ -603,6 +598,7 @@ fn remote_plan(
         endpoint: endpoint.to_owned(),
         host,
         tls,
+        websocket: matches!(m.protocol.as_deref(), Some("WebSockets" | "Websockets")),
         username,
         password,
         client_id_prefix: m.client_id_prefix.unwrap_or_else(|| "edgeplane".into()),

@@ -742,3 +742,50 @@ spec:
     assert_eq!(distinct.len(), 300);
     assert!(flows.statuses()[0].counters.sent.load(Ordering::Relaxed) >= 300);
 }
+
+#[tokio::test]
+async fn remote_destination_over_websockets() {
+    let dir = TempDir::new("dataflow-ws");
+    let (ws_port, tcp_port) = (free_port(), free_port());
+    let _mosquitto = start_mosquitto_with(
+        &dir,
+        ws_port,
+        &format!("protocol websockets\nlistener {tcp_port} 127.0.0.1\nallow_anonymous true\n"),
+    )
+    .await;
+    let manifests = format!(
+        r#"
+apiVersion: connectivity.iotoperations.azure.com/v1
+kind: DataflowEndpoint
+metadata: {{name: ws}}
+spec:
+  endpointType: Mqtt
+  mqttSettings: {{host: "127.0.0.1:{ws_port}", protocol: WebSockets, tls: {{mode: Disabled}}}}
+---
+apiVersion: connectivity.iotoperations.azure.com/v1
+kind: Dataflow
+metadata: {{name: over-ws}}
+spec:
+  operations:
+  - operationType: Source
+    sourceSettings: {{endpointRef: default, dataSources: ["plant/#"]}}
+  - operationType: Destination
+    destinationSettings: {{endpointRef: ws, dataDestination: "ws/${{inputTopic}}"}}
+"#
+    );
+    let b = TestBroker::start().await;
+    let _flows = start_flows(&b, &manifests).await;
+    let remote = std::net::SocketAddr::from(([127, 0, 0, 1], tcp_port));
+    let mut sub = Client::open(remote, V5).await;
+    assert_eq!(
+        sub.connect(edgeplane_tests::connect("ws-sub", V5))
+            .await
+            .code,
+        0
+    );
+    sub.sub("ws/#", QoS::AtLeastOnce).await;
+    let mut pubc = b.client("pub", V5).await;
+    let p = until_flowing(&mut pubc, &mut sub, "plant/valve", "open").await;
+    assert_eq!(p.topic, "ws/plant/valve");
+    assert_eq!(&p.payload[..], b"open");
+}

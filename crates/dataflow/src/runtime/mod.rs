@@ -467,6 +467,7 @@ impl Instance {
         LinkSettings {
             host: remote.host.clone(),
             tls: remote.tls.clone(),
+            websocket: remote.websocket,
             client_id: format!(
                 "{}-{}-{role}-{}",
                 remote.client_id_prefix, self.plan.name, self.instance

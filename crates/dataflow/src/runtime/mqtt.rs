@@ -45,6 +45,8 @@ pub struct LinkSettings {
         Arc<rustls::ClientConfig>,
         rustls::pki_types::ServerName<'static>,
     )>,
+    /// MQTT over WebSocket (`ws://host/mqtt`, or `wss` with TLS).
+    pub websocket: bool,
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<Bytes>,
@@ -170,6 +172,11 @@ enum LinkError {
         host: String,
         source: std::io::Error,
     },
+    #[error("websocket upgrade at {host}/mqtt failed: {source}")]
+    WebSocket {
+        host: String,
+        source: std::io::Error,
+    },
     #[error("no answer from {0} within {CONNECT_TIMEOUT:?}")]
     Timeout(String),
     #[error("the broker refused the connection: {0}")]
@@ -242,6 +249,15 @@ impl LinkTask {
                     Box::pin(tls)
                 }
             };
+            if s.websocket {
+                let ws = edgeplane_broker::ws::connect(stream, &host, s.tls.is_some())
+                    .await
+                    .map_err(|source| LinkError::WebSocket {
+                        host: host.clone(),
+                        source,
+                    })?;
+                stream = Box::pin(ws);
+            }
             let connect = Connect {
                 protocol: V,
                 clean_start: false,
