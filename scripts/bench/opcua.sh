@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The OPC UA connector under issue 9's load: one `edgeplane opcua-sim` serving 10,000 data
+# points changing every 100 ms (2,000 fast nodes of each of its 5 kinds), one Asset with 10
+# datasets of 1,000 points (publishing and sampling 100 ms), `edgeplane run` connecting to
+# it. Measures, over SECONDS after a warm-up: the CPU the edgeplane process used (utime +
+# stime from /proc, in cores), and each value's latency from its SourceTimestamp to its
+# arrival at an MQTT subscriber (paho, QoS 0; an upper bound of source-to-broker).
+# PUBLISHING_MS and SAMPLING_MS (default 100 and 100) set the datasets' intervals; with
+# sampling 0 the server reports each change as it happens. The simulator's CPU is reported
+# too (it shares the machine).
+# NO_BUILD=1 uses the release binary as it is.
+# Usage: [PUBLISHING_MS=..] [SAMPLING_MS=..] scripts/bench/opcua.sh [SECONDS]   (default 30)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECONDS_RUN="${1:-30}"
+WARMUP=10
+PUBLISHING_MS="${PUBLISHING_MS:-100}"
+SAMPLING_MS="${SAMPLING_MS:-100}"
+scripts/install-deps.sh >/dev/null
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q -p edgeplane
+T="${CARGO_TARGET_DIR:-target}/release"
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+OPC=$(free_port); MQTT=$(free_port)
+
+RUST_LOG=warn "$T/edgeplane" opcua-sim --listen "127.0.0.1:$OPC" --pki-dir "$work/sim-pki" \
+  --fast-nodes 2000 --fast-interval-ms 100 --slow-nodes 0 --security none >/dev/null 2>&1 &
+SIM=$!
+
+mkdir -p "$work/config"
+cat >"$work/config/all.yaml" <<YAML
+apiVersion: edgeplane.io/v1
+kind: BrokerListener
+metadata: {name: bench}
+spec:
+  ports: [{port: $MQTT, bindAddress: 127.0.0.1}]
+---
+apiVersion: namespaces.deviceregistry.microsoft.com/v1
+kind: Device
+metadata: {name: sim}
+spec:
+  endpoints:
+    inbound:
+      opc-ua:
+        endpointType: Microsoft.OpcUa
+        address: opc.tcp://127.0.0.1:$OPC
+        additionalConfiguration: '{"security":{"securityMode":"None"}}'
+---
+apiVersion: namespaces.deviceregistry.microsoft.com/v1
+kind: Asset
+metadata: {name: line}
+spec:
+  deviceRef: {deviceName: sim, endpointName: opc-ua}
+  defaultDatasetsConfiguration: '{"publishingInterval": $PUBLISHING_MS, "samplingInterval": $SAMPLING_MS, "queueSize": 1}'
+  datasets:
+YAML
+python3 - "$work/config/all.yaml" <<'PY'
+import sys
+kinds = ["Counter", "Random", "Sine", "Trend", "Toggle"]
+with open(sys.argv[1], "a") as f:
+    for d in range(10):
+        f.write(f"  - name: ds{d}\n    dataPoints:\n")
+        for j in range(1000):
+            n = d * 1000 + j
+            kind, i = kinds[n // 2000], n % 2000
+            f.write(f"    - {{name: {kind}{i}, dataSource: 'ns=2;s=Fast.{kind}.{i}'}}\n")
+PY
+RUST_LOG=warn "$T/edgeplane" run --config "$work/config" --data-dir "$work/data" \
+  --http 127.0.0.1:0 --metrics 127.0.0.1:0 >"$work/run.log" 2>&1 &
+EP=$!
+sleep 1
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+python3 scripts/bench/opcua/measure.py 127.0.0.1 "$MQTT" 'azure-iot-operations/data/line' "$SECONDS_RUN" "$WARMUP" >"$work/measure.json" &
+MEASURE=$!
+sleep "$WARMUP"
+t0=$(ticks $EP); q0=$(ticks $SIM); s0=$(date +%s.%N)
+sleep "$SECONDS_RUN"
+t1=$(ticks $EP); q1=$(ticks $SIM); s1=$(date +%s.%N)
+wait "$MEASURE"
+cores() { python3 -c "print(round(($2 - $1) / $HZ / ($s1 - $s0), 3))"; }
+echo "publishing ${PUBLISHING_MS} ms, sampling ${SAMPLING_MS} ms; edgeplane CPU: $(cores $t0 $t1) cores, simulator CPU: $(cores $q0 $q1) cores over ${SECONDS_RUN}s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+cat "$work/measure.json"
