@@ -36,3 +36,8 @@ if ! python3 -c 'import asyncua' 2>/dev/null; then
   echo "installing asyncua (PyPI; an independent OPC UA server for the connector's interop tests)"
   python3 -m pip install --quiet 'asyncua>=1.1,<3'
 fi
+
+if ! python3 -c 'import pyarrow.parquet' 2>/dev/null; then
+  echo "installing pyarrow (PyPI; an independent Parquet reader for the dataflow file tests)"
+  python3 -m pip install --quiet 'pyarrow>=15'
+fi

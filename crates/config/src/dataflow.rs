@@ -191,7 +191,7 @@ static LOCAL_STORAGE: [Field; 4] = [
     opt(
         "format",
         Schema::Enum(&EnumDef {
-            values: &["JsonLines"],
+            values: &["JsonLines", "Parquet"],
             aliases: &[],
         }),
     ),

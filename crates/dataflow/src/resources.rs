@@ -87,12 +87,20 @@ pub struct RemotePlan {
     pub create_cloud_events: bool,
 }
 
-/// A folder of JSON-lines files.
+/// A folder of batch files.
 #[derive(Clone, Debug)]
 pub struct FilesPlan {
     pub path: PathBuf,
+    pub format: FileFormat,
     pub latency: std::time::Duration,
     pub max_messages: usize,
+}
+
+/// What a LocalStorage endpoint writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    JsonLines,
+    Parquet,
 }
 
 #[derive(Deserialize)]
@@ -188,6 +196,7 @@ struct TlsSpec {
 #[serde(rename_all = "camelCase")]
 struct LocalStorageSettings {
     path: Option<String>,
+    format: Option<String>,
     persistent_volume_claim_ref: Option<String>,
     batching: Option<Batching>,
 }
@@ -319,7 +328,14 @@ fn plan(
         .and_then(|p| p.spec.get("instanceCount"))
         .and_then(serde_json::Value::as_u64)
         .map_or(1, |n| n.clamp(1, 16) as u16);
-    let (source, destination) = (source?, destination?);
+    let (source, mut destination) = (source?, destination?);
+    // As in AIO, the transform's serializationFormat decides what a storage endpoint writes.
+    let wants_parquet = transform
+        .as_ref()
+        .is_some_and(|t| t.serialization_format.as_deref() == Some("Parquet"));
+    if let (EndpointPlan::Files(files), true) = (&mut destination.endpoint, wants_parquet) {
+        files.format = FileFormat::Parquet;
+    }
     if matches!(source.endpoint, EndpointPlan::Files(_)) {
         errors.at(
             "spec.operations[0].sourceSettings.endpointRef",
@@ -457,6 +473,10 @@ fn endpoint_plan(
             let batching = s.batching;
             Some(EndpointPlan::Files(FilesPlan {
                 path,
+                format: match s.format.as_deref() {
+                    Some("Parquet") => FileFormat::Parquet,
+                    _ => FileFormat::JsonLines,
+                },
                 latency: std::time::Duration::from_secs(
                     batching
                         .as_ref()

@@ -789,3 +789,85 @@ spec:
     assert_eq!(p.topic, "ws/plant/valve");
     assert_eq!(&p.payload[..], b"open");
 }
+
+#[tokio::test]
+async fn local_storage_writes_parquet_that_pyarrow_reads() {
+    let out = TempDir::new("dataflow-parquet");
+    let manifests = format!(
+        r#"
+apiVersion: edgeplane.io/v1
+kind: DataflowEndpoint
+metadata: {{name: lake}}
+spec:
+  endpointType: LocalStorage
+  localStorageSettings: {{path: "{}", batching: {{latencySeconds: 1, maxMessages: 100}}}}
+---
+apiVersion: edgeplane.io/v1
+kind: Dataflow
+metadata: {{name: to-lake}}
+spec:
+  operations:
+  - operationType: Source
+    sourceSettings: {{endpointRef: default, dataSources: ["line/#"]}}
+  - operationType: BuiltInTransformation
+    builtInTransformationSettings:
+      serializationFormat: Parquet
+      map: [{{inputs: ["*"], output: "*"}}, {{inputs: [t], output: tF, expression: "cToF($1)"}}]
+  - operationType: Destination
+    destinationSettings: {{endpointRef: lake, dataDestination: telemetry}}
+"#,
+        out.display()
+    );
+    let b = TestBroker::start().await;
+    let flows = start_flows(&b, &manifests).await;
+    let counters = flows.statuses()[0].counters.clone();
+    let mut pubc = b.client("pub", V5).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while counters.received.load(Ordering::Relaxed) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dataflow never subscribed"
+        );
+        pubc.publish(publish(
+            "line/warmup",
+            r#"{"n": -1, "t": 0}"#,
+            QoS::AtLeastOnce,
+            1,
+        ))
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in 0..20 {
+        let body = format!(r#"{{"n": {n}, "t": {}, "site": "kent"}}"#, n * 5);
+        pubc.publish(publish("line/1", &body, QoS::AtLeastOnce, 2))
+            .await;
+    }
+    let folder = out.join("telemetry");
+    let script = format!(
+        "import glob, pyarrow.parquet as pq, pyarrow as pa\n\
+         files = sorted(glob.glob('{}/*.parquet'))\n\
+         t = pa.concat_tables([pq.read_table(f) for f in files], promote_options='default')\n\
+         rows = [r for r in t.to_pylist() if r['n'] >= 0]\n\
+         print(len(rows), rows[-1]['n'], rows[-1]['tF'], rows[-1]['site'])",
+        folder.display()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .await
+            .expect("python3 runs");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if text == "20 19 203.0 kent" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pyarrow read {text:?} ({})",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -16,6 +16,7 @@
 //! again on each KEYNOTIFY notification of their key.
 
 pub mod mqtt;
+mod parquet;
 pub mod sink;
 pub mod topic;
 

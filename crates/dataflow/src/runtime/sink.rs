@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::mqtt::MqttLink;
-use crate::resources::FilesPlan;
+use crate::resources::{FileFormat, FilesPlan};
 
 /// Resolves when the destination holds the message; `Err` only if the destination task
 /// is gone (shutdown), in which case the source message stays unacknowledged.
@@ -65,9 +65,9 @@ fn json_line(payload: &[u8]) -> Vec<u8> {
     line
 }
 
-/// Start the writer of a LocalStorage destination: batches of lines become files
-/// `<folder>/<unix ms>-<n>.jsonl`, written under a temporary name, synced, then renamed,
-/// so a reader never sees half a batch.
+/// Start the writer of a LocalStorage destination: batches become files
+/// `<folder>/<unix ms>-<n>.jsonl` (or `.parquet`), written under a temporary name, synced,
+/// then renamed, so a reader never sees half a batch.
 pub fn start_files(plan: &FilesPlan, folder: PathBuf) -> Sink {
     let (tx, rx) = mpsc::channel(plan.max_messages.clamp(1, 65_536));
     tokio::spawn(write_files(
@@ -75,6 +75,7 @@ pub fn start_files(plan: &FilesPlan, folder: PathBuf) -> Sink {
         folder,
         plan.latency,
         plan.max_messages.max(1),
+        plan.format,
     ));
     Sink::Files(tx)
 }
@@ -84,6 +85,7 @@ async fn write_files(
     folder: PathBuf,
     latency: Duration,
     max_messages: usize,
+    format: FileFormat,
 ) {
     let mut sequence = 0u64;
     loop {
@@ -100,15 +102,36 @@ async fn write_files(
         }
         sequence += 1;
         let mut backoff = Duration::from_millis(100);
-        let data: Arc<Vec<u8>> =
-            Arc::new(batch.iter().flat_map(|(l, _)| l.iter().copied()).collect());
+        let data: Arc<Vec<u8>> = Arc::new(match format {
+            FileFormat::JsonLines => batch.iter().flat_map(|(l, _)| l.iter().copied()).collect(),
+            FileFormat::Parquet => {
+                let records: Vec<serde_json::Value> = batch
+                    .iter()
+                    .filter_map(|(l, _)| serde_json::from_slice(l).ok())
+                    .collect();
+                match super::parquet::encode(&records) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        // Not an I/O problem: retrying cannot help, and holding the batch
+                        // would stop the dataflow. Report it and keep the batch as JSON lines.
+                        tracing::error!(folder = %folder.display(), error = %e, "cannot encode a Parquet batch; writing it as JSON lines");
+                        batch.iter().flat_map(|(l, _)| l.iter().copied()).collect()
+                    }
+                }
+            }
+        });
+        let extension = match format {
+            FileFormat::Parquet if data.starts_with(b"PAR1") => "parquet",
+            _ => "jsonl",
+        };
         // A failed write (full disk, missing permission) is retried: the source messages
         // stay unacknowledged meanwhile, so nothing is lost.
         loop {
             let (dir, bytes) = (folder.clone(), Arc::clone(&data));
-            let result = tokio::task::spawn_blocking(move || write_batch(&dir, sequence, &bytes))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let result =
+                tokio::task::spawn_blocking(move || write_batch(&dir, sequence, extension, &bytes))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             let Err(e) = result else { break };
             tracing::warn!(folder = %folder.display(), error = %e, "cannot write dataflow output file; retrying");
             tokio::time::sleep(backoff).await;
@@ -120,13 +143,18 @@ async fn write_files(
     }
 }
 
-fn write_batch(folder: &std::path::Path, sequence: u64, data: &[u8]) -> std::io::Result<()> {
+fn write_batch(
+    folder: &std::path::Path,
+    sequence: u64,
+    extension: &str,
+    data: &[u8],
+) -> std::io::Result<()> {
     use std::io::Write as _;
     std::fs::create_dir_all(folder)?;
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let name = format!("{ms:013}-{sequence:06}.jsonl");
+    let name = format!("{ms:013}-{sequence:06}.{extension}");
     let tmp = folder.join(format!(".{name}.tmp"));
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(data)?;
