@@ -8,7 +8,8 @@
 # PUBLISHING_MS and SAMPLING_MS (default 100 and 100) set the datasets' intervals; with
 # sampling 0 the server reports each change as it happens. The simulator's CPU is reported
 # too (it shares the machine).
-# NO_BUILD=1 uses the release binary as it is.
+# QOS (Qos1, the default, or Qos0) is the destination's QoS: with the data folder, a QoS 1
+# publish waits for the durable store. NO_BUILD=1 uses the release binary as it is.
 # Usage: [PUBLISHING_MS=..] [SAMPLING_MS=..] scripts/bench/opcua.sh [SECONDS]   (default 30)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,6 +17,7 @@ SECONDS_RUN="${1:-30}"
 WARMUP=10
 PUBLISHING_MS="${PUBLISHING_MS:-100}"
 SAMPLING_MS="${SAMPLING_MS:-100}"
+QOS="${QOS:-Qos1}"
 scripts/install-deps.sh >/dev/null
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q -p edgeplane
 T="${CARGO_TARGET_DIR:-target}/release"
@@ -53,6 +55,7 @@ metadata: {name: line}
 spec:
   deviceRef: {deviceName: sim, endpointName: opc-ua}
   defaultDatasetsConfiguration: '{"publishingInterval": $PUBLISHING_MS, "samplingInterval": $SAMPLING_MS, "queueSize": 1}'
+  defaultDatasetsDestinations: [{target: Mqtt, configuration: {topic: azure-iot-operations/data/line, qos: $QOS}}]
   datasets:
 YAML
 python3 - "$work/config/all.yaml" <<'PY'
@@ -80,5 +83,5 @@ sleep "$SECONDS_RUN"
 t1=$(ticks $EP); q1=$(ticks $SIM); s1=$(date +%s.%N)
 wait "$MEASURE"
 cores() { python3 -c "print(round(($2 - $1) / $HZ / ($s1 - $s0), 3))"; }
-echo "publishing ${PUBLISHING_MS} ms, sampling ${SAMPLING_MS} ms; edgeplane CPU: $(cores $t0 $t1) cores, simulator CPU: $(cores $q0 $q1) cores over ${SECONDS_RUN}s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "publishing ${PUBLISHING_MS} ms, sampling ${SAMPLING_MS} ms, $QOS; edgeplane CPU: $(cores $t0 $t1) cores, simulator CPU: $(cores $q0 $q1) cores over ${SECONDS_RUN}s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$work/measure.json"
