@@ -145,6 +145,68 @@ pub struct Dataflows {
     broker: LocalFactory,
     state_store: Option<StateStoreHandle>,
     running: BTreeMap<String, Running>,
+    board: StatusBoard,
+}
+
+/// The statuses of the running dataflows, kept current across reloads, for metrics and
+/// the API. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct StatusBoard(Arc<std::sync::RwLock<Vec<DataflowStatus>>>);
+
+impl StatusBoard {
+    pub fn statuses(&self) -> Vec<DataflowStatus> {
+        self.0.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Append the dataflows' counters and health in the Prometheus text format. Labels:
+    /// the dataflow's name (from configuration, so bounded) and a fixed `outcome`.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let statuses = self.statuses();
+        let _ = writeln!(
+            out,
+            "# HELP edgeplane_dataflow_messages_total Messages through a dataflow by outcome: \
+             received from the source, sent to the destination, or dropped (filtered, \
+             unroutable, failed).\n# TYPE edgeplane_dataflow_messages_total counter"
+        );
+        for s in &statuses {
+            let name = label(&s.name);
+            let c = &s.counters;
+            for (outcome, n) in [
+                ("received", &c.received),
+                ("sent", &c.sent),
+                ("filtered", &c.filtered),
+                ("unroutable", &c.unroutable),
+                ("failed", &c.failed),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "edgeplane_dataflow_messages_total{{dataflow=\"{name}\",outcome=\"{outcome}\"}} {}",
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP edgeplane_dataflow_available 1 while a dataflow is Available, 0 while it is \
+             Degraded (an endpoint is down).\n# TYPE edgeplane_dataflow_available gauge"
+        );
+        for s in &statuses {
+            let up = u8::from(s.health() == Health::Available);
+            let _ = writeln!(
+                out,
+                "edgeplane_dataflow_available{{dataflow=\"{}\"}} {up}",
+                label(&s.name)
+            );
+        }
+    }
+}
+
+/// A Prometheus label value, escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// One running dataflow: its tasks end when this is dropped. Its source session stays in
@@ -183,6 +245,7 @@ impl Dataflows {
             broker,
             state_store,
             running: BTreeMap::new(),
+            board: StatusBoard::default(),
         };
         flows.apply(plans);
         flows
@@ -213,7 +276,15 @@ impl Dataflows {
             let running = self.launch(plan);
             self.running.insert(running.status.name.clone(), running);
         }
+        if let Ok(mut board) = self.board.0.write() {
+            *board = self.statuses();
+        }
         applied
+    }
+
+    /// The statuses, kept current by [`Dataflows::apply`].
+    pub fn board(&self) -> StatusBoard {
+        self.board.clone()
     }
 
     fn launch(&self, plan: Plan) -> Running {
@@ -769,5 +840,34 @@ mod tests {
             rfc3339(Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00.000Z"
         );
+    }
+}
+
+#[cfg(test)]
+mod metric_tests {
+    use super::*;
+
+    #[test]
+    fn metrics_have_one_sample_per_outcome_and_escape_names() {
+        let counters = Arc::new(Counters::default());
+        counters.received.store(5, Ordering::Relaxed);
+        counters.sent.store(4, Ordering::Relaxed);
+        let (_tx, problem) = watch::channel(Some("endpoint x: down".to_owned()));
+        let board = StatusBoard::default();
+        if let Ok(mut b) = board.0.write() {
+            b.push(DataflowStatus {
+                name: "line\"1".into(),
+                counters,
+                problem,
+            });
+        }
+        let mut out = String::new();
+        board.render_metrics(&mut out);
+        assert!(out.contains(
+            "edgeplane_dataflow_messages_total{dataflow=\"line\\\"1\",outcome=\"received\"} 5\n"
+        ));
+        assert!(out.contains("outcome=\"sent\"} 4\n"));
+        assert!(out.contains("edgeplane_dataflow_available{dataflow=\"line\\\"1\"} 0\n"));
+        assert_eq!(out.matches("# TYPE").count(), 2);
     }
 }
