@@ -256,11 +256,7 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
     }
     let refused = if denied {
         Some(ReasonCode::NOT_AUTHORIZED)
-    } else if conn.over_memory {
-        Stats::add(&ctx.stats.rejected_memory, 1);
-        Some(ReasonCode::QUOTA_EXCEEDED)
-    } else if conn.over_disk && p.qos != QoS::AtMostOnce {
-        Stats::add(&ctx.stats.rejected_disk, 1);
+    } else if conn.over_memory || (conn.over_disk && p.qos != QoS::AtMostOnce) {
         Some(ReasonCode::QUOTA_EXCEEDED)
     } else if p.properties.payload_format_indicator == Some(1)
         && std::str::from_utf8(&p.payload).is_err()
@@ -286,6 +282,15 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
                 "more QoS 2 in flight than Receive Maximum [MQTT-3.3.4-9]",
             );
         }
+    }
+    if refused == Some(ReasonCode::QUOTA_EXCEEDED) {
+        // Counted past the re-sent QoS 2 check: a copy of one already accepted gets success.
+        let cause = if conn.over_memory {
+            &ctx.stats.rejected_memory
+        } else {
+            &ctx.stats.rejected_disk
+        };
+        Stats::add(cause, 1);
     }
     let mut ticket = None;
     match refused {
