@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -350,6 +351,7 @@ fn run(
             flows,
         )
         .await;
+        let dataflow_board = dataflows.board();
         dataflow::keep_applied(
             config_dir.map(Path::to_path_buf),
             state_data_dir.clone(),
@@ -392,7 +394,7 @@ fn run(
                 }
             });
         }
-        let _portal = Portal::start_with_registry(
+        let portal = Portal::start_with_registry(
             &http,
             &metrics,
             broker.stats_handle(),
@@ -400,6 +402,9 @@ fn run(
             Some(registry),
         )
         .await?;
+        portal.add_metrics(Arc::new(move |out: &mut String| {
+            dataflow_board.render_metrics(out)
+        }));
         wait_for_signal().await;
         tracing::info!("shutting down");
         serving.not_ready("shutting down");

@@ -173,6 +173,14 @@ fn promtool_check(exposition: &str) -> std::process::Output {
 async fn scrape_after_traffic_passes_promtool() {
     let dir = temp_dir("promtool");
     std::fs::write(dir.join("listener.yaml"), LISTENER).expect("write config");
+    // A dataflow too, so its metrics are scraped and checked with the broker's.
+    std::fs::write(
+        dir.join("flow.yaml"),
+        "apiVersion: edgeplane.io/v1\nkind: Dataflow\nmetadata: {name: relay}\nspec:\n  operations:\n  \
+         - operationType: Source\n    sourceSettings: {endpointRef: default, dataSources: [\"plant/#\"]}\n  \
+         - operationType: Destination\n    destinationSettings: {endpointRef: default, dataDestination: \"curated/${inputTopic.2}\"}\n",
+    )
+    .expect("write config");
     let ep = start(&dir, &EPHEMERAL).await;
     assert_eq!(get(ep.http, "/healthz").await, (200, "ok\n".into()));
     let (status, body) = get(ep.http, "/readyz").await;
@@ -192,7 +200,27 @@ async fn scrape_after_traffic_passes_promtool() {
     assert!(delta("edgeplane_received_bytes_total") > 0.0);
     assert!(delta("edgeplane_sent_publish_bytes_total") > 0.0);
     assert_eq!(sample(&after, "aio_broker_connected_sessions"), 2.0);
+    // In-process sessions (the dataflow's) are not counted.
     assert_eq!(sample(&after, "aio_broker_total_subscriptions"), 1.0);
+    let relayed = |text: &str| {
+        sample(
+            text,
+            "edgeplane_dataflow_messages_total{dataflow=\"relay\",outcome=\"sent\"}",
+        )
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while relayed(&get(ep.metrics, "/metrics").await.1) < 3.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dataflow relayed 3 messages"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, after) = get(ep.metrics, "/metrics").await;
+    assert_eq!(
+        sample(&after, "edgeplane_dataflow_available{dataflow=\"relay\"}"),
+        1.0
+    );
     // The HTTP address serves the same metrics.
     let (status, body) = get(ep.http, "/metrics").await;
     assert_eq!(status, 200);

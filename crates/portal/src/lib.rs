@@ -62,11 +62,16 @@ pub enum PortalError {
     },
 }
 
+/// More metrics for `/metrics`, from a component outside the broker (dataflows,
+/// connectors): it appends whole families in the text exposition format.
+pub type MetricsSource = Arc<dyn Fn(&mut String) + Send + Sync>;
+
 /// The running HTTP server; dropping it stops serving.
 pub struct Portal {
     http_addr: SocketAddr,
     metrics_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
+    sources: Arc<parking_lot::RwLock<Vec<MetricsSource>>>,
 }
 
 impl Portal {
@@ -94,24 +99,34 @@ impl Portal {
         let metrics_addr = metrics_listener.local_addr().unwrap_or(metrics.addr);
         tracing::info!(addr = %http_addr, "http listening");
         tracing::info!(addr = %metrics_addr, "metrics listening");
-        let state = AppState { stats, readiness };
+        let sources: Arc<parking_lot::RwLock<Vec<MetricsSource>>> = Arc::default();
+        let scrape = Scrape {
+            stats,
+            sources: Arc::clone(&sources),
+        };
+        let state = AppState {
+            scrape: scrape.clone(),
+            readiness,
+        };
         let tasks = vec![
             tokio::spawn(serve(
                 "http",
                 http_listener,
                 http_router(state.clone(), registry),
             )),
-            tokio::spawn(serve(
-                "metrics",
-                metrics_listener,
-                metrics_router(state.stats),
-            )),
+            tokio::spawn(serve("metrics", metrics_listener, metrics_router(scrape))),
         ];
         Ok(Portal {
             http_addr,
             metrics_addr,
             tasks,
+            sources,
         })
+    }
+
+    /// Serve `source`'s metrics on `/metrics` (both addresses) from now on.
+    pub fn add_metrics(&self, source: MetricsSource) {
+        self.sources.write().push(source);
     }
 
     /// The HTTP address as bound (with the real port when 0 was asked for).
@@ -153,13 +168,20 @@ async fn serve(name: &'static str, listener: TcpListener, router: Router) {
 
 #[derive(Clone)]
 struct AppState {
-    stats: Arc<Stats>,
+    scrape: Scrape,
     readiness: Readiness,
 }
 
-impl FromRef<AppState> for Arc<Stats> {
+/// What a scrape of `/metrics` reads.
+#[derive(Clone)]
+struct Scrape {
+    stats: Arc<Stats>,
+    sources: Arc<parking_lot::RwLock<Vec<MetricsSource>>>,
+}
+
+impl FromRef<AppState> for Scrape {
     fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.stats)
+        state.scrape.clone()
     }
 }
 
@@ -187,7 +209,7 @@ fn http_router(state: AppState, registry: Option<Registry>) -> Router {
 }
 
 /// `/metrics` only.
-fn metrics_router(stats: Arc<Stats>) -> Router {
+fn metrics_router(scrape: Scrape) -> Router {
     Router::new()
         .route("/metrics", get(prometheus))
         .fallback(|| async {
@@ -196,7 +218,7 @@ fn metrics_router(stats: Arc<Stats>) -> Router {
                 "not found: this address serves /metrics\n",
             )
         })
-        .with_state(stats)
+        .with_state(scrape)
 }
 
 async fn healthz() -> &'static str {
@@ -213,9 +235,10 @@ async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     (status, report.text)
 }
 
-async fn prometheus(State(stats): State<Arc<Stats>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        metrics::render(&stats),
-    )
+async fn prometheus(State(scrape): State<Scrape>) -> impl IntoResponse {
+    let mut text = metrics::render(&scrape.stats);
+    for source in scrape.sources.read().iter() {
+        source(&mut text);
+    }
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
 }

@@ -31,6 +31,11 @@
 //! | `edgeplane_selfcheck_latency_seconds` | gauge | round trip of the latest successful probe |
 //! | `edgeplane_build_info{version}` | gauge | always 1 |
 //!
+//! Components outside the broker add their own families through
+//! [`crate::Portal::add_metrics`]: the dataflows add
+//! `edgeplane_dataflow_messages_total{dataflow,outcome}` (received, sent, filtered,
+//! unroutable, failed) and `edgeplane_dataflow_available{dataflow}`.
+//!
 //! AIO's `aio_broker_payload_bytes_*` count payload bytes only; the broker counts whole
 //! packets, so that name is not used for what would be another number.
 
