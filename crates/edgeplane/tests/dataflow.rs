@@ -104,17 +104,14 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-/// Start `edgeplane run` with a data folder and wait until MQTT is served on `port`.
+/// Start `edgeplane run` with a data folder and wait until it reports ready (`/readyz`:
+/// listeners bound, state store and dataflows attached).
 async fn run_durable(config: &std::path::Path, data: &std::path::Path, port: u16) -> Child {
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let child = Command::new(BIN)
-        .args([
-            "run",
-            "--http",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--config",
-        ])
+        .args(["run", "--metrics", "127.0.0.1:0", "--http"])
+        .arg(http.to_string())
+        .arg("--config")
         .arg(config)
         .arg("--data-dir")
         .arg(data)
@@ -124,17 +121,31 @@ async fn run_durable(config: &std::path::Path, data: &std::path::Path, port: u16
         .spawn()
         .expect("start edgeplane");
     let deadline = tokio::time::Instant::now() + WAIT * 2;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
+    while !ready(http).await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "edgeplane did not start"
+            "edgeplane did not become ready"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok());
     child
+}
+
+/// Whether `GET /readyz` answers 200.
+async fn ready(http: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(http).await else {
+        return false;
+    };
+    let req = format!("GET /readyz HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    let mut buf = Vec::new();
+    if s.write_all(req.as_bytes()).await.is_err() || s.read_to_end(&mut buf).await.is_err() {
+        return false;
+    }
+    buf.starts_with(b"HTTP/1.1 200")
 }
 
 async fn persistent_client(addr: SocketAddr, id: &str) -> (Client, bool) {

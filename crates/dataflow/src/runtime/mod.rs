@@ -29,7 +29,7 @@ use bytes::Bytes;
 use edgeplane_broker::{LocalClient, LocalError, LocalFactory, LocalOptions, Received};
 use edgeplane_codec::{Properties, Publish, QoS, SubOptions};
 use edgeplane_statestore::StateStoreHandle;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::dataset::{parse_json_lines, Datasets};
@@ -37,6 +37,16 @@ use crate::resources::{EndpointPlan, Plan, RemotePlan};
 use crate::{BuiltInTransformation, Message, Outcome};
 use mqtt::{Delivery, DeliveryAck, LinkSettings, LinkStatus, MqttLink};
 use sink::Sink;
+
+/// How long [`Dataflows::start`] waits for its instances to attach.
+pub const ATTACH_WAIT: Duration = Duration::from_secs(10);
+
+/// Wait for every receiver (a sender dropped counts as done).
+async fn all_done(receivers: Vec<oneshot::Receiver<()>>) {
+    for rx in receivers {
+        let _ = rx.await;
+    }
+}
 
 /// Messages in flight (taken from the source, not yet acknowledged) per instance.
 pub const WINDOW: usize = 256;
@@ -234,8 +244,10 @@ pub struct Applied {
 }
 
 impl Dataflows {
-    /// Start every plan. `state_store` serves enrichment datasets (none: datasets stay
-    /// empty and `$context` reads give `()`).
+    /// Start every plan and wait (at most [`ATTACH_WAIT`]) until each instance has made
+    /// its first attempt to attach, so a local source is subscribed before the caller
+    /// reports the broker ready. `state_store` serves enrichment datasets (none: datasets
+    /// stay empty and `$context` reads give `()`).
     pub async fn start(
         broker: LocalFactory,
         state_store: Option<StateStoreHandle>,
@@ -247,13 +259,22 @@ impl Dataflows {
             running: BTreeMap::new(),
             board: StatusBoard::default(),
         };
-        flows.apply(plans);
+        let (_, attached) = flows.apply_waiting(plans);
+        let all = all_done(attached);
+        if tokio::time::timeout(ATTACH_WAIT, all).await.is_err() {
+            tracing::warn!("some dataflows are still attaching; starting without waiting for them");
+        }
         flows
     }
 
     /// Make the running dataflows those of `plans`: new ones start, those whose
     /// fingerprint changed restart, those no longer planned (or now disabled) stop.
     pub fn apply(&mut self, plans: Vec<Plan>) -> Applied {
+        self.apply_waiting(plans).0
+    }
+
+    fn apply_waiting(&mut self, plans: Vec<Plan>) -> (Applied, Vec<oneshot::Receiver<()>>) {
+        let mut attached = Vec::new();
         let mut applied = Applied::default();
         let names: std::collections::BTreeSet<String> =
             plans.iter().map(|p| p.name.clone()).collect();
@@ -273,13 +294,13 @@ impl Dataflows {
             }
             // Stop the old run before the new one attaches to the same sessions.
             self.running.remove(&plan.name);
-            let running = self.launch(plan);
+            let running = self.launch(plan, &mut attached);
             self.running.insert(running.status.name.clone(), running);
         }
         if let Ok(mut board) = self.board.0.write() {
             *board = self.statuses();
         }
-        applied
+        (applied, attached)
     }
 
     /// The statuses, kept current by [`Dataflows::apply`].
@@ -287,7 +308,7 @@ impl Dataflows {
         self.board.clone()
     }
 
-    fn launch(&self, plan: Plan) -> Running {
+    fn launch(&self, plan: Plan, attached: &mut Vec<oneshot::Receiver<()>>) -> Running {
         let counters = Arc::new(Counters::default());
         let (problem_tx, problem) = watch::channel(None);
         let problem_tx = Arc::new(problem_tx);
@@ -302,7 +323,9 @@ impl Dataflows {
                 problem: Arc::clone(&problem_tx),
                 datasets: datasets.clone(),
             };
-            tasks.push(tokio::spawn(flow.run(self.broker.clone())));
+            let (tx, rx) = oneshot::channel();
+            attached.push(rx);
+            tasks.push(tokio::spawn(flow.run(self.broker.clone(), Some(tx))));
         }
         tracing::info!(dataflow = %plan.name, instances = plan.instances, "dataflow started");
         Running {
@@ -442,10 +465,16 @@ impl Instance {
         )
     }
 
-    async fn run(self, broker: LocalFactory) {
+    /// Attach and pump until the broker shuts down; `attached` fires after the first
+    /// attempt (a local source is then subscribed).
+    async fn run(self, broker: LocalFactory, mut attached: Option<oneshot::Sender<()>>) {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.attach(&broker).await {
+            let result = self.attach(&broker).await;
+            if let Some(tx) = attached.take() {
+                let _ = tx.send(());
+            }
+            match result {
                 Ok((source, sink)) => {
                     backoff = Duration::from_millis(200);
                     self.pump(source, sink).await;
