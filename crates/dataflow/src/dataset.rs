@@ -13,6 +13,12 @@ use serde_json::Value as Json;
 pub trait DatasetSource {
     /// The records stored under `key`, in order; `None` if the key is not (yet) known.
     fn records(&self, key: &str) -> Option<&[Json]>;
+
+    /// A number that changes whenever the records under `key` change, so a transform may
+    /// keep an index of them; `None` (the default) means "unknown", and nothing is cached.
+    fn generation(&self, _key: &str) -> Option<u64> {
+        None
+    }
 }
 
 impl DatasetSource for HashMap<String, Vec<Json>> {
@@ -49,6 +55,10 @@ pub fn parse_json_lines(text: &str) -> Result<Vec<Json>, DatasetError> {
 #[derive(Debug, Clone, Default)]
 pub struct Datasets {
     by_key: HashMap<String, Vec<Json>>,
+    /// Per key, the generation of its records (see [`DatasetSource::generation`]); the
+    /// counter only grows, also across clones, so a replaced dataset never repeats one.
+    generations: HashMap<String, u64>,
+    next_generation: u64,
 }
 
 impl Datasets {
@@ -58,7 +68,10 @@ impl Datasets {
 
     /// Replaces the records under `key`.
     pub fn set(&mut self, key: impl Into<String>, records: Vec<Json>) {
-        self.by_key.insert(key.into(), records);
+        let key = key.into();
+        self.next_generation += 1;
+        self.generations.insert(key.clone(), self.next_generation);
+        self.by_key.insert(key, records);
     }
 
     /// Parses `text` as JSON lines and replaces the records under `key`; returns how
@@ -76,6 +89,7 @@ impl Datasets {
 
     /// Forgets `key` (the state store deleted it); returns whether it was known.
     pub fn remove(&mut self, key: &str) -> bool {
+        self.generations.remove(key);
         self.by_key.remove(key).is_some()
     }
 }
@@ -83,6 +97,10 @@ impl Datasets {
 impl DatasetSource for Datasets {
     fn records(&self, key: &str) -> Option<&[Json]> {
         self.by_key.get(key).map(Vec::as_slice)
+    }
+
+    fn generation(&self, key: &str) -> Option<u64> {
+        self.generations.get(key).copied()
     }
 }
 

@@ -114,6 +114,18 @@ pub struct BuiltInTransformation {
     last: Vec<Option<Json>>,
     /// Inputs with a `? $last` slot, to refresh after each message.
     remembered: Vec<(RuleRef, usize)>,
+    /// Per dataset, an index of its records for the usual `$source.x == $context.y`
+    /// condition, valid for one generation of the records.
+    indexes: Vec<Option<EqualityIndex>>,
+}
+
+/// The records of one dataset generation by the string value of the record side of an
+/// equality condition: the first record for each value, as a linear scan would find it.
+struct EqualityIndex {
+    generation: u64,
+    /// Which input of the condition is the message's.
+    message_input: usize,
+    first: std::collections::HashMap<String, usize>,
 }
 
 /// What the map stage decided, before the output message is assembled.
@@ -153,6 +165,7 @@ impl BuiltInTransformation {
             maps: compiled.maps,
             last: vec![None; compiled.last_slots],
             remembered,
+            indexes: Vec::new(),
         })
     }
 
@@ -167,6 +180,7 @@ impl BuiltInTransformation {
         msg: Message,
         datasets: &dyn DatasetSource,
     ) -> Result<Outcome, TransformError> {
+        self.refresh_indexes(datasets);
         let (result, updates) = self.run(&msg, datasets);
         let outcome = result.map(|decision| match decision {
             Decision::Emit(plan) => Outcome::Emit(assemble(msg, plan)),
@@ -178,6 +192,78 @@ impl BuiltInTransformation {
             }
         }
         outcome
+    }
+
+    /// Build (or keep) each dataset's equality index for the records' current generation.
+    /// A dataset is indexed only when its condition is `$a == $b` with one side read from
+    /// the record and every record's value there a string (or missing); otherwise the
+    /// linear scan decides, with the full comparison rules.
+    fn refresh_indexes(&mut self, datasets: &dyn DatasetSource) {
+        if self.indexes.len() != self.datasets.len() {
+            self.indexes = self.datasets.iter().map(|_| None).collect();
+        }
+        let empty = Json::Null;
+        let probe = Ctx {
+            payload: &empty,
+            topic: "",
+            user_properties: &[],
+            content_type: None,
+            matched: Vec::new(),
+            last: &[],
+        };
+        for (dataset, slot) in self.datasets.iter().zip(self.indexes.iter_mut()) {
+            let Some(generation) = datasets.generation(&dataset.key) else {
+                *slot = None;
+                continue;
+            };
+            if slot.as_ref().is_some_and(|ix| ix.generation == generation) {
+                continue;
+            }
+            *slot = None;
+            let Some((a, b)) = dataset.expr.input_equality() else {
+                continue;
+            };
+            let is_record = |i: usize| {
+                dataset
+                    .inputs
+                    .get(i)
+                    .is_some_and(|input| matches!(input.source, Source::Record(_)))
+            };
+            let (record_input, message_input) = match (is_record(a), is_record(b)) {
+                (false, true) => (b, a),
+                (true, false) => (a, b),
+                _ => continue,
+            };
+            let Some(input) = dataset.inputs.get(record_input) else {
+                continue;
+            };
+            let mut first = std::collections::HashMap::new();
+            let mut indexable = true;
+            for (i, record) in datasets
+                .records(&dataset.key)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                match probe.read(input, Some(record), &[]).value() {
+                    Value::String(s) => {
+                        first.entry(s.into_owned()).or_insert(i);
+                    }
+                    Value::Empty => {}
+                    _ => {
+                        indexable = false;
+                        break;
+                    }
+                }
+            }
+            if indexable {
+                *slot = Some(EqualityIndex {
+                    generation,
+                    message_input,
+                    first,
+                });
+            }
+        }
     }
 
     /// Everything that only reads: the stages and the new last-known values.
@@ -231,8 +317,20 @@ impl BuiltInTransformation {
                 Source::Record(_) => Value::Empty,
                 _ => ctx.read(input, None, &[]).value(),
             }));
+            let records = datasets.records(&dataset.key).unwrap_or_default();
+            let equality_index = self
+                .indexes
+                .get(index)
+                .and_then(Option::as_ref)
+                .filter(|ix| Some(ix.generation) == datasets.generation(&dataset.key));
+            if let Some(ix) = equality_index {
+                if let Some(Value::String(s)) = values.get(ix.message_input) {
+                    matched.push(ix.first.get(s.as_ref()).and_then(|&i| records.get(i)));
+                    continue;
+                }
+            }
             let mut found = None;
-            for record in datasets.records(&dataset.key).unwrap_or_default() {
+            for record in records {
                 for (slot, input) in values.iter_mut().zip(&dataset.inputs) {
                     if let Source::Record(_) = input.source {
                         *slot = ctx.read(input, Some(record), &[]).value();
