@@ -301,6 +301,11 @@ fn run(
             let self_check = self_check_settings(&config.broker.raw_spec);
             let flows = dataflow::plans(&config, data_dir.as_deref())
                 .map_err(|e| anyhow::anyhow!("invalid configuration in {}:\n{e}", dir.display()))?;
+            if data_dir.is_none() {
+                for flow in flows.iter().filter(|f| f.disk_persistence) {
+                    tracing::warn!(dataflow = %flow.name, "requestDiskPersistence is Enabled but there is no --data-dir: what the dataflow has not delivered lives in memory only");
+                }
+            }
             (
                 settings,
                 listeners,
