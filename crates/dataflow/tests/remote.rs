@@ -9,7 +9,9 @@ use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{free_port, start_flows, start_mosquitto, start_mosquitto_with, stop, until_flowing};
+use common::{
+    free_port, problem_of, start_flows, start_mosquitto, start_mosquitto_with, stop, until_flowing,
+};
 use edgeplane_codec::{Packet, QoS};
 use edgeplane_dataflow::runtime::Health;
 use edgeplane_tests::{connect_persistent, publish, Client, TempDir, TestBroker, V5, WAIT};
@@ -212,17 +214,7 @@ spec:
     let b = TestBroker::start().await;
     let flows = start_flows(&b, &manifests("wrong")).await;
     let status = flows.statuses()[0].clone();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let why = loop {
-        if let Some(why) = status.problem.borrow().clone() {
-            break why;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no status for a refused login"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let why = problem_of(&status, "no status for a refused login").await;
     assert_eq!(status.health(), Health::Degraded);
     assert!(
         why.contains("site-broker") && why.contains("refused"),
@@ -352,17 +344,7 @@ spec:
     let b = TestBroker::start().await;
     let flows = start_flows(&b, &manifests(&other_ca.cert_pem)).await;
     let status = flows.statuses()[0].clone();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let why = loop {
-        if let Some(why) = status.problem.borrow().clone() {
-            break why;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no status for an untrusted broker"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let why = problem_of(&status, "no status for an untrusted broker").await;
     assert!(why.contains("tls handshake"), "{why}");
     drop((flows, b));
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use edgeplane_codec::{Packet, QoS};
 use edgeplane_dataflow::resources;
-use edgeplane_dataflow::runtime::Dataflows;
+use edgeplane_dataflow::runtime::{DataflowStatus, Dataflows};
 use edgeplane_statestore::{SetOptions, StateStore, StateStoreSettings};
 use edgeplane_tests::{publish, Client, TestBroker, WAIT};
 use tokio::process::{Child, Command};
@@ -119,4 +119,16 @@ pub async fn stop(mut child: Child) {
         let _ = Command::new("kill").arg(pid.to_string()).status().await;
     }
     let _ = tokio::time::timeout(WAIT, child.wait()).await;
+}
+
+/// The dataflow's problem in words, once it reports one; fails with `what` after [`WAIT`].
+pub async fn problem_of(status: &DataflowStatus, what: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(why) = status.problem.borrow().clone() {
+            return why;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
