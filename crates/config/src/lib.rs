@@ -43,6 +43,7 @@ mod auth;
 mod broker;
 mod dataflow;
 mod device;
+mod device_spec;
 mod error;
 mod listener;
 mod load;
@@ -63,10 +64,13 @@ pub use dataflow::{
     SUPPORTED_ENDPOINT_TYPES,
 };
 pub use device::{
-    check_resource, configuration_value, secret_key, secret_name, AssetDataPoint, AssetDataset,
-    AssetEvent, AssetEventGroup, AssetSpec, Authentication, CheckedResource, Destination,
-    DestinationConfiguration, DeviceRef, DeviceSpec, EndpointSecurity, InboundEndpoint,
-    DEFAULT_NAMESPACE, OPCUA_ENDPOINT_TYPE,
+    check_resource, secret_key, secret_name, CheckedResource, DEFAULT_NAMESPACE,
+    OPCUA_ENDPOINT_TYPE,
+};
+pub use device_spec::{
+    configuration_value, AssetDataPoint, AssetDataset, AssetEvent, AssetEventGroup, AssetSpec,
+    Authentication, Destination, DestinationConfiguration, DeviceRef, DeviceSpec, EndpointSecurity,
+    InboundEndpoint,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use listener::{ListenerPort, Protocol, TlsSettings};
