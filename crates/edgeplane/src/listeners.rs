@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use edgeplane_broker::auth::{
-    Authentication, Authorization, ListenerAuth, Method, PasswordFile, X509Settings,
+    Authentication, Authorization, CustomSettings, ListenerAuth, Method, PasswordFile, SatSettings,
+    X509Settings,
 };
 use edgeplane_broker::tls::{issue_leaf, Issued, ServerTls};
 use edgeplane_broker::{ConnectionLimits, ListenerSpec};
@@ -190,9 +191,10 @@ fn authentication(
                 methods.push(Method::X509(settings));
                 client_cas = Some(cas);
             }
-            Some(other @ ("ServiceAccountToken" | "Custom")) => anyhow::bail!(
-                "{at}.method: {other} is not supported yet (it comes with the security issue); refusing to start rather than leave the port unprotected"
-            ),
+            Some("Custom") => methods.push(Method::Custom(custom(config, m, &at)?)),
+            Some("ServiceAccountToken") => {
+                methods.push(Method::ServiceAccountToken(service_account_token(config, m, &at)?))
+            }
             other => anyhow::bail!("{at}.method: {other:?} is not one of UsernamePassword, X509, ServiceAccountToken, Custom"),
         }
     }
@@ -244,6 +246,91 @@ fn x509(config: &Config, m: &Value, at: &str) -> anyhow::Result<(X509Settings, V
     let parsed = X509Settings::new(cas.as_bytes(), rules)
         .map_err(|e| anyhow!("ConfigMap/{ca_name}: {e}"))?;
     Ok((parsed, cas.into_bytes()))
+}
+
+/// `customSettings`: the webhook's https `endpoint`, the ConfigMap of CAs its certificate
+/// must chain to (`caCertConfigMap`, required here: there is no cluster trust bundle), an
+/// optional client certificate (`auth.x509.secretRef`, a `kubernetes.io/tls` Secret) and
+/// extra `headers`.
+fn custom(config: &Config, m: &Value, at: &str) -> anyhow::Result<CustomSettings> {
+    let at = format!("{at}.customSettings");
+    let settings = m
+        .get("customSettings")
+        .ok_or_else(|| anyhow!("{at}: missing; give at least endpoint and caCertConfigMap"))?;
+    let endpoint = settings
+        .get("endpoint")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            anyhow!("{at}.endpoint: missing; the https URL of the authentication server")
+        })?;
+    let ca_name = settings
+        .get("caCertConfigMap")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("{at}.caCertConfigMap: missing; name a ConfigMap with the PEM CA of the authentication server's certificate"))?;
+    let cas: String = config
+        .config_maps
+        .get(ca_name)
+        .ok_or_else(|| anyhow!("{at}.caCertConfigMap: ConfigMap/{ca_name} not found"))?
+        .values()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let client = match settings
+        .pointer("/auth/x509/secretRef")
+        .and_then(Value::as_str)
+    {
+        Some(name) => Some(
+            secret_pem(&config.secrets, name)
+                .with_context(|| format!("{at}.auth.x509.secretRef"))?,
+        ),
+        None => None,
+    };
+    let mut headers = Vec::new();
+    for (k, v) in settings
+        .get("headers")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let v = v
+            .as_str()
+            .ok_or_else(|| anyhow!("{at}.headers.{k}: expected a string"))?;
+        headers.push((k.clone(), v.to_owned()));
+    }
+    let client = client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+    CustomSettings::new(endpoint, cas.as_bytes(), client, &headers, None)
+        .map_err(|e| anyhow!("{at}: {e}"))
+}
+
+/// `serviceAccountTokenSettings`: `audiences` as in AIO, and (standalone, our extension)
+/// `jwksSecretRef`, a Secret whose entries are JWKS documents with the token issuer's public
+/// keys (a cluster's are at `/openid/v1/jwks`).
+fn service_account_token(config: &Config, m: &Value, at: &str) -> anyhow::Result<SatSettings> {
+    let at = format!("{at}.serviceAccountTokenSettings");
+    let settings = m
+        .get("serviceAccountTokenSettings")
+        .ok_or_else(|| anyhow!("{at}: missing; give audiences and jwksSecretRef"))?;
+    let audiences = settings
+        .get("audiences")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("{at}.audiences: missing; list the audiences tokens must carry"))?
+        .iter()
+        .map(|a| {
+            a.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("{at}.audiences: expected strings"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let name = settings
+        .get("jwksSecretRef")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("{at}.jwksSecretRef: missing; without a cluster, name a Secret holding the issuer's JWKS (kubectl get --raw /openid/v1/jwks)"))?;
+    let secret = config
+        .secrets
+        .get(name)
+        .ok_or_else(|| anyhow!("{at}.jwksSecretRef: Secret/{name} not found"))?;
+    let docs: Vec<&[u8]> = secret.data.values().map(Vec::as_slice).collect();
+    SatSettings::new(audiences, &docs).map_err(|e| anyhow!("{at} (Secret/{name}): {e}"))
 }
 
 fn secret_pem(

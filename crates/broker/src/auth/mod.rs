@@ -2,22 +2,40 @@
 //! authentication methods tried in order (a method whose credentials are not relevant falls
 //! through, a relevant one decides), and allow-only authorization rules (deny when no rule
 //! grants) over Connect, Publish and Subscribe.
+//!
+//! A CONNECT's credentials enter as [`Credentials`]; what leaves is a [`Verdict`]: a
+//! [`Grant`] (user name and attributes for authorization, and when the credentials expire)
+//! or the CONNACK reason code. MQTT 5 enhanced authentication (`K8S-SAT`) decides on the
+//! CONNECT alone and can be renewed with AUTH ([`Authentication::reauthenticate`]).
 
 mod authz;
+mod custom;
 mod password;
+mod sat;
 mod x509;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use parking_lot::RwLock;
 
 pub use authz::{Authorization, PolicyError};
+pub use custom::{parse_rfc3339, CustomConfigError, CustomSettings, Outcome, API_VERSION};
 pub use password::{hash_password, PasswordFile, PasswordFileError};
+pub use sat::{SatConfigError, SatSettings, TokenError, VerifiedToken, SAT_METHOD};
 pub use x509::{X509Error, X509Settings};
 
 /// The certificate chain a client presented over TLS (leaf first), already verified.
 pub type ClientCerts = Arc<Vec<rustls::pki_types::CertificateDer<'static>>>;
+
+/// CONNACK reason codes authentication answers with (MQTT 5; the connection maps them to
+/// 3.1.1 return codes).
+pub mod code {
+    pub const BAD_CREDENTIALS: u8 = 0x86;
+    pub const NOT_AUTHORIZED: u8 = 0x87;
+    pub const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
+}
 
 /// Who a connection is, as authorization sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +55,12 @@ pub enum Method {
     /// (so chain and validity are already checked). Relevant when the client presented one;
     /// its CN becomes the user name.
     X509(X509Settings),
+    /// Kubernetes service account tokens (`K8S-SAT`): relevant when CONNECT's Authentication
+    /// Method is `K8S-SAT` (the token is the Authentication Data), or, as older AIO clients
+    /// do, when the user name starts with `K8S-SAT` (the token is the password).
+    ServiceAccountToken(SatSettings),
+    /// The custom authentication webhook: relevant whenever it answers.
+    Custom(CustomSettings),
 }
 
 /// The authentication of a listener port.
@@ -45,70 +69,158 @@ pub struct Authentication {
     pub methods: Vec<Method>,
 }
 
+/// What a client presented on CONNECT.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub username: Option<String>,
+    pub password: Option<bytes::Bytes>,
+    pub certs: Option<ClientCerts>,
+    /// MQTT 5 Authentication Method and Data (enhanced authentication).
+    pub method: Option<String>,
+    pub data: Option<bytes::Bytes>,
+}
+
+/// An accepted client.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Grant {
+    pub username: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+    /// When the credentials stop being valid: the connection is closed then unless the
+    /// client re-authenticates.
+    pub expiry: Option<SystemTime>,
+}
+
 /// Outcome of authenticating a CONNECT.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    Allowed {
-        username: Option<String>,
-        attributes: BTreeMap<String, String>,
-    },
-    /// Credentials were relevant to a method and wrong (CONNACK 0x86 / 3.1.1 0x04).
-    BadCredentials,
-    /// No method found the credentials relevant (CONNACK 0x87 / 3.1.1 0x05).
-    NotAuthorized,
+    Allowed(Grant),
+    /// Refused with this MQTT 5 CONNACK reason code: 0x86 when credentials were relevant to a
+    /// method and wrong, 0x87 when no method found them relevant, 0x8C for an enhanced
+    /// authentication method no configured method speaks, or the webhook's code.
+    Refused(u8),
 }
 
 impl Authentication {
-    /// Check the CONNECT's credentials. Slow hashing runs on the blocking pool.
-    pub async fn authenticate(
-        self: &Arc<Self>,
-        username: Option<String>,
-        password: Option<bytes::Bytes>,
-        certs: Option<ClientCerts>,
-    ) -> Verdict {
-        let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let chain = certs.as_deref().map(Vec::as_slice);
-            this.authenticate_blocking(username.as_deref(), password.as_deref(), chain)
-        })
-        .await
-        .unwrap_or(Verdict::NotAuthorized)
-    }
-
-    fn authenticate_blocking(
-        &self,
-        username: Option<&str>,
-        password: Option<&[u8]>,
-        certs: Option<&[rustls::pki_types::CertificateDer<'static>]>,
-    ) -> Verdict {
-        for method in &self.methods {
+    /// Check the CONNECT's credentials, methods in order. Slow hashing runs on the blocking
+    /// pool; the webhook is awaited.
+    pub async fn authenticate(self: &Arc<Self>, creds: Credentials) -> Verdict {
+        if let Some(method) = &creds.method {
+            // Enhanced authentication: only a method speaking it can decide [MQTT-4.12.0-1].
+            let sat = self.methods.iter().find_map(|m| match m {
+                Method::ServiceAccountToken(s) if method == SAT_METHOD => Some(s),
+                _ => None,
+            });
+            return match sat {
+                Some(s) => {
+                    sat_verdict(s, creds.data.as_deref().unwrap_or_default(), creds.username)
+                }
+                None => Verdict::Refused(code::BAD_AUTHENTICATION_METHOD),
+            };
+        }
+        for (index, method) in self.methods.iter().enumerate() {
             match method {
                 Method::X509(settings) => {
-                    let Some(chain) = certs.filter(|c| !c.is_empty()) else {
+                    let Some(chain) = creds.certs.as_deref().filter(|c| !c.is_empty()) else {
                         continue;
                     };
                     return match settings.identify(chain) {
-                        Some((cn, attributes)) => Verdict::Allowed {
+                        Some((cn, attributes)) => Verdict::Allowed(Grant {
                             username: Some(cn),
                             attributes,
-                        },
-                        None => Verdict::BadCredentials,
+                            expiry: None,
+                        }),
+                        None => Verdict::Refused(code::BAD_CREDENTIALS),
                     };
                 }
-                Method::UsernamePassword(file) => {
-                    let Some(user) = username else { continue };
-                    return if file.verify(user, password.unwrap_or_default()) {
-                        Verdict::Allowed {
-                            username: Some(user.to_owned()),
-                            attributes: BTreeMap::new(),
-                        }
-                    } else {
-                        Verdict::BadCredentials
+                Method::UsernamePassword(_) => {
+                    let Some(user) = creds.username.clone() else {
+                        continue;
                     };
+                    let this = Arc::clone(self);
+                    let password = creds.password.clone().unwrap_or_default();
+                    let ok = tokio::task::spawn_blocking(move || match &this.methods[index] {
+                        Method::UsernamePassword(file) => file.verify(&user, &password),
+                        _ => false,
+                    })
+                    .await
+                    .unwrap_or(false);
+                    return if ok {
+                        Verdict::Allowed(Grant {
+                            username: creds.username,
+                            ..Grant::default()
+                        })
+                    } else {
+                        Verdict::Refused(code::BAD_CREDENTIALS)
+                    };
+                }
+                Method::ServiceAccountToken(settings) => {
+                    let legacy = creds
+                        .username
+                        .as_deref()
+                        .is_some_and(|u| u.starts_with(SAT_METHOD));
+                    if !legacy {
+                        continue;
+                    }
+                    let token = creds.password.as_deref().unwrap_or_default();
+                    return sat_verdict(settings, token, creds.username);
+                }
+                Method::Custom(settings) => {
+                    let asked = custom::ConnectCredentials {
+                        username: creds.username.as_deref(),
+                        password: creds.password.as_deref(),
+                        certs: creds.certs.as_deref().map(Vec::as_slice),
+                    };
+                    match settings.authenticate(&asked).await {
+                        Outcome::Allowed { attributes, expiry } => {
+                            return Verdict::Allowed(Grant {
+                                username: creds.username,
+                                attributes,
+                                expiry,
+                            })
+                        }
+                        Outcome::Denied(reason) => return Verdict::Refused(reason),
+                        Outcome::Unavailable(why) => {
+                            tracing::warn!(method = index, reason = %why, "custom authentication server gave no answer; trying the next method");
+                        }
+                    }
                 }
             }
         }
-        Verdict::NotAuthorized
+        Verdict::Refused(code::NOT_AUTHORIZED)
+    }
+
+    /// Re-authentication with AUTH (reason 0x19) under the CONNECT's Authentication Method:
+    /// the new expiry, or the DISCONNECT reason code.
+    pub fn reauthenticate(&self, method: &str, data: &[u8]) -> Result<Option<SystemTime>, u8> {
+        let sat = self.methods.iter().find_map(|m| match m {
+            Method::ServiceAccountToken(s) if method == SAT_METHOD => Some(s),
+            _ => None,
+        });
+        let Some(sat) = sat else {
+            return Err(code::NOT_AUTHORIZED);
+        };
+        match sat.verify(data, SystemTime::now()) {
+            Ok(t) => Ok(Some(t.expiry)),
+            Err(e) => {
+                tracing::info!(reason = %e, "re-authentication refused");
+                Err(code::NOT_AUTHORIZED)
+            }
+        }
+    }
+}
+
+fn sat_verdict(settings: &SatSettings, token: &[u8], username: Option<String>) -> Verdict {
+    match settings.verify(token, SystemTime::now()) {
+        Ok(t) => Verdict::Allowed(Grant {
+            // As in AIO, the user name is the client's (unverified) one.
+            username,
+            attributes: BTreeMap::new(),
+            expiry: Some(t.expiry),
+        }),
+        Err(e) => {
+            tracing::info!(reason = %e, "service account token refused");
+            Verdict::Refused(code::BAD_CREDENTIALS)
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! topic aliases), and attach the session in its partition, which sends CONNACK.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use edgeplane_codec::{
@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Context;
-use crate::auth::{ClientCerts, ListenerAuth, Principal, Verdict};
+use crate::auth::{code, ClientCerts, Credentials, ListenerAuth, Principal, Verdict};
 use crate::router::{Cmd, ConnSignals, ConnectRequest, Outgoing, WillMsg};
 
 /// What the rest of the connection needs after a successful CONNECT.
@@ -28,6 +28,10 @@ pub struct Negotiated {
     /// The store keeps the session.
     pub persist: bool,
     pub principal: Principal,
+    /// The MQTT 5 Authentication Method of CONNECT, which AUTH must repeat.
+    pub auth_method: Option<String>,
+    /// When the credentials expire (the connection is closed then unless renewed).
+    pub expiry: Option<SystemTime>,
 }
 
 /// The connection is refused (answered already where the specification asks): close it.
@@ -132,12 +136,12 @@ pub async fn attach<S: AsyncWrite + Unpin>(
     let limits = &ctx.settings.clients;
     let mut props = Properties::default();
 
-    if let Some(method) = &c.properties.authentication_method {
+    if let (Some(method), None) = (&c.properties.authentication_method, &auth.authentication) {
         // No enhanced authentication method is configured: refuse and close [MQTT-4.12.0-1].
         tracing::debug!(method = %method, "refusing unsupported authentication method");
         let ack = ConnAck {
             session_present: false,
-            code: 0x8C,
+            code: code::BAD_AUTHENTICATION_METHOD,
             properties: Properties::default(),
         };
         write_packet(stream, Packet::ConnAck(ack), c.protocol).await?;
@@ -164,15 +168,10 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         c.client_id.as_str().into()
     };
 
-    let principal = match authenticate(&c, &client_id, auth, certs).await {
+    let (principal, expiry) = match authenticate(&c, &client_id, auth, certs).await {
         Ok(p) => p,
         Err(code) => {
-            // 3.1.1 has its own return codes: 0x04 bad user name or password, 0x05 not authorized.
-            let code = match (v5, code) {
-                (true, code) => code,
-                (false, 0x86) => 0x04,
-                (false, _) => 0x05,
-            };
+            let code = if v5 { code } else { v311_return_code(code) };
             tracing::info!(client_id = %client_id, code = format!("0x{code:02X}"), "connection refused by authentication or authorization");
             let ack = ConnAck {
                 session_present: false,
@@ -213,6 +212,11 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         if ctx.settings.topic_alias_maximum > 0 {
             props.topic_alias_maximum = Some(ctx.settings.topic_alias_maximum);
         }
+    }
+
+    if let Some(method) = &c.properties.authentication_method {
+        // Enhanced authentication succeeded: CONNACK names its method [§3.2.2.3.17].
+        props.authentication_method = Some(method.clone());
     }
 
     let will = c.will.map(|w| {
@@ -281,43 +285,63 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         incoming_qos2: reply.incoming_qos2,
         persist: reply.persist,
         principal,
+        auth_method: c.properties.authentication_method,
+        expiry,
     })
 }
 
-/// Authenticate (methods in order) and authorize Connect. `Err` is the CONNACK reason code.
+/// Authenticate (methods in order) and authorize Connect: the principal and when its
+/// credentials expire. `Err` is the CONNACK reason code.
 async fn authenticate(
     c: &Connect,
     client_id: &Arc<str>,
     auth: &ListenerAuth,
     certs: Option<ClientCerts>,
-) -> Result<Principal, u8> {
+) -> Result<(Principal, Option<SystemTime>), u8> {
     let mut principal = Principal {
         client_id: client_id.to_string(),
         username: c.username.clone(),
         attributes: Default::default(),
     };
+    let mut expiry = None;
     if let Some(authn) = &auth.authentication {
-        match authn
-            .authenticate(c.username.clone(), c.password.clone(), certs)
-            .await
-        {
-            Verdict::Allowed {
-                username,
-                attributes,
-            } => {
-                principal.username = username;
-                principal.attributes = attributes;
+        let creds = Credentials {
+            username: c.username.clone(),
+            password: c.password.clone(),
+            certs,
+            method: c.properties.authentication_method.clone(),
+            data: c.properties.authentication_data.clone(),
+        };
+        match authn.authenticate(creds).await {
+            Verdict::Allowed(grant) => {
+                if grant.expiry.is_some_and(|t| t <= SystemTime::now()) {
+                    // Credentials that have already expired let nobody in.
+                    return Err(code::NOT_AUTHORIZED);
+                }
+                principal.username = grant.username;
+                principal.attributes = grant.attributes;
+                expiry = grant.expiry;
             }
-            Verdict::BadCredentials => return Err(0x86),
-            Verdict::NotAuthorized => return Err(0x87),
+            Verdict::Refused(code) => return Err(code),
         }
     }
     if let Some(authz) = auth.authorization() {
         if !authz.allows_connect(&principal) {
-            return Err(0x87);
+            return Err(code::NOT_AUTHORIZED);
         }
     }
-    Ok(principal)
+    Ok((principal, expiry))
+}
+
+/// The MQTT 3.1.1 CONNACK return code for an MQTT 5 refusal reason (§3.2.2.3).
+fn v311_return_code(reason: u8) -> u8 {
+    match reason {
+        0x84 => 0x01,
+        0x85 => 0x02,
+        0x88 | 0x89 => 0x03,
+        0x86 => 0x04,
+        _ => 0x05,
+    }
 }
 
 async fn write_packet<S: AsyncWrite + Unpin>(

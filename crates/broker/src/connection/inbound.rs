@@ -153,13 +153,7 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
                 "second CONNECT [MQTT-3.1.0-2]",
             )
         }
-        Packet::Auth(_) => {
-            return violation(
-                conn,
-                ReasonCode::PROTOCOL_ERROR,
-                "AUTH without an authentication method [MQTT-4.12.0-1]",
-            )
-        }
+        Packet::Auth(a) => return reauthenticate(a, conn),
         other => {
             let why = format!("{} is never sent by a client", other.name());
             return violation(conn, ReasonCode::PROTOCOL_ERROR, &why);
@@ -181,6 +175,59 @@ fn denied_filters(s: &edgeplane_codec::Subscribe, conn: &Conn) -> Vec<bool> {
             Err(_) => false,
         })
         .collect()
+}
+
+/// Re-authentication (§4.12.1): AUTH with reason 0x19 and CONNECT's Authentication Method
+/// carrying fresh credentials. Success answers AUTH 0x00 and moves the expiry; failure
+/// disconnects with 0x87 (DISCONNECT has no code for a bad method).
+fn reauthenticate(a: edgeplane_codec::Auth, conn: &mut Conn) -> Option<Stop> {
+    let Some(method) = conn.auth_method.clone() else {
+        return violation(
+            conn,
+            ReasonCode::PROTOCOL_ERROR,
+            "AUTH without an authentication method on CONNECT [MQTT-4.12.0-6]",
+        );
+    };
+    if a.reason != ReasonCode::RE_AUTHENTICATE {
+        return violation(
+            conn,
+            ReasonCode::PROTOCOL_ERROR,
+            "AUTH continuing an exchange the server did not start [MQTT-4.12.0-2]",
+        );
+    }
+    if a.properties.authentication_method.as_deref() != Some(method.as_str()) {
+        return violation(
+            conn,
+            ReasonCode::PROTOCOL_ERROR,
+            "re-authentication with another method [MQTT-4.12.1-1]",
+        );
+    }
+    let data = a.properties.authentication_data.unwrap_or_default();
+    let result = conn
+        .auth
+        .authentication
+        .as_ref()
+        .map_or(Err(ReasonCode::NOT_AUTHORIZED.0), |authn| {
+            authn.reauthenticate(&method, &data)
+        });
+    match result {
+        Ok(expiry) => {
+            conn.expiry = expiry;
+            let mut ok = edgeplane_codec::Auth {
+                reason: ReasonCode::SUCCESS,
+                properties: Default::default(),
+            };
+            ok.properties.authentication_method = Some(method);
+            conn.write(&Packet::Auth(ok));
+            tracing::debug!(client_id = %conn.client_id, "re-authenticated");
+            None
+        }
+        Err(code) => {
+            tracing::info!(client_id = %conn.client_id, code = format!("0x{code:02X}"), "re-authentication failed: disconnecting");
+            conn.disconnect(ReasonCode(code));
+            Some(Stop::Ended(Ending::Abnormal))
+        }
+    }
 }
 
 async fn ack(conn: &Conn, ctx: &Context, packet_id: u16, kind: AckKind) {

@@ -94,6 +94,11 @@ struct Conn {
     over_memory: bool,
     /// The store was over `persistence.maxSize` (MQTT 5: QoS 1/2 refused with 0x97).
     over_disk: bool,
+    /// CONNECT's Authentication Method (enhanced authentication), which AUTH must repeat.
+    auth_method: Option<String>,
+    /// When the client's credentials expire: it is disconnected then (0xA0 Maximum connect
+    /// time) unless it re-authenticated with AUTH, which moves this.
+    expiry: Option<std::time::SystemTime>,
 }
 
 impl Conn {
@@ -217,6 +222,8 @@ pub async fn serve<S>(
         deferred_bytes: 0,
         over_memory: false,
         over_disk: false,
+        auth_method: neg.auth_method,
+        expiry: neg.expiry,
     };
     // CONNACK goes out before the answer to any packet pipelined behind CONNECT
     // [MQTT-3.2.0-1]; the partition queues it on this fresh channel right after attaching.
@@ -307,6 +314,10 @@ where
     let far = std::time::Duration::from_secs(86_400 * 365);
     let ka_timer = tokio::time::sleep(keep_alive.unwrap_or(far));
     tokio::pin!(ka_timer);
+    // Armed at the credentials' expiry; re-armed when re-authentication moves it.
+    let expiry_timer = tokio::time::sleep(far);
+    tokio::pin!(expiry_timer);
+    let mut armed = None;
     // Bytes that arrived with CONNECT are processed before reading more.
     let mut pending_input = !rbuf.is_empty();
     let ack_notify = Arc::clone(&conn.ack_notify);
@@ -326,6 +337,16 @@ where
             if let Some(stop) = Box::pin(inbound::process(rbuf, conn, ctx)).await {
                 return flush_then(stream, conn, stop).await;
             }
+        }
+        if conn.expiry != armed {
+            armed = conn.expiry;
+            let left = armed.map_or(far, |t| {
+                t.duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+            });
+            expiry_timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + left);
         }
         if !conn.wbuf.is_empty() {
             if stream.write_all(&conn.wbuf).await.is_err() || stream.flush().await.is_err() {
@@ -364,6 +385,11 @@ where
                         pending_input = true;
                     }
                 }
+            }
+            _ = &mut expiry_timer, if armed.is_some() => {
+                tracing::info!(client_id = %conn.client_id, "credentials expired: disconnecting");
+                conn.disconnect(ReasonCode::MAXIMUM_CONNECT_TIME);
+                return flush_then(stream, conn, Stop::Ended(Ending::Abnormal)).await;
             }
             _ = &mut ka_timer => {
                 let limit = keep_alive.unwrap_or(far);
