@@ -15,19 +15,29 @@
 //! checks), 404, 409 (name taken, resource from the configuration folder, device in use),
 //! 500 (the data folder cannot be written).
 //!
-//! No authentication yet: like the rest of this address, the API is meant for loopback
-//! (`--http` defaults to 127.0.0.1:8080).
+//! Every call needs a session (see `auth.rs`); each change is recorded in the activity log
+//! with the signed-in user.
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use edgeplane_registry::{FieldError, Registry, RegistryError, RegistryKind};
 use serde_json::{json, Value};
 
+use crate::activity::Activity;
+use crate::auth::Principal;
+
+/// What the registry routes use.
+#[derive(Clone)]
+pub(crate) struct RegistryApi {
+    pub registry: Registry,
+    pub activity: Activity,
+}
+
 /// The `/api/v1/` routes over `registry`.
-pub(crate) fn router(registry: Registry) -> Router {
+pub(crate) fn router(registry: RegistryApi) -> Router {
     Router::new()
         .route("/api/v1/{kind}", get(list).post(create))
         .route(
@@ -38,7 +48,7 @@ pub(crate) fn router(registry: Registry) -> Router {
         .with_state(registry)
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -47,15 +57,16 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-fn errors(status: StatusCode, errors: &[FieldError]) -> Response {
+pub(crate) fn errors(status: StatusCode, errors: &[FieldError]) -> Response {
     json_response(status, &json!({ "errors": errors }))
 }
 
-fn message(status: StatusCode, text: String) -> Response {
+/// One error, about `field` (empty for the whole request).
+pub(crate) fn message(status: StatusCode, field: &str, text: String) -> Response {
     errors(
         status,
         &[FieldError {
-            field: String::new(),
+            field: field.to_owned(),
             message: text,
         }],
     )
@@ -75,10 +86,10 @@ fn kind_of(plural: &str) -> Result<RegistryKind, String> {
 fn failure(e: RegistryError) -> Response {
     match e {
         RegistryError::Invalid(list) => errors(StatusCode::UNPROCESSABLE_ENTITY, &list),
-        RegistryError::NotFound(..) => message(StatusCode::NOT_FOUND, e.to_string()),
-        RegistryError::Conflict(text) => message(StatusCode::CONFLICT, text),
+        RegistryError::NotFound(..) => message(StatusCode::NOT_FOUND, "", e.to_string()),
+        RegistryError::Conflict(text) => message(StatusCode::CONFLICT, "", text),
         RegistryError::Io(..) | RegistryError::Corrupt(..) => {
-            message(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            message(StatusCode::INTERNAL_SERVER_ERROR, "", e.to_string())
         }
     }
 }
@@ -87,12 +98,17 @@ fn not_found(kind: RegistryKind, name: &str) -> Response {
     failure(RegistryError::NotFound(kind, name.to_owned()))
 }
 
-async fn list(State(registry): State<Registry>, Path(plural): Path<String>) -> Response {
+async fn list(State(api): State<RegistryApi>, Path(plural): Path<String>) -> Response {
     let kind = match kind_of(&plural) {
         Ok(k) => k,
-        Err(text) => return message(StatusCode::NOT_FOUND, text),
+        Err(text) => return message(StatusCode::NOT_FOUND, "", text),
     };
-    let items: Vec<Value> = registry.list(kind).iter().map(|e| e.to_json()).collect();
+    let items: Vec<Value> = api
+        .registry
+        .list(kind)
+        .iter()
+        .map(|e| e.to_json())
+        .collect();
     json_response(
         StatusCode::OK,
         &json!({
@@ -104,51 +120,58 @@ async fn list(State(registry): State<Registry>, Path(plural): Path<String>) -> R
 }
 
 async fn create(
-    State(registry): State<Registry>,
+    State(api): State<RegistryApi>,
+    Extension(who): Extension<Principal>,
     Path(plural): Path<String>,
     body: String,
 ) -> Response {
     let kind = match kind_of(&plural) {
         Ok(k) => k,
-        Err(text) => return message(StatusCode::NOT_FOUND, text),
+        Err(text) => return message(StatusCode::NOT_FOUND, "", text),
     };
-    match registry.create(kind, &body) {
-        Ok(entry) => json_response(StatusCode::CREATED, &entry.to_json()),
+    match api.registry.create(kind, &body) {
+        Ok(entry) => {
+            api.activity
+                .record(&who.0, "created", &format!("{kind}/{}", entry.name));
+            json_response(StatusCode::CREATED, &entry.to_json())
+        }
         Err(e) => failure(e),
     }
 }
 
 async fn read(
-    State(registry): State<Registry>,
+    State(api): State<RegistryApi>,
     Path((plural, name)): Path<(String, String)>,
 ) -> Response {
     let kind = match kind_of(&plural) {
         Ok(k) => k,
-        Err(text) => return message(StatusCode::NOT_FOUND, text),
+        Err(text) => return message(StatusCode::NOT_FOUND, "", text),
     };
-    match registry.get(kind, &name) {
+    match api.registry.get(kind, &name) {
         Some(entry) => json_response(StatusCode::OK, &entry.to_json()),
         None => not_found(kind, &name),
     }
 }
 
 async fn replace(
-    State(registry): State<Registry>,
+    State(api): State<RegistryApi>,
+    Extension(who): Extension<Principal>,
     Path((plural, name)): Path<(String, String)>,
     body: String,
 ) -> Response {
     let kind = match kind_of(&plural) {
         Ok(k) => k,
-        Err(text) => return message(StatusCode::NOT_FOUND, text),
+        Err(text) => return message(StatusCode::NOT_FOUND, "", text),
     };
-    let existed = registry.get(kind, &name).is_some();
-    match registry.replace(kind, &name, &body) {
+    let existed = api.registry.get(kind, &name).is_some();
+    match api.registry.replace(kind, &name, &body) {
         Ok(entry) => {
-            let code = if existed {
-                StatusCode::OK
+            let (code, verb) = if existed {
+                (StatusCode::OK, "replaced")
             } else {
-                StatusCode::CREATED
+                (StatusCode::CREATED, "created")
             };
+            api.activity.record(&who.0, verb, &format!("{kind}/{name}"));
             json_response(code, &entry.to_json())
         }
         Err(e) => failure(e),
@@ -156,28 +179,33 @@ async fn replace(
 }
 
 async fn delete(
-    State(registry): State<Registry>,
+    State(api): State<RegistryApi>,
+    Extension(who): Extension<Principal>,
     Path((plural, name)): Path<(String, String)>,
 ) -> Response {
     let kind = match kind_of(&plural) {
         Ok(k) => k,
-        Err(text) => return message(StatusCode::NOT_FOUND, text),
+        Err(text) => return message(StatusCode::NOT_FOUND, "", text),
     };
-    match registry.delete(kind, &name) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+    match api.registry.delete(kind, &name) {
+        Ok(()) => {
+            api.activity
+                .record(&who.0, "deleted", &format!("{kind}/{name}"));
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(e) => failure(e),
     }
 }
 
 async fn status(
-    State(registry): State<Registry>,
+    State(api): State<RegistryApi>,
     Path((plural, name)): Path<(String, String)>,
 ) -> Response {
     let kind = match kind_of(&plural) {
         Ok(k) => k,
-        Err(text) => return message(StatusCode::NOT_FOUND, text),
+        Err(text) => return message(StatusCode::NOT_FOUND, "", text),
     };
-    match registry.status(kind, &name) {
+    match api.registry.status(kind, &name) {
         Some(doc) => json_response(StatusCode::OK, &doc),
         None => not_found(kind, &name),
     }

@@ -1,12 +1,15 @@
-//! Edgeplane's HTTP server: Prometheus metrics, liveness and readiness, and the REST API.
+//! Edgeplane's HTTP server: Prometheus metrics, liveness and readiness, the REST API and
+//! the operations portal.
 //!
 //! [`Portal::start`] binds two listeners and serves them on the current Tokio runtime:
 //!
-//! - the **HTTP address** (`edgeplane run --http`, the future API and portal) answers
-//!   `GET /healthz` (200 while the process serves), `GET /readyz` (200 when every
-//!   [`Readiness`] check passes, else 503 naming the failing ones), `GET /metrics`, and,
-//!   when started with a registry ([`Portal::start_with_registry`]), the REST API under
-//!   `/api/v1/` (devices and assets, see `api.rs`);
+//! - the **HTTP address** (`edgeplane run --http`) answers `GET /healthz` (200 while the
+//!   process serves), `GET /readyz` (200 when every [`Readiness`] check passes, else 503
+//!   naming the failing ones), `GET /metrics`, and, when started with [`Services`]
+//!   ([`Portal::start_with_services`]), the REST API under `/api/v1/` behind sign-in
+//!   (`auth.rs`: devices and assets `api.rs`, dataflows `flows.rs`, broker and topic
+//!   explorer `live.rs`, state store `store.rs`, certificates `certs.rs`, activity log
+//!   `activity.rs`, export `export.rs`) and the single-page app at `/` (`ui.rs`);
 //! - the **metrics address** (Azure IoT Operations' `diagnostics.metrics.prometheusPort`,
 //!   9600) answers `GET /metrics` only, so it can be opened to a scraper without exposing
 //!   anything else.
@@ -20,9 +23,22 @@
 //! text and writes JSON with serde_json itself (the manifests are validated by the
 //! configuration crate, not deserialized by axum).
 
+// Helpers return the HTTP refusal itself as their error: it is built on the cold path and
+// handed straight back to axum, so boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+mod activity;
 mod api;
+mod auth;
+mod certs;
+mod export;
+mod flows;
 mod health;
+mod live;
 pub mod metrics;
+mod store;
+mod ui;
+mod yaml;
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,14 +47,51 @@ use std::sync::Arc;
 use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::Router;
-use edgeplane_broker::Stats;
+use edgeplane_broker::{LocalFactory, Stats};
+use edgeplane_dataflow::runtime::StatusBoard;
 use edgeplane_registry::Registry;
+use edgeplane_statestore::StateStoreHandle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use auth::{COOKIE, CSRF_HEADER, SESSION_LIFETIME};
+pub use certs::{Pki, RejectedCertificate};
 pub use health::{Check, Readiness, Report};
+pub use ui::first_load_bytes;
+
+/// What the API and the portal serve. Only the registry is required; a missing part makes
+/// its pages and calls report that it is not attached.
+#[derive(Clone)]
+pub struct Services {
+    pub registry: Registry,
+    /// In-process clients of the broker (topic explorer, retained messages).
+    pub broker: Option<LocalFactory>,
+    pub state: Option<StateStoreHandle>,
+    /// The running dataflows' health and counters.
+    pub dataflows: Option<StatusBoard>,
+    /// The configuration folder: dataflows are read from it and written to it.
+    pub config_dir: Option<std::path::PathBuf>,
+    /// The data folder: portal users and the activity log are kept there.
+    pub data_dir: Option<std::path::PathBuf>,
+    pub pki: Option<Pki>,
+}
+
+impl Services {
+    /// Only a registry: the devices and assets API.
+    pub fn registry(registry: Registry) -> Services {
+        Services {
+            registry,
+            broker: None,
+            state: None,
+            dataflows: None,
+            config_dir: None,
+            data_dir: None,
+            pki: None,
+        }
+    }
+}
 
 /// An address to listen on, and where it was configured (for error messages).
 #[derive(Debug, Clone)]
@@ -93,6 +146,24 @@ impl Portal {
         readiness: Readiness,
         registry: Option<Registry>,
     ) -> Result<Portal, PortalError> {
+        Self::start_with_services(
+            http,
+            metrics,
+            stats,
+            readiness,
+            registry.map(Services::registry),
+        )
+        .await
+    }
+
+    /// [`Portal::start`], also serving the REST API and the portal over `services`.
+    pub async fn start_with_services(
+        http: &Listen,
+        metrics: &Listen,
+        stats: Arc<Stats>,
+        readiness: Readiness,
+        services: Option<Services>,
+    ) -> Result<Portal, PortalError> {
         let http_listener = bind("the HTTP API", http).await?;
         let metrics_listener = bind("metrics", metrics).await?;
         let http_addr = http_listener.local_addr().unwrap_or(http.addr);
@@ -101,21 +172,33 @@ impl Portal {
         tracing::info!(addr = %metrics_addr, "metrics listening");
         let sources: Arc<parking_lot::RwLock<Vec<MetricsSource>>> = Arc::default();
         let scrape = Scrape {
-            stats,
+            stats: Arc::clone(&stats),
             sources: Arc::clone(&sources),
         };
         let state = AppState {
             scrape: scrape.clone(),
             readiness,
         };
-        let tasks = vec![
-            tokio::spawn(serve(
-                "http",
-                http_listener,
-                http_router(state.clone(), registry),
-            )),
-            tokio::spawn(serve("metrics", metrics_listener, metrics_router(scrape))),
-        ];
+        let mut tasks = Vec::new();
+        let api = services.map(|s| {
+            let live = live::Live {
+                stats,
+                broker: s.broker.clone(),
+                history: Arc::default(),
+            };
+            tasks.push(live::spawn_sampler(&live));
+            api_router(s, live)
+        });
+        tasks.push(tokio::spawn(serve(
+            "http",
+            http_listener,
+            http_router(state.clone(), api),
+        )));
+        tasks.push(tokio::spawn(serve(
+            "metrics",
+            metrics_listener,
+            metrics_router(scrape),
+        )));
         Ok(Portal {
             http_addr,
             metrics_addr,
@@ -191,14 +274,62 @@ impl FromRef<AppState> for Readiness {
     }
 }
 
-/// `/healthz`, `/readyz`, `/metrics` and, with a registry, `/api/v1/`.
-fn http_router(state: AppState, registry: Option<Registry>) -> Router {
-    let served = if registry.is_some() {
-        "not found: this address serves /healthz, /readyz, /metrics and /api/v1/\n"
+/// Everything behind sign-in, the sign-in calls themselves, and the portal's files.
+fn api_router(s: Services, live: live::Live) -> Router {
+    let auth = auth::Auth::open(s.data_dir.as_deref());
+    let activity = activity::Activity::open(s.data_dir.as_deref());
+    let flows = flows::Flows {
+        config_dir: s.config_dir.clone(),
+        board: s.dataflows.clone(),
+        activity: activity.clone(),
+    };
+    let sign_in = Router::new()
+        .route("/api/v1/session", get(auth::session))
+        .route("/api/v1/setup", post(auth::setup))
+        .route("/api/v1/login", post(auth::login))
+        .route("/api/v1/logout", post(auth::logout))
+        .route("/api/v1/users", get(auth::list_users).post(auth::add_user))
+        .route("/api/v1/users/{name}", delete(auth::delete_user))
+        .with_state(auth::AuthState {
+            auth: auth.clone(),
+            activity: activity.clone(),
+        });
+    Router::new()
+        .merge(sign_in)
+        .merge(api::router(api::RegistryApi {
+            registry: s.registry.clone(),
+            activity: activity.clone(),
+        }))
+        .merge(flows::router(flows.clone()))
+        .merge(live::router(live))
+        .merge(store::router(store::StateApi {
+            store: s.state,
+            activity: activity.clone(),
+        }))
+        .merge(certs::router(certs::Certs {
+            pki: s.pki,
+            activity: activity.clone(),
+        }))
+        .merge(export::router(export::Export {
+            registry: s.registry,
+            flows,
+        }))
+        .route("/api/v1/activity", get(activity::list).with_state(activity))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            auth::require_session,
+        ))
+        .merge(ui::router())
+}
+
+/// `/healthz`, `/readyz`, `/metrics` and, with services, `/api/v1/` and the portal.
+fn http_router(state: AppState, api: Option<Router>) -> Router {
+    let served = if api.is_some() {
+        "not found: this address serves /healthz, /readyz, /metrics, /api/v1/ and the portal at /\n"
     } else {
         "not found: this address serves /healthz, /readyz and /metrics\n"
     };
-    let api = registry.map_or_else(Router::new, api::router);
+    let api = api.unwrap_or_default();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -1,45 +1,14 @@
 //! The REST API over real sockets: devices and assets created, read, replaced and deleted
 //! as JSON or YAML manifests, per-field validation errors, read-only config resources, and
-//! status documents.
-
-use std::net::SocketAddr;
+//! status documents, all through a signed-in session.
 
 use edgeplane_portal::{Listen, Portal, Readiness};
 use edgeplane_registry::{ConnectionState, Registry};
+mod common;
+
+use common::{call, Http};
 use edgeplane_tests::*;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// One request on a fresh connection; returns the status and the body parsed as JSON
-/// (null when empty).
-async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let exchange = async {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.expect("send");
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.expect("read");
-        buf
-    };
-    let buf = tokio::time::timeout(WAIT, exchange).await.expect("answer");
-    let text = String::from_utf8(buf).expect("utf-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let json = if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("json body ({e}): {body}"))
-    };
-    (status, json)
-}
 
 async fn start(registry: Registry) -> (TestBroker, Portal) {
     let b = TestBroker::start().await;
@@ -89,25 +58,25 @@ async fn devices_and_assets_round_trip() {
     let dir = TempDir::new("portal-api");
     let registry = Registry::open(Some(&dir)).expect("registry");
     let (_b, portal) = start(registry.clone()).await;
-    let http = portal.http_addr();
+    let http = Http::set_up(portal.http_addr()).await;
 
-    let (code, list) = call(http, "GET", "/api/v1/devices", "").await;
+    let (code, list) = call(&http, "GET", "/api/v1/devices", "").await;
     assert_eq!((code, list["kind"].as_str()), (200, Some("DeviceList")));
     assert_eq!(list["items"], Value::Array(Vec::new()));
 
-    let (code, body) = call(http, "POST", "/api/v1/assets", ASSET_YAML).await;
+    let (code, body) = call(&http, "POST", "/api/v1/assets", ASSET_YAML).await;
     assert_eq!(code, 422, "{body}");
     assert_eq!(fields(&body), ["spec.deviceRef.deviceName"]);
 
-    let (code, body) = call(http, "POST", "/api/v1/devices", DEVICE).await;
+    let (code, body) = call(&http, "POST", "/api/v1/devices", DEVICE).await;
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["status"]["origin"]["source"], "api");
-    let (code, _) = call(http, "POST", "/api/v1/assets", ASSET_YAML).await;
+    let (code, _) = call(&http, "POST", "/api/v1/assets", ASSET_YAML).await;
     assert_eq!(code, 201);
-    let (code, body) = call(http, "POST", "/api/v1/devices", DEVICE).await;
+    let (code, body) = call(&http, "POST", "/api/v1/devices", DEVICE).await;
     assert_eq!(code, 409, "{body}");
 
-    let (code, asset) = call(http, "GET", "/api/v1/assets/oven", "").await;
+    let (code, asset) = call(&http, "GET", "/api/v1/assets/oven", "").await;
     assert_eq!(code, 200);
     assert_eq!(asset["kind"], "Asset");
     assert_eq!(asset["metadata"]["name"], "oven");
@@ -121,7 +90,7 @@ async fn devices_and_assets_round_trip() {
       "spec": {"deviceRef": {"deviceName": "plc", "endpointName": "modbus"},
         "datasets": [{"name": "d", "dataPoints": [{"name": "t", "dataSource": "Temperature"}]}],
         "colour": "red"}}"#;
-    let (code, body) = call(http, "PUT", "/api/v1/assets/oven", bad).await;
+    let (code, body) = call(&http, "PUT", "/api/v1/assets/oven", bad).await;
     assert_eq!(code, 422, "{body}");
     let mut found = fields(&body);
     found.sort();
@@ -132,26 +101,27 @@ async fn devices_and_assets_round_trip() {
     );
 
     // A device in use cannot be deleted; the asset can.
-    let (code, body) = call(http, "DELETE", "/api/v1/devices/plc", "").await;
+    let (code, body) = call(&http, "DELETE", "/api/v1/devices/plc", "").await;
     assert_eq!(code, 409, "{body}");
     registry.set_asset_status("oven", ConnectionState::Connected);
-    let (code, status) = call(http, "GET", "/api/v1/assets/oven/status", "").await;
+    let (code, status) = call(&http, "GET", "/api/v1/assets/oven/status", "").await;
     assert_eq!((code, status["state"].as_str()), (200, Some("connected")));
-    let (code, _) = call(http, "DELETE", "/api/v1/assets/oven", "").await;
+    let (code, _) = call(&http, "DELETE", "/api/v1/assets/oven", "").await;
     assert_eq!(code, 204);
-    let (code, body) = call(http, "GET", "/api/v1/assets/oven", "").await;
+    let (code, body) = call(&http, "GET", "/api/v1/assets/oven", "").await;
     assert_eq!(code, 404);
     assert!(body["errors"][0]["message"]
         .as_str()
         .is_some_and(|m| m.contains("not found")));
-    let (code, _) = call(http, "GET", "/api/v1/widgets", "").await;
+    let (code, _) = call(&http, "GET", "/api/v1/widgets", "").await;
     assert_eq!(code, 404);
     drop(portal);
 
     // The device survives a restart of the registry.
     let reopened = Registry::open(Some(&dir)).expect("reopen");
     let (_b, portal) = start(reopened).await;
-    let (code, list) = call(portal.http_addr(), "GET", "/api/v1/devices", "").await;
+    let http = Http::set_up(portal.http_addr()).await;
+    let (code, list) = call(&http, "GET", "/api/v1/devices", "").await;
     assert_eq!(code, 200);
     assert_eq!(list["items"][0]["metadata"]["name"], "plc");
 }
@@ -166,18 +136,18 @@ async fn config_resources_are_read_only() {
     .expect("config");
     registry.apply_config(&config);
     let (_b, portal) = start(registry).await;
-    let http = portal.http_addr();
-    let (code, device) = call(http, "GET", "/api/v1/devices/plc", "").await;
+    let http = Http::set_up(portal.http_addr()).await;
+    let (code, device) = call(&http, "GET", "/api/v1/devices/plc", "").await;
     assert_eq!(code, 200);
     assert_eq!(device["status"]["origin"]["source"], "config");
     assert_eq!(device["status"]["origin"]["file"], "config/plc.yaml");
-    let (code, body) = call(http, "PUT", "/api/v1/devices/plc", DEVICE).await;
+    let (code, body) = call(&http, "PUT", "/api/v1/devices/plc", DEVICE).await;
     assert_eq!(code, 409);
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("read-only") && message.contains("config/plc.yaml"),
         "{message}"
     );
-    let (code, _) = call(http, "DELETE", "/api/v1/devices/plc", "").await;
+    let (code, _) = call(&http, "DELETE", "/api/v1/devices/plc", "").await;
     assert_eq!(code, 409);
 }

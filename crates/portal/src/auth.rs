@@ -1,0 +1,484 @@
+//! Sign-in for the portal and the REST API: local users, sessions, CSRF.
+//!
+//! - **Users** live in `<data-dir>/portal-users`, one `name:argon2id-PHC` line each (the
+//!   broker's password-file format, hashed and verified by the same code), or in memory
+//!   without a data folder. While there is none, `POST /api/v1/setup` creates the first
+//!   (admin) user; afterwards it refuses.
+//! - **Sessions**: `POST /api/v1/login` checks the password on the blocking pool and sets
+//!   the `edgeplane_session` cookie (`HttpOnly; SameSite=Strict; Path=/; Max-Age`), a
+//!   256-bit random token kept in memory with its expiry ([`SESSION_LIFETIME`]); a restart
+//!   signs everyone out.
+//! - **CSRF**: each session has its own random token, returned by login and by
+//!   `GET /api/v1/session`; every request other than GET/HEAD must carry it in the
+//!   `X-CSRF-Token` header. The sign-in and set-up calls (no session yet) must be
+//!   `application/json`, which a cross-site form cannot send without a CORS preflight.
+//!
+//! [`require_session`] guards every `/api/` path except the three above; the static shell
+//! of the single-page app (`/`, `/ui/...`) holds no data and is public, like `/healthz`,
+//! `/readyz` and `/metrics`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use edgeplane_broker::auth::{hash_password, PasswordFile};
+use parking_lot::Mutex;
+use rand_core::{OsRng, RngCore};
+use serde_json::{json, Value};
+
+use crate::activity::Activity;
+use crate::api::{json_response, message};
+
+/// How long a session lasts after sign-in.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
+/// The session cookie's name.
+pub const COOKIE: &str = "edgeplane_session";
+/// The header carrying the session's CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+const USERS_FILE: &str = "portal-users";
+const MIN_PASSWORD: usize = 8;
+
+/// Who made a request; inserted by [`require_session`] for the handlers.
+#[derive(Debug, Clone)]
+pub struct Principal(pub String);
+
+#[derive(Debug, Clone)]
+struct Session {
+    user: String,
+    csrf: String,
+    expires: Instant,
+}
+
+/// Users and sessions; cheap to clone.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Mutex<Inner>>,
+    file: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// User name to PHC hash, in file order.
+    users: Vec<(String, String)>,
+    sessions: HashMap<String, Session>,
+}
+
+impl Auth {
+    /// Users from `data_dir/portal-users` (when it exists), or none in memory.
+    pub fn open(data_dir: Option<&std::path::Path>) -> Auth {
+        let file = data_dir.map(|d| d.join(USERS_FILE));
+        let mut inner = Inner::default();
+        if let Some(f) = &file {
+            match std::fs::read_to_string(f) {
+                Ok(text) => inner.users = parse_users(&text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::error!(file = %f.display(), error = %e, "cannot read portal users; nobody can sign in until it is readable")
+                }
+            }
+        }
+        Auth {
+            inner: Arc::new(Mutex::new(inner)),
+            file,
+        }
+    }
+
+    fn user_names(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .users
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Add a user (the password hashed here); refuses a taken name.
+    async fn add_user(&self, name: &str, password: &str, only_first: bool) -> Result<(), Response> {
+        check_user_name(name)?;
+        if password.chars().count() < MIN_PASSWORD {
+            return Err(message(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "password",
+                format!("use at least {MIN_PASSWORD} characters"),
+            ));
+        }
+        let pw = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || hash_password(pw.as_bytes()))
+            .await
+            .map_err(|e| message(StatusCode::INTERNAL_SERVER_ERROR, "", e.to_string()))?
+            .map_err(|e| message(StatusCode::INTERNAL_SERVER_ERROR, "", e.to_string()))?;
+        let mut inner = self.inner.lock();
+        if only_first && !inner.users.is_empty() {
+            return Err(message(
+                StatusCode::CONFLICT,
+                "",
+                "set-up is done already; sign in instead".into(),
+            ));
+        }
+        if inner.users.iter().any(|(n, _)| n == name) {
+            return Err(message(
+                StatusCode::CONFLICT,
+                "user",
+                format!("user `{name}` exists already; choose another name"),
+            ));
+        }
+        inner.users.push((name.to_owned(), hash));
+        if let Err(e) = self.save(&inner) {
+            inner.users.pop();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn remove_user(&self, name: &str) -> Result<(), Response> {
+        let mut inner = self.inner.lock();
+        let Some(at) = inner.users.iter().position(|(n, _)| n == name) else {
+            return Err(message(
+                StatusCode::NOT_FOUND,
+                "",
+                format!("user `{name}` not found"),
+            ));
+        };
+        if inner.users.len() == 1 {
+            return Err(message(
+                StatusCode::CONFLICT,
+                "",
+                "the last user cannot be deleted; add another user first".into(),
+            ));
+        }
+        let removed = inner.users.remove(at);
+        if let Err(e) = self.save(&inner) {
+            inner.users.insert(at, removed);
+            return Err(e);
+        }
+        inner.sessions.retain(|_, s| s.user != name);
+        Ok(())
+    }
+
+    fn save(&self, inner: &Inner) -> Result<(), Response> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let text: String = inner
+            .users
+            .iter()
+            .map(|(n, h)| format!("{n}:{h}\n"))
+            .collect();
+        let tmp = file.with_extension("tmp");
+        let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file));
+        written.map_err(|e| {
+            message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "",
+                format!(
+                    "cannot save users to {}: {e}; check the data folder",
+                    file.display()
+                ),
+            )
+        })
+    }
+
+    /// Check a password on the blocking pool (argon2 is deliberately slow).
+    async fn verify(&self, name: &str, password: &str) -> bool {
+        let text: String = self
+            .inner
+            .lock()
+            .users
+            .iter()
+            .map(|(n, h)| format!("{n}:{h}\n"))
+            .collect();
+        let (name, password) = (name.to_owned(), password.to_owned());
+        tokio::task::spawn_blocking(move || {
+            PasswordFile::parse(&text).is_ok_and(|f| f.verify(&name, password.as_bytes()))
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// A new session for `user`: (cookie token, CSRF token).
+    fn open_session(&self, user: &str) -> (String, String) {
+        let (token, csrf) = (random_token(), random_token());
+        let mut inner = self.inner.lock();
+        let now = Instant::now();
+        inner.sessions.retain(|_, s| s.expires > now);
+        inner.sessions.insert(
+            token.clone(),
+            Session {
+                user: user.to_owned(),
+                csrf: csrf.clone(),
+                expires: now + SESSION_LIFETIME,
+            },
+        );
+        (token, csrf)
+    }
+
+    fn session(&self, token: &str) -> Option<Session> {
+        let mut inner = self.inner.lock();
+        match inner.sessions.get(token) {
+            Some(s) if s.expires > Instant::now() => Some(s.clone()),
+            Some(_) => {
+                inner.sessions.remove(token);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+fn parse_users(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, h)| (n.to_owned(), h.trim().to_owned()))
+        .collect()
+}
+
+fn check_user_name(name: &str) -> Result<(), Response> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "user",
+            "use 1 to 64 letters, digits, '.', '_', '-' or '@'".into(),
+        ))
+    }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Equal in time independent of where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn is_public(method: &Method, path: &str) -> bool {
+    !path.starts_with("/api/")
+        || (path == "/api/v1/session" && method == Method::GET)
+        || path == "/api/v1/login"
+        || path == "/api/v1/setup"
+}
+
+/// Middleware: a valid session for every `/api/` path but sign-in and set-up, and the
+/// session's CSRF token on every state-changing request.
+pub async fn require_session(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    if is_public(&method, req.uri().path()) {
+        return next.run(req).await;
+    }
+    let session = cookie_token(req.headers()).and_then(|t| auth.session(&t));
+    let Some(session) = session else {
+        return message(
+            StatusCode::UNAUTHORIZED,
+            "",
+            "sign in first: POST /api/v1/login with {\"user\", \"password\"} (or set up the first user with POST /api/v1/setup)".into(),
+        );
+    };
+    let safe = method == Method::GET || method == Method::HEAD;
+    if !safe {
+        let sent = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !same(sent, &session.csrf) {
+            return message(
+                StatusCode::FORBIDDEN,
+                "",
+                "missing or wrong X-CSRF-Token header; send the token GET /api/v1/session returns"
+                    .into(),
+            );
+        }
+    }
+    req.extensions_mut().insert(Principal(session.user));
+    next.run(req).await
+}
+
+#[derive(Clone)]
+pub(crate) struct AuthState {
+    pub auth: Auth,
+    pub activity: Activity,
+}
+
+fn credentials(headers: &HeaderMap, body: &str) -> Result<(String, String), Response> {
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_type {
+        return Err(message(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "",
+            "send the credentials as Content-Type: application/json".into(),
+        ));
+    }
+    let v: Value = serde_json::from_str(body).map_err(|e| {
+        message(
+            StatusCode::BAD_REQUEST,
+            "",
+            format!("body is not JSON: {e}"),
+        )
+    })?;
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Ok((field("user"), field("password")))
+}
+
+fn signed_in(auth: &Auth, user: &str, status: StatusCode) -> Response {
+    let (token, csrf) = auth.open_session(user);
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        SESSION_LIFETIME.as_secs()
+    );
+    let mut resp = json_response(status, &json!({ "user": user, "csrf": csrf }));
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// `GET /api/v1/session`: who is signed in (and the CSRF token), or 401 with
+/// `setupRequired` when no user exists yet.
+pub(crate) async fn session(State(s): State<AuthState>, headers: HeaderMap) -> Response {
+    match cookie_token(&headers).and_then(|t| s.auth.session(&t)) {
+        Some(sess) => json_response(
+            StatusCode::OK,
+            &json!({ "user": sess.user, "csrf": sess.csrf }),
+        ),
+        None => json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({ "setupRequired": s.auth.user_names().is_empty() }),
+        ),
+    }
+}
+
+/// `POST /api/v1/setup` `{"user","password"}`: the first user, only while there is none.
+pub(crate) async fn setup(
+    State(s): State<AuthState>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let (user, password) = match credentials(&headers, &body) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(r) = s.auth.add_user(&user, &password, true).await {
+        return r;
+    }
+    s.activity.record(&user, "set up", &format!("User/{user}"));
+    signed_in(&s.auth, &user, StatusCode::CREATED)
+}
+
+/// `POST /api/v1/login` `{"user","password"}`.
+pub(crate) async fn login(
+    State(s): State<AuthState>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let (user, password) = match credentials(&headers, &body) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !s.auth.verify(&user, &password).await {
+        return message(
+            StatusCode::UNAUTHORIZED,
+            "",
+            "wrong user name or password".into(),
+        );
+    }
+    s.activity.record(&user, "signed in", "");
+    signed_in(&s.auth, &user, StatusCode::OK)
+}
+
+/// `POST /api/v1/logout`: ends the session and clears the cookie.
+pub(crate) async fn logout(State(s): State<AuthState>, headers: HeaderMap) -> Response {
+    if let Some(t) = cookie_token(&headers) {
+        s.auth.inner.lock().sessions.remove(&t);
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// `GET /api/v1/users`.
+pub(crate) async fn list_users(State(s): State<AuthState>) -> Response {
+    let items: Vec<Value> = s
+        .auth
+        .user_names()
+        .into_iter()
+        .map(|n| json!({ "name": n }))
+        .collect();
+    json_response(StatusCode::OK, &json!({ "items": items }))
+}
+
+/// `POST /api/v1/users` `{"user","password"}`: another user (any signed-in user may add).
+pub(crate) async fn add_user(
+    State(s): State<AuthState>,
+    axum::Extension(who): axum::Extension<Principal>,
+    body: String,
+) -> Response {
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let user = field("user");
+    if let Err(r) = s.auth.add_user(&user, &field("password"), false).await {
+        return r;
+    }
+    s.activity
+        .record(&who.0, "created", &format!("User/{user}"));
+    json_response(StatusCode::CREATED, &json!({ "name": user }))
+}
+
+/// `DELETE /api/v1/users/{name}`.
+pub(crate) async fn delete_user(
+    State(s): State<AuthState>,
+    axum::Extension(who): axum::Extension<Principal>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    if let Err(r) = s.auth.remove_user(&name) {
+        return r;
+    }
+    s.activity
+        .record(&who.0, "deleted", &format!("User/{name}"));
+    StatusCode::NO_CONTENT.into_response()
+}
