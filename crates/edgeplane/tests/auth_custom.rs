@@ -205,7 +205,7 @@ async fn custom_webhook_decides_with_the_aio_api() {
     passwd(&dir.join("passwords.yaml"), "carol", CAROL_PASSWORD).await;
     config(&dir, port, closed_port(), &manifests);
     let log = dir.join("broker.log");
-    let (child, addrs) = start_logging(&dir, &log, 3).await;
+    let (child, addrs, http) = start_logging(&dir, &log, 3).await;
     let (hooked, down, untrusted) = (addrs[0], addrs[1], addrs[2]);
 
     // Allowed with attributes: authorization grants by the webhook's `group`.
@@ -295,9 +295,10 @@ async fn custom_webhook_decides_with_the_aio_api() {
     let b64 = base64::engine::general_purpose::STANDARD.encode(ALICE_PASSWORD);
     assert_eq!(body["password"], b64.as_str());
 
+    let metrics = scrape(http).await;
     drop(child);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let text = std::fs::read_to_string(&log).expect("log");
+    let log_text = std::fs::read_to_string(&log).expect("log");
     for expected in [
         "custom authentication server refused the client",
         "cannot connect",
@@ -305,10 +306,12 @@ async fn custom_webhook_decides_with_the_aio_api() {
         "does not support API version 0.5.0",
     ] {
         assert!(
-            text.contains(expected),
-            "{expected:?} not in the log:\n{text}"
+            log_text.contains(expected),
+            "{expected:?} not in the log:\n{log_text}"
         );
     }
+    // Neither the log nor the metrics hold a password, its base64 or a webhook header value.
+    let text = format!("{log_text}\n{metrics}");
     for secret in [
         ALICE_PASSWORD,
         b64.as_str(),
@@ -322,7 +325,7 @@ async fn custom_webhook_decides_with_the_aio_api() {
     ] {
         assert!(
             !text.contains(secret),
-            "secret {secret:?} in the log:\n{text}"
+            "secret {secret:?} in the log or metrics:\n{text}"
         );
     }
 }
@@ -345,7 +348,7 @@ async fn start_logging(
     dir: &Path,
     log: &Path,
     listeners: usize,
-) -> (Child, Vec<std::net::SocketAddr>) {
+) -> (Child, Vec<std::net::SocketAddr>, std::net::SocketAddr) {
     let script = format!(
         "#!/usr/bin/env bash\nexec {} run --http 127.0.0.1:0 --metrics 127.0.0.1:0 --config {} 2> >(tee {} >&2)\n",
         BIN,
@@ -361,5 +364,22 @@ async fn start_logging(
         .await
         .expect("chmod");
     assert!(status.success());
-    start_edgeplane(wrapper.to_str().expect("utf-8 path"), dir, listeners).await
+    start_edgeplane_http(wrapper.to_str().expect("utf-8 path"), dir, listeners).await
+}
+
+/// The broker's Prometheus metrics (the HTTP address serves them too).
+async fn scrape(http: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(http)
+        .await
+        .expect("connect to HTTP");
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("request metrics");
+    let mut body = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut body))
+        .await
+        .expect("metrics within 5 s")
+        .expect("read metrics");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    body
 }

@@ -168,7 +168,7 @@ async fn service_account_tokens() {
     let issuer = Issuer::new(&keys).await;
     config(&dir, &issuer.jwks());
     let log = dir.join("broker.log");
-    let (child, addrs) = start_logging(&dir, &log).await;
+    let (child, addrs, http) = start_logging(&dir, &log).await;
     let a = addrs[0];
     let mut tokens = Vec::new();
 
@@ -275,14 +275,23 @@ async fn service_account_tokens() {
     );
     tokens.extend([short, fresh, t]);
 
+    let metrics = scrape(http).await;
     drop(child);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let text = std::fs::read_to_string(&log).expect("log");
-    assert!(text.contains("service account token refused"), "{text}");
+    let log_text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        log_text.contains("service account token refused"),
+        "{log_text}"
+    );
+    // Neither the log nor the metrics hold any part of a token.
+    let text = format!("{log_text}\n{metrics}");
     for t in &tokens {
         // The signature part is what makes a token usable; no part of one may be logged.
         for part in t.split('.').filter(|p| p.len() > 8) {
-            assert!(!text.contains(part), "token material in the log:\n{text}");
+            assert!(
+                !text.contains(part),
+                "token material in the log or metrics:\n{text}"
+            );
         }
     }
 }
@@ -297,7 +306,10 @@ async fn sat_settings_are_checked_at_start() {
 }
 
 /// Like `start_edgeplane`, with the broker's log also written to `log`.
-async fn start_logging(dir: &Path, log: &Path) -> (Child, Vec<std::net::SocketAddr>) {
+async fn start_logging(
+    dir: &Path,
+    log: &Path,
+) -> (Child, Vec<std::net::SocketAddr>, std::net::SocketAddr) {
     let script = format!(
         "#!/usr/bin/env bash\nexec {} run --http 127.0.0.1:0 --metrics 127.0.0.1:0 --config {} 2> >(tee {} >&2)\n",
         BIN,
@@ -313,5 +325,22 @@ async fn start_logging(dir: &Path, log: &Path) -> (Child, Vec<std::net::SocketAd
         .await
         .expect("chmod");
     assert!(status.success());
-    start_edgeplane(wrapper.to_str().expect("utf-8 path"), dir, 1).await
+    start_edgeplane_http(wrapper.to_str().expect("utf-8 path"), dir, 1).await
+}
+
+/// The broker's Prometheus metrics (the HTTP address serves them too).
+async fn scrape(http: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(http)
+        .await
+        .expect("connect to HTTP");
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("request metrics");
+    let mut body = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut body))
+        .await
+        .expect("metrics within 5 s")
+        .expect("read metrics");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    body
 }
