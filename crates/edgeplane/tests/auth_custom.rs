@@ -130,6 +130,8 @@ spec:
       - method: Connect
       - method: Publish
         topics: ["groups/{{principal.attributes.group}}/#"]
+      - method: Subscribe
+        topics: ["groups/{{principal.attributes.group}}/#"]
     - principals:
         usernames: [old-carol, carol]
       brokerResources:
@@ -295,6 +297,25 @@ async fn custom_webhook_decides_with_the_aio_api() {
     let b64 = base64::engine::general_purpose::STANDARD.encode(ALICE_PASSWORD);
     assert_eq!(body["password"], b64.as_str());
 
+    // The same through a real MQTT 5 client (paho-mqtt).
+    let cases = serde_json::json!([
+        {"id": "paho-alice", "username": "alice", "password": ALICE_PASSWORD},
+        {"id": "paho-deny", "username": "deny-bob", "password": "pw-p1"},
+        {"id": "paho-expire", "username": "expire-erin", "password": "pw-p2", "wait": 6},
+    ]);
+    let r = paho(hooked, "groups/line1/", cases).await;
+    assert_eq!(
+        (r[0]["connack"].as_u64(), r[0]["echo"].as_str()),
+        (Some(0), Some("hello")),
+        "webhook attributes authorize paho's subscribe and publish: {r:?}"
+    );
+    assert_eq!(r[1]["connack"].as_u64(), Some(0x86), "{r:?}");
+    assert_eq!(
+        (r[2]["connack"].as_u64(), r[2]["disconnect"].as_u64()),
+        (Some(0), Some(0xA0)),
+        "{r:?}"
+    );
+
     let metrics = scrape(http).await;
     drop(child);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -320,6 +341,8 @@ async fn custom_webhook_decides_with_the_aio_api() {
         "pw-b2",
         "pw-b3",
         "pw-b4",
+        "pw-p1",
+        "pw-p2",
         "pw-wrong",
         "header-value",
     ] {
@@ -382,4 +405,39 @@ async fn scrape(http: std::net::SocketAddr) -> String {
         .expect("read metrics");
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     body
+}
+
+/// Run `paho_auth.py` (paho-mqtt 2.x, MQTT 5) with `cases`; one JSON result per case.
+async fn paho(
+    addr: std::net::SocketAddr,
+    prefix: &str,
+    cases: serde_json::Value,
+) -> Vec<serde_json::Value> {
+    use tokio::io::AsyncWriteExt;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho_auth.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(prefix)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run paho_auth.py (python3 with paho-mqtt)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(cases.to_string().as_bytes())
+        .await
+        .expect("write cases");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("paho cases within 60 s")
+        .expect("paho finished");
+    assert!(out.status.success(), "paho_auth.py failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON result line"))
+        .collect()
 }

@@ -296,6 +296,36 @@ async fn service_account_tokens() {
     }
 }
 
+/// A real MQTT 5 client (paho-mqtt) authenticating with K8S-SAT: accepted and served, refused
+/// with 0x86 / 0x8C, and disconnected with 0xA0 when its token expires.
+#[tokio::test]
+async fn paho_client_with_service_account_tokens() {
+    let dir = TempDir::new("auth-sat-paho");
+    let keys = TempDir::new("auth-sat-paho-keys");
+    let issuer = Issuer::new(&keys).await;
+    config(&dir, &issuer.jwks());
+    let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
+    let cases = json!([
+        {"id": "paho-ok", "method": "K8S-SAT", "data": issuer.token("RS256", AUDIENCE, -5, 600)},
+        {"id": "paho-expired", "method": "K8S-SAT", "data": issuer.token("ES256", AUDIENCE, -600, -1)},
+        {"id": "paho-scram", "method": "SCRAM-SHA-1", "data": "x"},
+        {"id": "paho-lapse", "method": "K8S-SAT", "data": issuer.token("ES256", AUDIENCE, -5, 2), "wait": 6},
+    ]);
+    let r = paho(addrs[0], "sat/", cases).await;
+    assert_eq!(
+        (r[0]["connack"].as_u64(), r[0]["echo"].as_str()),
+        (Some(0), Some("hello")),
+        "{r:?}"
+    );
+    assert_eq!(r[1]["connack"].as_u64(), Some(0x86), "{r:?}");
+    assert_eq!(r[2]["connack"].as_u64(), Some(0x8C), "{r:?}");
+    assert_eq!(
+        (r[3]["connack"].as_u64(), r[3]["disconnect"].as_u64()),
+        (Some(0), Some(0xA0)),
+        "{r:?}"
+    );
+}
+
 /// A JWKS without usable keys, or no audiences, stops start-up.
 #[tokio::test]
 async fn sat_settings_are_checked_at_start() {
@@ -343,4 +373,39 @@ async fn scrape(http: std::net::SocketAddr) -> String {
         .expect("read metrics");
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     body
+}
+
+/// Run `paho_auth.py` (paho-mqtt 2.x, MQTT 5) with `cases`; one JSON result per case.
+async fn paho(
+    addr: std::net::SocketAddr,
+    prefix: &str,
+    cases: serde_json::Value,
+) -> Vec<serde_json::Value> {
+    use tokio::io::AsyncWriteExt;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho_auth.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(prefix)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run paho_auth.py (python3 with paho-mqtt)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(cases.to_string().as_bytes())
+        .await
+        .expect("write cases");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("paho cases within 60 s")
+        .expect("paho finished");
+    assert!(out.status.success(), "paho_auth.py failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON result line"))
+        .collect()
 }
