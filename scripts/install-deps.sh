@@ -41,3 +41,9 @@ if ! python3 -c 'import pyarrow.parquet' 2>/dev/null; then
   echo "installing pyarrow (PyPI; an independent Parquet reader for the dataflow file tests)"
   python3 -m pip install --quiet 'pyarrow>=15'
 fi
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "installing chromium and chromium-driver (Debian packages, for the portal's browser tests)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi

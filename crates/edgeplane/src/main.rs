@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use edgeplane_broker::selfcheck::{ProbeStatus, SelfCheckSettings};
 use edgeplane_broker::{Broker, ListenerSpec, Protocol, Settings};
-use edgeplane_portal::{Listen, Portal, Readiness};
+use edgeplane_portal::{Listen, Portal, Readiness, Services};
 
 mod certs;
 mod dataflow;
@@ -399,12 +399,21 @@ fn run(
                 }
             });
         }
-        let portal = Portal::start_with_registry(
+        let services = Services {
+            registry,
+            broker: Some(broker.local_factory()),
+            state: Some(state.clone()),
+            dataflows: Some(dataflow_board.clone()),
+            config_dir: config_dir.map(Path::to_path_buf),
+            data_dir: state_data_dir.clone(),
+            pki: Some(opcua::portal_pki(state_data_dir.as_deref())),
+        };
+        let portal = Portal::start_with_services(
             &http,
             &metrics,
             broker.stats_handle(),
             readiness,
-            Some(registry),
+            Some(services),
         )
         .await?;
         portal.add_metrics(Arc::new(move |out: &mut String| {

@@ -192,6 +192,33 @@ fn run_sim(args: &SimArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The connector's rejected certificates and trusting one, for the portal's devices page.
+pub fn portal_pki(data_dir: Option<&Path>) -> edgeplane_portal::Pki {
+    let dir = pki_dir(data_dir);
+    let list_dir = dir.clone();
+    edgeplane_portal::Pki {
+        list: std::sync::Arc::new(move || {
+            rejected_certificates(&list_dir)
+                .map(|certs| {
+                    certs
+                        .into_iter()
+                        .map(|c| edgeplane_portal::RejectedCertificate {
+                            thumbprint: c.thumbprint,
+                            common_name: c.common_name,
+                            file: c.path.display().to_string(),
+                        })
+                        .collect()
+                })
+                .map_err(|e| e.to_string())
+        }),
+        trust: std::sync::Arc::new(move |what: &str| {
+            trust(&dir, what)
+                .map(|p| p.display().to_string())
+                .map_err(|e| e.to_string())
+        }),
+    }
+}
+
 /// The connector's PKI folder.
 pub fn pki_dir(data_dir: Option<&Path>) -> PathBuf {
     match data_dir {

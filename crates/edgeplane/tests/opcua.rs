@@ -167,12 +167,58 @@ async fn start_edgeplane(dir: &Path) -> Edgeplane {
     }
 }
 
-/// One HTTP request; the status and the body as JSON (null when empty).
+/// Sessions by portal address: (cookie, CSRF token). The API needs a signed-in user.
+static SESSIONS: std::sync::Mutex<Vec<(SocketAddr, String, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// A session on the portal at `addr`: the first user is set up (or, after a restart on the
+/// same data folder, signed in).
+async fn session(addr: SocketAddr) -> (String, String) {
+    let known = SESSIONS
+        .lock()
+        .expect("sessions")
+        .iter()
+        .find(|(a, _, _)| *a == addr)
+        .map(|(_, c, t)| (c.clone(), t.clone()));
+    if let Some(s) = known {
+        return s;
+    }
+    let creds = r#"{"user": "admin", "password": "correct horse"}"#;
+    for path in ["/api/v1/setup", "/api/v1/login"] {
+        let mut s = TcpStream::connect(addr).await.expect("connect http");
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{creds}",
+            creds.len()
+        );
+        s.write_all(req.as_bytes()).await.expect("send");
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.expect("read");
+        let cookie = buf.lines().find_map(|l| {
+            let v = l.strip_prefix("set-cookie: edgeplane_session=")?;
+            v.split(';').next().map(str::to_owned)
+        });
+        let csrf = buf
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str::<Value>(b.trim()).ok())
+            .and_then(|v| v["csrf"].as_str().map(str::to_owned));
+        if let (Some(c), Some(t)) = (cookie, csrf) {
+            SESSIONS
+                .lock()
+                .expect("sessions")
+                .push((addr, c.clone(), t.clone()));
+            return (c, t);
+        }
+    }
+    panic!("cannot sign in to the portal at {addr}");
+}
+
+/// One HTTP request (signed in); the status and the body as JSON (null when empty).
 async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let (cookie, csrf) = session(addr).await;
     let exchange = async {
         let mut s = TcpStream::connect(addr).await.expect("connect http");
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: edgeplane_session={cookie}\r\nX-CSRF-Token: {csrf}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).await.expect("send");
