@@ -294,9 +294,13 @@ async fn changed_policy_applies_to_connected_clients() {
         .subscribe(subscribe(1, &[("extra/t", QoS::AtMostOnce)]))
         .await;
     assert_eq!(ack.reasons, vec![ReasonCode::NOT_AUTHORIZED]);
+    // A denied PUBLISH, which the connection's decision cache now remembers.
+    assert_eq!(publish_reason(&mut c, 1).await, ReasonCode::NOT_AUTHORIZED);
     std::fs::write(
         dir.join("policy.yaml"),
-        POLICY.replace("\"public/#\"]", "\"public/#\", \"extra/#\"]"),
+        POLICY
+            .replace("\"public/#\"]", "\"public/#\", \"extra/#\"]")
+            .replace("\"public/data\"]", "\"public/data\", \"extra/#\"]"),
     )
     .expect("edit policy");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -305,6 +309,11 @@ async fn changed_policy_applies_to_connected_clients() {
             .subscribe(subscribe(2, &[("extra/t", QoS::AtMostOnce)]))
             .await;
         if ack.reasons == vec![ReasonCode(0)] {
+            assert_eq!(
+                publish_reason(&mut c, 2).await,
+                ReasonCode::SUCCESS,
+                "the new policy applies to PUBLISH too (the cache followed it)"
+            );
             break;
         }
         assert!(
@@ -312,6 +321,25 @@ async fn changed_policy_applies_to_connected_clients() {
             "policy change not applied within 20 s"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Publish QoS 1 to `extra/t` and return the PUBACK reason.
+async fn publish_reason(c: &mut Client, packet_id: u16) -> ReasonCode {
+    c.send(&Packet::Publish(publish(
+        "extra/t",
+        "x",
+        QoS::AtLeastOnce,
+        packet_id,
+    )))
+    .await;
+    loop {
+        match c.recv().await {
+            Some(Packet::PubAck(a)) if a.packet_id == packet_id => return a.reason,
+            // Our own message, delivered once the subscription is granted.
+            Some(Packet::Publish(_)) => {}
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
     }
 }
 

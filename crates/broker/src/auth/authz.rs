@@ -84,6 +84,8 @@ struct Rule {
 #[derive(Debug)]
 pub struct Authorization {
     rules: Vec<Rule>,
+    /// `cache: Enabled` (the default): connections may remember decisions (see `cache.rs`).
+    cache: bool,
 }
 
 impl Authorization {
@@ -108,6 +110,18 @@ impl Authorization {
                 "missing; a BrokerAuthorization needs authorizationPolicies.rules",
             ));
         }
+        let cache = match policies.and_then(|p| p.get("cache")) {
+            None => true,
+            Some(v) if v == "Enabled" => true,
+            Some(v) if v == "Disabled" => false,
+            Some(_) => {
+                errors.push(err(
+                    &format!("{base}.cache"),
+                    "expected Enabled or Disabled",
+                ));
+                true
+            }
+        };
         let mut rules = Vec::new();
         let list = policies
             .and_then(|p| p.get("rules"))
@@ -122,10 +136,15 @@ impl Authorization {
             }
         }
         if errors.is_empty() {
-            Ok(Self { rules })
+            Ok(Self { rules, cache })
         } else {
             Err(errors)
         }
+    }
+
+    /// Whether connections may cache this policy's decisions.
+    pub fn cache_enabled(&self) -> bool {
+        self.cache
     }
 
     /// May this client connect with its client id?

@@ -9,6 +9,7 @@
 //! CONNECT alone and can be renewed with AUTH ([`Authentication::reauthenticate`]).
 
 mod authz;
+mod cache;
 mod custom;
 mod password;
 mod sat;
@@ -21,6 +22,7 @@ use std::time::SystemTime;
 use parking_lot::RwLock;
 
 pub use authz::{Authorization, PolicyError};
+pub use cache::DecisionCache;
 pub use custom::{parse_rfc3339, CustomConfigError, CustomSettings, Outcome, API_VERSION};
 pub use password::{hash_password, PasswordFile, PasswordFileError};
 pub use sat::{SatConfigError, SatSettings, TokenError, VerifiedToken, SAT_METHOD};

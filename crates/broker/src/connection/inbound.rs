@@ -293,10 +293,11 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
     }
     let denied = p.topic.starts_with("$SYS")
         || p.topic.starts_with("$share")
-        || conn
-            .auth
-            .authorization()
-            .is_some_and(|a| !a.allows_publish(&conn.principal, &p.topic));
+        || conn.auth.authorization().is_some_and(|a| {
+            !conn
+                .authz_cache
+                .allows_publish(&a, &conn.principal, &p.topic)
+        });
     if conn.over_memory && p.qos == QoS::AtMostOnce && !denied {
         Stats::add(&ctx.stats.dropped_memory, 1);
         return None;

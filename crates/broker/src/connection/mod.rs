@@ -18,7 +18,7 @@ use edgeplane_codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::auth::{ClientCerts, ListenerAuth, Principal};
+use crate::auth::{ClientCerts, DecisionCache, ListenerAuth, Principal};
 use crate::router::{Cmd, ConnSignals, Ending, Outgoing, Router, Ticket};
 use crate::settings::Settings;
 use crate::stats::Stats;
@@ -82,6 +82,8 @@ struct Conn {
     /// Who the client is, for authorization of each PUBLISH and SUBSCRIBE.
     principal: Principal,
     auth: Arc<ListenerAuth>,
+    /// PUBLISH decisions remembered under the current policy.
+    authz_cache: DecisionCache,
     /// Backpressure on an MQTT 3.1.1 publisher: while queued bytes are over
     /// `maxQueuedBytes`, its PUBLISH (and whatever follows one) is held back unhandled in
     /// `deferred` until they fall below the low-water mark; acknowledgements and pings still
@@ -217,6 +219,7 @@ pub async fn serve<S>(
         wbuf: BytesMut::new(),
         principal: neg.principal,
         auth,
+        authz_cache: DecisionCache::default(),
         paused: false,
         deferred: VecDeque::new(),
         deferred_bytes: 0,
