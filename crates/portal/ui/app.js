@@ -42,7 +42,7 @@ async function signInPage() {
       const r = await api('POST', setup ? '/api/v1/setup' : '/api/v1/login', { user: user.control.value, password: pass.control.value });
       session.user = r.user;
       session.csrf = r.csrf;
-      location.hash = '#/devices';
+      if (location.hash === '#/devices') render(); else location.hash = '#/devices';
     } catch (e) { showErrors(form, box, e); }
   });
   document.title = `${setup ? 'Set up' : 'Sign in'} · Edgeplane`;

@@ -133,7 +133,7 @@ export function badge(state) {
 
 export function page(title, ...children) {
   document.title = `${title} · Edgeplane`;
-  return [h('h1', {}, title), ...children];
+  return [h('h1', {}, title), ...children.filter((c) => c !== null && c !== undefined && c !== false)];
 }
 
 // --- cleanups when leaving a page (timers, streams) ---

@@ -160,7 +160,7 @@ function pointsEditor(points) {
     points.splice(0, points.length, ...got);
     draw();
     report.replaceChildren(h('p', {}, `Imported ${got.length} data point${got.length === 1 ? '' : 's'}.`),
-      errors.length ? h('ul', { class: 'error', role: 'alert' }, errors.map((e) => h('li', {}, e))) : null);
+      errors.length ? h('ul', { class: 'error', role: 'alert' }, errors.map((e) => h('li', {}, e))) : '');
   };
   return h('fieldset', {}, h('legend', {}, 'Data points'),
     h('div', { class: 'table-wrap' }, h('table', {}, h('caption', {}, 'Data points of the dataset'),
