@@ -272,8 +272,20 @@ impl Browser {
             .await;
     }
 
-    /// A screenshot of the whole page (the window grown to its height, then put back).
+    /// A screenshot of the whole page at the desktop width.
     async fn screenshot(&self, name: &str) {
+        self.screenshot_at(name, 1280).await;
+    }
+
+    /// A screenshot of the whole page `width` pixels wide (the window grown to the page's
+    /// height, then put back to the desktop size).
+    async fn screenshot_at(&self, name: &str, width: u64) {
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": 1000})),
+        )
+        .await;
         let height = self
             .js(
                 "window.scrollTo(0, 0); return document.documentElement.scrollHeight",
@@ -286,7 +298,7 @@ impl Browser {
         self.cmd(
             "POST",
             "/window/rect",
-            Some(json!({"width": 1280, "height": height})),
+            Some(json!({"width": width, "height": height})),
         )
         .await;
         let b64 = self.cmd("GET", "/screenshot", None).await;
@@ -572,8 +584,10 @@ async fn walk_through() {
         )
         .await;
     browser.type_into("User name", "admin").await;
-    browser.type_into("Password", "plant-floor-42").await;
-    browser.click_button("Sign in").await;
+    // Submitted from the keyboard: Enter in the password field.
+    browser
+        .type_into("Password", "plant-floor-42\u{E007}")
+        .await;
     browser
         .until(
             "signed in",
@@ -591,6 +605,17 @@ async fn walk_through() {
             .until(&format!("{name} after the restart"), "return document.querySelector('table') && document.querySelector('table').innerText.includes(arguments[0]);", json!([name]))
             .await;
     }
+
+    // On a tablet in portrait: one column, the live values still there.
+    browser.go(&format!("{base}#/assets/line-1")).await;
+    browser
+        .until(
+            "live values after the restart",
+            "const c = [...document.querySelectorAll('[data-point-value]')]; return c.length === 3 && c.every(x => x.textContent !== '—');",
+            json!([]),
+        )
+        .await;
+    browser.screenshot_at("10-tablet-asset", 768).await;
     let _ = browser.cmd("DELETE", "", None).await;
     sim.shutdown().await;
 }
