@@ -126,7 +126,8 @@ impl Kind {
         match self {
             Kind::Broker => &broker::DOCUMENT,
             Kind::BrokerListener => &listener::DOCUMENT,
-            Kind::BrokerAuthentication | Kind::BrokerAuthorization => &auth::DOCUMENT,
+            Kind::BrokerAuthentication => &auth::AUTHENTICATION_DOCUMENT,
+            Kind::BrokerAuthorization => &auth::AUTHORIZATION_DOCUMENT,
             Kind::DataflowProfile => &dataflow::PROFILE_DOCUMENT,
             Kind::DataflowEndpoint => &dataflow::ENDPOINT_DOCUMENT,
             Kind::Dataflow => &dataflow::DATAFLOW_DOCUMENT,
