@@ -98,9 +98,11 @@ pub struct Config {
     pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
     /// Secret name to its decoded data.
     pub secrets: BTreeMap<String, SecretData>,
-    /// BrokerAuthentication name to its `spec` (not yet validated beyond being a mapping).
+    /// BrokerAuthentication name to its `spec` (methods and their settings checked; the
+    /// Secrets and ConfigMaps they name are resolved by the broker).
     pub authentications: BTreeMap<String, serde_json::Value>,
-    /// BrokerAuthorization name to its `spec` (not yet validated beyond being a mapping).
+    /// BrokerAuthorization name to its `spec` (a mapping; the broker's policy compiler checks
+    /// the rules).
     pub authorizations: BTreeMap<String, serde_json::Value>,
     /// DataflowProfile name to its spec (structure checked; `instanceCount`).
     pub dataflow_profiles: BTreeMap<String, SpecDoc>,
