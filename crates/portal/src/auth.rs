@@ -7,7 +7,8 @@
 //! - **Sessions**: `POST /api/v1/login` checks the password on the blocking pool and sets
 //!   the `edgeplane_session` cookie (`HttpOnly; SameSite=Strict; Path=/; Max-Age`), a
 //!   256-bit random token kept in memory with its expiry ([`SESSION_LIFETIME`]); a restart
-//!   signs everyone out.
+//!   signs everyone out. After [`MAX_FAILURES`] wrong passwords for a name within a minute,
+//!   sign-in for that name answers 429 until the minute has passed.
 //! - **CSRF**: each session has its own random token, returned by login and by
 //!   `GET /api/v1/session`; every request other than GET/HEAD must carry it in the
 //!   `X-CSRF-Token` header. The sign-in and set-up calls (no session yet) must be
@@ -42,6 +43,10 @@ pub const COOKIE: &str = "edgeplane_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 const USERS_FILE: &str = "portal-users";
 const MIN_PASSWORD: usize = 8;
+/// Failed sign-ins for one user name within [`FAILURE_WINDOW`] before it is refused
+/// until the window has passed (against password guessing).
+const MAX_FAILURES: u32 = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Who made a request; inserted by [`require_session`] for the handlers.
 #[derive(Debug, Clone)]
@@ -66,6 +71,8 @@ struct Inner {
     /// User name to PHC hash, in file order.
     users: Vec<(String, String)>,
     sessions: HashMap<String, Session>,
+    /// User name to (failed sign-ins, first failure of the window).
+    failures: HashMap<String, (u32, Instant)>,
 }
 
 impl Auth {
@@ -198,6 +205,31 @@ impl Auth {
         })
         .await
         .unwrap_or(false)
+    }
+
+    /// Whether `user` has failed too often lately to try again now.
+    fn locked_out(&self, user: &str) -> bool {
+        let inner = self.inner.lock();
+        inner
+            .failures
+            .get(user)
+            .is_some_and(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+    }
+
+    fn count_failure(&self, user: &str, failed: bool) {
+        let mut inner = self.inner.lock();
+        if !failed {
+            inner.failures.remove(user);
+            return;
+        }
+        inner
+            .failures
+            .retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        let entry = inner
+            .failures
+            .entry(user.to_owned())
+            .or_insert((0, Instant::now()));
+        entry.0 += 1;
     }
 
     /// A new session for `user`: (cookie token, CSRF token).
@@ -412,7 +444,16 @@ pub(crate) async fn login(
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !s.auth.verify(&user, &password).await {
+    if s.auth.locked_out(&user) {
+        return message(
+            StatusCode::TOO_MANY_REQUESTS,
+            "",
+            format!("too many failed sign-ins for `{user}`; wait a minute and try again"),
+        );
+    }
+    let ok = s.auth.verify(&user, &password).await;
+    s.auth.count_failure(&user, !ok);
+    if !ok {
         return message(
             StatusCode::UNAUTHORIZED,
             "",

@@ -102,6 +102,25 @@ async fn nothing_but_probes_and_the_shell_without_a_session() {
         )
         .await;
     assert_eq!(wrong.status, 401);
+    // Password guessing for one name stops after five failures in a minute.
+    for _ in 0..4 {
+        let guess = r#"{"user":"operator","password":"guess guess"}"#;
+        assert_eq!(
+            anon.send("POST", "/api/v1/login", guess, &[JSON])
+                .await
+                .status,
+            401
+        );
+    }
+    let guess = r#"{"user":"operator","password":"guess guess"}"#;
+    assert_eq!(
+        anon.send("POST", "/api/v1/login", guess, &[JSON])
+            .await
+            .status,
+        401
+    );
+    let locked = anon.send("POST", "/api/v1/login", guess, &[JSON]).await;
+    assert_eq!(locked.status, 429, "{}", locked.body);
 
     let login = anon.send("POST", "/api/v1/login", &creds, &[JSON]).await;
     let cookie = login.header("set-cookie").expect("cookie");

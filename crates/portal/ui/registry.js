@@ -189,6 +189,12 @@ async function assetForm(existing) {
     dataset: field('Dataset name', { name: 'spec.datasets[0].name', value: ds.name }),
     topic: field('Destination topic', { name: 'topic', value: ds.destinations?.[0]?.configuration?.topic || '', hint: 'Empty: azure-iot-operations/data/<asset name>.' }),
   };
+  const group = spec.eventGroups?.[0] || { name: 'events', events: [] };
+  const events = field('Events', {
+    name: 'spec.eventGroups[0].events', type: 'textarea', rows: 3,
+    value: (group.events || []).map((e) => `${e.name}, ${e.dataSource}`).join('\n'),
+    hint: 'One per line: name, event notifier node id (e.g. alarms, nsu=…;s=Special.Events). Empty: no events.',
+  });
   if (existing) f.name.control.readOnly = true;
   const box = errorBox();
   const form = h('form', { class: 'card', 'aria-label': existing ? 'Edit asset' : 'New asset' },
@@ -196,6 +202,7 @@ async function assetForm(existing) {
     h('fieldset', {}, h('legend', {}, '1. Details'), h('div', { class: 'grid' }, f.name, f.device, f.endpoint, f.description)),
     h('fieldset', {}, h('legend', {}, '2. Default sampling'), h('div', { class: 'grid' }, f.sampling, f.publishing)),
     h('fieldset', {}, h('legend', {}, '3. Dataset'), h('div', { class: 'grid' }, f.dataset, f.topic), pointsEditor(points)),
+    h('fieldset', {}, h('legend', {}, '4. Events'), events),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, existing ? 'Save asset' : 'Create asset')));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -222,6 +229,13 @@ async function assetForm(existing) {
       },
     };
     if (f.description.control.value.trim()) manifest.spec.description = f.description.control.value.trim();
+    const eventList = events.control.value.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
+      const at = l.indexOf(',');
+      return at < 0 ? { name: l, dataSource: '' } : { name: l.slice(0, at).trim(), dataSource: l.slice(at + 1).trim() };
+    });
+    if (eventList.length) manifest.spec.eventGroups = [{ ...group, events: eventList }, ...(spec.eventGroups || []).slice(1)];
+    else if (spec.eventGroups?.length > 1) manifest.spec.eventGroups = spec.eventGroups.slice(1);
+    else delete manifest.spec.eventGroups;
     try {
       if (existing) await api('PUT', `/api/v1/assets/${encodeURIComponent(name)}`, manifest);
       else await api('POST', '/api/v1/assets', manifest);
