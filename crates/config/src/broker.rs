@@ -112,6 +112,11 @@ pub struct ClientLimits {
     /// three quarters of it. Defaults to the memory profile's
     /// [`MemoryProfile::max_queued_bytes`].
     pub max_queued_bytes: u64,
+    /// Our extension `maxInflightBytes`: bound on the bytes of QoS 1/2 messages sent to one
+    /// client and not yet acknowledged (beside its Receive Maximum, which bounds their
+    /// number). Past it further deliveries wait in the session's queue; one message is always
+    /// allowed, whatever its size. `None`: only Receive Maximum bounds the window.
+    pub max_inflight_bytes: Option<u64>,
 }
 
 impl Default for ClientLimits {
@@ -125,6 +130,7 @@ impl Default for ClientLimits {
             queue_qos0_offline: false,
             subscriber_queue_limit: None,
             max_queued_bytes: MemoryProfile::default().max_queued_bytes(),
+            max_inflight_bytes: None,
         }
     }
 }
@@ -230,7 +236,7 @@ pub(crate) static PRIVATE_KEY: [Field; 2] = [
     ),
 ];
 
-static CLIENTS: [Field; 8] = [
+static CLIENTS: [Field; 9] = [
     opt("maxSessionExpirySeconds", Schema::Int(1, u32::MAX as i64)),
     opt("maxMessageExpirySeconds", Schema::Int(1, u32::MAX as i64)),
     opt("maxPacketSizeBytes", Schema::Int(1, 268_435_456)),
@@ -240,6 +246,8 @@ static CLIENTS: [Field; 8] = [
     opt("queueQos0WhileOffline", Schema::Bool),
     // Edgeplane extension: broker-wide bound on queued bytes (backpressure above it).
     opt("maxQueuedBytes", Schema::Int(1024, i64::MAX)),
+    // Edgeplane extension: per-client bound on unacknowledged QoS 1/2 bytes sent to it.
+    opt("maxInflightBytes", Schema::Int(1, i64::MAX)),
     opt(
         "subscriberQueueLimit",
         Schema::Object(&[
@@ -370,6 +378,7 @@ fn read_clients(clients: Option<&Node>, profile: MemoryProfile) -> ClientLimits 
             .and_then(Node::as_bool)
             .unwrap_or(false),
         max_queued_bytes: int_at(clients, &["maxQueuedBytes"]).unwrap_or(defaults.max_queued_bytes),
+        max_inflight_bytes: int_at(clients, &["maxInflightBytes"]),
     }
 }
 

@@ -76,6 +76,7 @@ fn aio_broker_example_loads_with_its_values() {
             }),
             queue_qos0_offline: false,
             max_queued_bytes: 512 << 20,
+            max_inflight_bytes: None,
         }
     );
     assert_eq!(broker.raw_spec["cardinality"]["frontend"]["replicas"], 2);

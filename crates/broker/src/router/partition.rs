@@ -425,6 +425,7 @@ impl Partition {
         let Some(window) = s.conn.as_ref().map(|c| c.window as usize) else {
             return;
         };
+        let max_inflight_bytes = router.settings.clients.max_inflight_bytes;
         let mut blocked = s.hold > durable;
         if !blocked {
             while let Some(item) = s.control.pop_front() {
@@ -454,7 +455,13 @@ impl Partition {
             }
             if d.qos != QoS::AtMostOnce {
                 d.packet_id = packet_id_of(d.seq);
-                if s.inflight.len() >= window || s.inflight.contains_key(&d.packet_id) {
+                // `maxInflightBytes` bounds the window's bytes; one message always fits.
+                let over_bytes = max_inflight_bytes.is_some_and(|max| {
+                    let held = s.queue.inflight_bytes();
+                    held > 0 && held + weight(&d.msg) > max
+                });
+                if s.inflight.len() >= window || over_bytes || s.inflight.contains_key(&d.packet_id)
+                {
                     s.queue.push_front(d);
                     return;
                 }

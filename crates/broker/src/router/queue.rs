@@ -69,6 +69,11 @@ impl Queue {
         self.bytes
     }
 
+    /// Bytes of the session's in-flight QoS 1/2 deliveries.
+    pub fn inflight_bytes(&self) -> u64 {
+        self.inflight_bytes
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Delivery> {
         self.items.iter()
     }
