@@ -1,7 +1,8 @@
 //! The operations portal in headless Chromium, against a real `edgeplane run` and the
 //! OPC UA simulator: first-run set-up, a device, an asset made by CSV import of three data
 //! points whose values change on the page, a dataflow made in the form, and its output in
-//! the topic explorer. Screenshots of each page go to `docs/screenshots/`.
+//! the topic explorer; a rejected server certificate trusted from the devices page; a
+//! restart keeping it all. Screenshots of each page go to `docs/screenshots/`.
 //!
 //! Chromium is driven over WebDriver by Debian's `chromedriver` (packages `chromium` and
 //! `chromium-driver`; `scripts/install-deps.sh` installs them). Without them the test fails
@@ -232,8 +233,8 @@ impl Browser {
         }
     }
 
-    /// The labelled control whose label reads `label` (as a screen reader finds it).
-    async fn by_label(&self, label: &str) -> String {
+    /// The DOM id of the control whose label reads `label` (as a screen reader finds it).
+    async fn control_id(&self, label: &str) -> String {
         let id = self
             .until(
                 &format!("a field labelled {label}"),
@@ -241,8 +242,13 @@ impl Browser {
                 json!([label]),
             )
             .await;
-        self.find(&format!("#{}", id.as_str().unwrap_or_default()))
-            .await
+        id.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The labelled control's WebDriver element.
+    async fn by_label(&self, label: &str) -> String {
+        let id = self.control_id(label).await;
+        self.find(&format!("#{id}")).await
     }
 
     async fn type_into(&self, label: &str, text: &str) {
@@ -255,6 +261,25 @@ impl Browser {
             Some(json!({ "text": text })),
         )
         .await;
+    }
+
+    /// Choose `option` in the select labelled `label`, by typing it as a keyboard user does.
+    async fn choose(&self, label: &str, option: &str) {
+        let id = self.control_id(label).await;
+        let el = self.find(&format!("#{id}")).await;
+        self.cmd(
+            "POST",
+            &format!("/element/{el}/value"),
+            Some(json!({ "text": option })),
+        )
+        .await;
+        let chosen = self
+            .js(
+                "return document.getElementById(arguments[0]).value",
+                json!([id]),
+            )
+            .await;
+        assert_eq!(chosen, json!(option), "{label}");
     }
 
     async fn click_button(&self, text: &str) {
@@ -294,6 +319,9 @@ impl Browser {
             .await
             .as_u64()
             .unwrap_or(1000)
+            // The window is taller than the page area it shows (headless keeps room for
+            // its frame).
+            .saturating_add(200)
             .clamp(1000, 4000);
         self.cmd(
             "POST",
@@ -392,7 +420,7 @@ async fn walk_through() {
             count: 3,
             interval: Duration::from_millis(200),
         },
-        security: vec![SimSecurity::None],
+        security: vec![SimSecurity::None, SimSecurity::Basic256Sha256SignAndEncrypt],
         ..SimConfig::default()
     })
     .await
@@ -551,6 +579,55 @@ async fn walk_through() {
         .await;
     browser.screenshot("07-dataflows").await;
 
+    // A device that requires encryption and does not auto-accept: the simulator's
+    // certificate is rejected, listed on the devices page, and trusted with its button.
+    browser.go(&format!("{base}#/devices")).await;
+    browser.type_into("Name", "strict").await;
+    browser
+        .type_into("Server address", sim.endpoint_url())
+        .await;
+    browser.choose("Security mode", "SignAndEncrypt").await;
+    browser.choose("Security policy", "Basic256Sha256").await;
+    browser.click_button("Create device").await;
+    browser
+        .until(
+            "the strict device",
+            "return !!document.querySelector('[data-status=\"strict\"]');",
+            json!([]),
+        )
+        .await;
+    browser.go(&format!("{base}#/assets")).await;
+    browser.type_into("Name", "strict-asset").await;
+    browser.choose("Device", "strict").await;
+    browser
+        .type_into(
+            "Import data points from CSV",
+            &format!("name,dataSource\ncounter,{SIM_NS}Fast.Counter.1\n"),
+        )
+        .await;
+    browser.click_button("Import CSV").await;
+    browser.click_button("Create asset").await;
+    browser
+        .until(
+            "the strict asset's page",
+            "return location.hash === '#/assets/strict-asset';",
+            json!([]),
+        )
+        .await;
+    browser.go(&format!("{base}#/devices")).await;
+    browser
+        .until(
+            "the rejected certificate",
+            "return [...document.querySelectorAll('button')].some(b => b.textContent === 'Trust');",
+            json!([]),
+        )
+        .await;
+    browser.screenshot("11-rejected-certificate").await;
+    browser.click_button("Trust").await;
+    browser
+        .until("the strict device connected", "const s = document.querySelector('[data-status=\"strict\"]'); return s && s.textContent.includes('connected');", json!([]))
+        .await;
+
     // Every change is in the activity log and in the export.
     browser.go(&format!("{base}#/activity")).await;
     browser
@@ -561,7 +638,12 @@ async fn walk_through() {
         )
         .await;
     let log = browser.text().await;
-    for what in ["Device/press", "Asset/line-1", "Dataflow/line-copy"] {
+    for what in [
+        "Device/press",
+        "Asset/line-1",
+        "Dataflow/line-copy",
+        "trusted",
+    ] {
         assert!(log.contains(what), "{what} in:\n{log}");
     }
     browser.screenshot("08-activity").await;

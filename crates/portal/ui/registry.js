@@ -28,6 +28,7 @@ function deviceForm(existing, done) {
     auth: field('Authentication', { name: 'auth', value: ep.authentication?.method || 'Anonymous', options: ['Anonymous', 'UsernamePassword', 'Certificate'] }),
     secret: field('Credentials secret', { name: 'secret', value: ep.authentication?.usernamePasswordCredentials?.usernameSecretName || '', hint: 'For UsernamePassword: a Secret with username and password.' }),
     mode: field('Security mode', { name: 'mode', value: extra.security?.securityMode || 'None', options: ['None', 'Sign', 'SignAndEncrypt'] }),
+    policy: field('Security policy', { name: 'policy', value: (extra.security?.securityPolicy || 'None').replace(/^.*#/, ''), options: ['None', 'Basic256Sha256', 'Aes128_Sha256_RsaOaep', 'Aes256_Sha256_RsaPss'] }),
     accept: field('Trust the server’s certificate automatically', { name: 'accept', type: 'checkbox', value: !!extra.security?.autoAcceptUntrustedServerCertificates }),
   };
   if (existing) f.name.control.readOnly = true;
@@ -47,6 +48,7 @@ function deviceForm(existing, done) {
       endpoint.authentication.usernamePasswordCredentials = { usernameSecretName: s, passwordSecretName: s };
     }
     const security = { securityMode: f.mode.control.value };
+    if (f.policy.control.value !== 'None') security.securityPolicy = f.policy.control.value;
     if (f.accept.control.checked) security.autoAcceptUntrustedServerCertificates = true;
     endpoint.additionalConfiguration = JSON.stringify({ security });
     const manifest = {
