@@ -3,7 +3,9 @@
 //! issued at start from the local CA Secret `edgeplane-ca` that `edgeplane certs` creates),
 //! its `authenticationRef` to authentication methods and its `authorizationRef` to a
 //! compiled policy; then keep Manual identities and policies current when the folder changes
-//! (a changed policy applies to connected clients at their next PUBLISH or SUBSCRIBE).
+//! (a changed policy applies to connected clients at their next PUBLISH or SUBSCRIBE), and
+//! rebuild authentication methods whose spec, Secrets or ConfigMaps changed (new connections
+//! and re-authentication use them).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,8 @@ pub struct Watched {
     tls: Vec<(String, Arc<ServerTls>, Pem)>,
     /// Authorization policies: resource name, policy, spec it was compiled from.
     policies: Vec<(String, SharedPolicy, Value)>,
+    /// Authentications: resource name, methods in use, what they were built from.
+    authentications: Vec<(String, Arc<Authentication>, String)>,
 }
 
 /// The listeners a configuration declares, with their TLS identities and auth.
@@ -53,9 +57,14 @@ pub fn from_config(config: &Config, dir: &Path) -> anyhow::Result<(Vec<ListenerS
     for p in &config.listeners {
         let (authentication, client_cas) = match &p.authentication_ref {
             Some(name) => {
-                let (authn, cas) = authentication(config, name)
+                let (methods, cas) = authentication(config, name)
                     .map_err(|e| anyhow!("{}: BrokerAuthentication/{name} {e}", dir.display()))?;
-                (Some(Arc::new(authn)), cas)
+                let authn = Arc::new(Authentication::new(methods));
+                let inputs = authentication_inputs(config, name);
+                watched
+                    .authentications
+                    .push((name.clone(), Arc::clone(&authn), inputs));
+                (Some(authn), cas)
             }
             None => (None, None),
         };
@@ -150,12 +159,10 @@ fn compile(spec: &Value, name: &str, dir: &Path) -> anyhow::Result<Authorization
     })
 }
 
-/// The methods of a `BrokerAuthentication`, in order. Edgeplane's `UsernamePassword` method
-/// names a Secret whose `passwords` entry is a file written by `edgeplane passwd`.
-fn authentication(
-    config: &Config,
-    name: &str,
-) -> anyhow::Result<(Authentication, Option<Vec<u8>>)> {
+/// The methods of a `BrokerAuthentication`, in order, and the trusted client CAs of its X509
+/// method. Edgeplane's `UsernamePassword` method names a Secret whose `passwords` entry is a
+/// file written by `edgeplane passwd`.
+fn authentication(config: &Config, name: &str) -> anyhow::Result<(Vec<Method>, Option<Vec<u8>>)> {
     let spec = config
         .authentications
         .get(name)
@@ -198,7 +205,38 @@ fn authentication(
             other => anyhow::bail!("{at}.method: {other:?} is not one of UsernamePassword, X509, ServiceAccountToken, Custom"),
         }
     }
-    Ok((Authentication { methods }, client_cas))
+    Ok((methods, client_cas))
+}
+
+/// What a `BrokerAuthentication`'s methods are built from: its spec and the Secrets and
+/// ConfigMaps it names (any string in the spec that names one, and X509's default
+/// `client-ca`). Compared, never logged: it holds secret data.
+fn authentication_inputs(config: &Config, name: &str) -> String {
+    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Array(list) => list.iter().for_each(|v| strings(v, out)),
+            Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    let Some(spec) = config.authentications.get(name) else {
+        return String::new();
+    };
+    let mut names = vec!["client-ca"];
+    strings(spec, &mut names);
+    names.sort_unstable();
+    names.dedup();
+    let mut out = spec.to_string();
+    for n in names {
+        if let Some(secret) = config.secrets.get(n) {
+            out.push_str(&format!("\nSecret/{n} {:?}", secret.data));
+        }
+        if let Some(map) = config.config_maps.get(n) {
+            out.push_str(&format!("\nConfigMap/{n} {map:?}"));
+        }
+    }
+    out
 }
 
 /// `x509Settings`: the ConfigMap of trusted client CAs (every entry's PEM, default name
@@ -354,7 +392,7 @@ fn secret_pem(
 /// connections (connected clients keep theirs); a changed policy applies at once. Invalid
 /// changes are logged and the current state kept.
 pub fn spawn_reload(dir: PathBuf, mut watched: Watched) {
-    if watched.tls.is_empty() && watched.policies.is_empty() {
+    if watched.tls.is_empty() && watched.policies.is_empty() && watched.authentications.is_empty() {
         return;
     }
     tokio::spawn(async move {
@@ -386,6 +424,22 @@ pub fn spawn_reload(dir: PathBuf, mut watched: Watched) {
                     }
                     Err(e) => {
                         tracing::warn!(policy = %name, error = %e, "changed authorization policy is invalid; keeping the current one")
+                    }
+                }
+            }
+            for (name, authn, current) in &mut watched.authentications {
+                let inputs = authentication_inputs(&config, name);
+                if inputs == *current {
+                    continue;
+                }
+                match authentication(&config, name) {
+                    Ok((methods, _)) => {
+                        authn.replace(methods);
+                        *current = inputs;
+                        tracing::info!(authentication = %name, "authentication methods reloaded; they apply to new connections and re-authentication (trusted client CAs of X509 at restart)");
+                    }
+                    Err(e) => {
+                        tracing::warn!(authentication = %name, error = %e, "changed authentication is invalid; keeping the current one")
                     }
                 }
             }

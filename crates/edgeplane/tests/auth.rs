@@ -324,6 +324,48 @@ async fn changed_policy_applies_to_connected_clients() {
     }
 }
 
+/// A user added with `edgeplane passwd` while the broker runs can connect without a restart.
+#[tokio::test]
+async fn added_user_can_connect_without_restart() {
+    let dir = temp_dir("passwd-reload");
+    let file = dir.join("passwords.yaml");
+    passwd(&file, "alice", SECRET_PASSWORD).await;
+    config(&dir, POLICY);
+    let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
+    let (_c, code) = try_connect(
+        addrs[0],
+        login("m1", V5, Some("mallory"), Some("new-password-m")),
+    )
+    .await;
+    assert_eq!(code, 0x86, "mallory does not exist yet");
+    passwd(&file, "mallory", "new-password-m").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let id = format!("m-{attempt}");
+        let (_c, code) = try_connect(
+            addrs[0],
+            login(&id, V5, Some("mallory"), Some("new-password-m")),
+        )
+        .await;
+        if code == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "added user not accepted within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_c, code) = try_connect(
+        addrs[0],
+        login("a1", V5, Some("alice"), Some(SECRET_PASSWORD)),
+    )
+    .await;
+    assert_eq!(code, 0, "existing users still accepted");
+}
+
 /// Publish QoS 1 to `extra/t` and return the PUBACK reason.
 async fn publish_reason(c: &mut Client, packet_id: u16) -> ReasonCode {
     c.send(&Packet::Publish(publish(

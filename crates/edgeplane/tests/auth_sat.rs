@@ -66,6 +66,15 @@ impl Issuer {
         }
     }
 
+    /// The EC key alone (before a rotation adds the RSA key).
+    fn jwks_ec_only(&self) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(&self.jwks()).expect("jwks");
+        if let Some(keys) = v["keys"].as_array_mut() {
+            keys.retain(|k| k["kty"] == "EC");
+        }
+        v.to_string()
+    }
+
     fn jwks(&self) -> String {
         let point = self.ec.public_key().as_ref();
         let rsa: signature::RsaPublicKeyComponents<Vec<u8>> = self.rsa.public().into();
@@ -323,6 +332,45 @@ async fn paho_client_with_service_account_tokens() {
         (r[3]["connack"].as_u64(), r[3]["disconnect"].as_u64()),
         (Some(0), Some(0xA0)),
         "{r:?}"
+    );
+}
+
+/// A key added to the JWKS Secret while the broker runs applies to new connections without a
+/// restart; connected clients stay connected.
+#[tokio::test]
+async fn rotated_keys_apply_without_restart() {
+    let dir = TempDir::new("auth-sat-rotate");
+    let keys = TempDir::new("auth-sat-rotate-keys");
+    let issuer = Issuer::new(&keys).await;
+    config(&dir, &issuer.jwks_ec_only());
+    let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
+    let a = addrs[0];
+    let ec = issuer.token("ES256", AUDIENCE, -5, 600);
+    let rsa = issuer.token("RS256", AUDIENCE, -5, 600);
+    let (mut kept, ack) = open(a, sat_connect("kept", "K8S-SAT", &ec)).await;
+    assert_eq!(ack.code, 0);
+    let (_c, ack) = open(a, sat_connect("before", "K8S-SAT", &rsa)).await;
+    assert_eq!(ack.code, 0x86, "the RSA key is not published yet");
+    config(&dir, &issuer.jwks());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (_c, ack) = open(a, sat_connect(&format!("after-{attempt}"), "K8S-SAT", &rsa)).await;
+        if ack.code == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rotated JWKS not applied within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    kept.send(&Packet::PingReq).await;
+    assert_eq!(
+        kept.recv().await,
+        Some(Packet::PingResp),
+        "connected client kept"
     );
 }
 

@@ -65,10 +65,12 @@ pub enum Method {
     Custom(CustomSettings),
 }
 
-/// The authentication of a listener port.
+/// The authentication of a listener port. Its methods can be replaced while the broker runs
+/// (renewed keys, passwords or webhook settings); a CONNECT or AUTH uses the methods current
+/// when it arrives.
 #[derive(Debug)]
 pub struct Authentication {
-    pub methods: Vec<Method>,
+    methods: RwLock<Arc<Vec<Method>>>,
 }
 
 /// What a client presented on CONNECT.
@@ -103,12 +105,28 @@ pub enum Verdict {
 }
 
 impl Authentication {
+    pub fn new(methods: Vec<Method>) -> Self {
+        Self {
+            methods: RwLock::new(Arc::new(methods)),
+        }
+    }
+
+    /// Use `methods` from now on (connected clients keep their principal).
+    pub fn replace(&self, methods: Vec<Method>) {
+        *self.methods.write() = Arc::new(methods);
+    }
+
+    fn methods(&self) -> Arc<Vec<Method>> {
+        Arc::clone(&self.methods.read())
+    }
+
     /// Check the CONNECT's credentials, methods in order. Slow hashing runs on the blocking
     /// pool; the webhook is awaited.
-    pub async fn authenticate(self: &Arc<Self>, creds: Credentials) -> Verdict {
+    pub async fn authenticate(&self, creds: Credentials) -> Verdict {
+        let methods = self.methods();
         if let Some(method) = &creds.method {
             // Enhanced authentication: only a method speaking it can decide [MQTT-4.12.0-1].
-            let sat = self.methods.iter().find_map(|m| match m {
+            let sat = methods.iter().find_map(|m| match m {
                 Method::ServiceAccountToken(s) if method == SAT_METHOD => Some(s),
                 _ => None,
             });
@@ -119,7 +137,7 @@ impl Authentication {
                 None => Verdict::Refused(code::BAD_AUTHENTICATION_METHOD),
             };
         }
-        for (index, method) in self.methods.iter().enumerate() {
+        for (index, method) in methods.iter().enumerate() {
             match method {
                 Method::X509(settings) => {
                     let Some(chain) = creds.certs.as_deref().filter(|c| !c.is_empty()) else {
@@ -138,9 +156,9 @@ impl Authentication {
                     let Some(user) = creds.username.clone() else {
                         continue;
                     };
-                    let this = Arc::clone(self);
+                    let all = Arc::clone(&methods);
                     let password = creds.password.clone().unwrap_or_default();
-                    let ok = tokio::task::spawn_blocking(move || match &this.methods[index] {
+                    let ok = tokio::task::spawn_blocking(move || match &all[index] {
                         Method::UsernamePassword(file) => file.verify(&user, &password),
                         _ => false,
                     })
@@ -194,7 +212,8 @@ impl Authentication {
     /// Re-authentication with AUTH (reason 0x19) under the CONNECT's Authentication Method:
     /// the new expiry, or the DISCONNECT reason code.
     pub fn reauthenticate(&self, method: &str, data: &[u8]) -> Result<Option<SystemTime>, u8> {
-        let sat = self.methods.iter().find_map(|m| match m {
+        let methods = self.methods();
+        let sat = methods.iter().find_map(|m| match m {
             Method::ServiceAccountToken(s) if method == SAT_METHOD => Some(s),
             _ => None,
         });
