@@ -36,7 +36,7 @@ export async function flowsPage() {
         `${m.received ?? 0} in / ${m.sent ?? 0} out`, `${(m.filtered ?? 0) + (m.unroutable ?? 0) + (m.failed ?? 0)} dropped`,
         portal ? h('span', { class: 'row-actions' },
           h('button', {
-            type: 'button', 'aria-pressed': String(enabled), onclick: async () => {
+            type: 'button', onclick: async () => {
               try { await api('POST', `/api/v1/dataflows/${encodeURIComponent(name)}/${enabled ? 'disable' : 'enable'}`); notice(`${name} ${enabled ? 'disabled' : 'enabled'}; applied within 5 s.`); refresh(); } catch (e) { alert(e.message); }
             },
           }, enabled ? 'Disable' : 'Enable'),
@@ -51,7 +51,8 @@ export async function flowsPage() {
     list.replaceChildren(table('Dataflows', ['Name', 'Health', 'Problem', 'Messages', 'Dropped', 'Actions'], rows, { empty: 'No dataflows yet.' }));
   }
   await refresh();
-  every(3000, () => refresh().catch(() => {}));
+  // Redraw only while the keyboard is elsewhere, so a focused button is not replaced.
+  every(3000, () => { if (!list.contains(document.activeElement)) refresh().catch(() => {}); });
   return page('Dataflows', h('p', {}, h('a', { href: '#/dataflows/new', class: 'button primary' }, 'New dataflow')), list);
 }
 

@@ -104,7 +104,8 @@ export async function devicesPage() {
       }, 'Trust')]), { empty: 'None: the connector has not rejected any server certificate.' }));
   }
   await refresh();
-  every(3000, () => refresh().catch(() => {}));
+  // Redraw only while the keyboard is elsewhere, so a focused button is not replaced.
+  every(3000, () => { if (!list.contains(document.activeElement) && !certs.contains(document.activeElement)) refresh().catch(() => {}); });
   showForm(null);
   return page('Devices', list, formSlot, certs);
 }
