@@ -52,6 +52,25 @@ async fn nothing_but_probes_and_the_shell_without_a_session() {
     for path in ["/healthz", "/readyz", "/metrics", "/", "/ui/app.js"] {
         assert_eq!(anon.send("GET", path, "", &[]).await.status, 200, "{path}");
     }
+    // The shell and every module it imports are served, same-origin only (CSP), and the
+    // whole first load stays within its 300 KB budget.
+    let shell = anon.send("GET", "/", "", &[]).await;
+    let csp = shell.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    let app = anon.send("GET", "/ui/app.js", "", &[]).await;
+    for module in app
+        .body
+        .split("from './")
+        .skip(1)
+        .filter_map(|r| r.split('\'').next())
+    {
+        let served = anon.send("GET", &format!("/ui/{module}"), "", &[]).await;
+        assert_eq!(served.status, 200, "{module} is imported but not served");
+    }
+    assert!(edgeplane_portal::first_load_bytes() < 300_000);
     for path in [
         "/api/v1/devices",
         "/api/v1/dataflows",
