@@ -1,13 +1,28 @@
 #!/usr/bin/env bash
-# Throughput side by side: Edgeplane and Mosquitto (Debian package), same machine, loopback,
-# alternating A B A B for ROUNDS rounds; prints a Markdown table of medians.
-# Usage: scripts/bench/compare-brokers.sh [ROUNDS]   (default 3)
+# Side by side: Edgeplane, Mosquitto (Debian package) and rumqttd (crates.io, when it builds),
+# same machine, loopback, equivalent lossless settings, alternating brokers (A B C A B C) for
+# ROUNDS rounds. Prints a Markdown table of medians and, with --write, replaces the generated
+# section of docs/BENCHMARKS.md (between the compare-brokers markers) with it.
+# Usage: scripts/bench/compare-brokers.sh [ROUNDS] [--write]   (default 3 rounds)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS="${1:-3}"
+WRITE="${2:-}"
 scripts/install-deps.sh >/dev/null
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/edgeplane/target}"
 cargo build --release --locked -q -p edgeplane -p edgeplane-bench
-T="${CARGO_TARGET_DIR:-target}/release"
+T="$CARGO_TARGET_DIR/release"
+
+# rumqttd: `cargo install`ed once into a cache folder; if it cannot build, the table says so.
+RUMQTTD_ROOT="$HOME/.cache/edgeplane/rumqttd"
+BROKERS=(edgeplane mosquitto)
+if [ ! -x "$RUMQTTD_ROOT/bin/rumqttd" ]; then
+  CARGO_TARGET_DIR="$HOME/.cache/edgeplane/rumqttd-target" \
+    cargo install rumqttd --version 0.20.0 --root "$RUMQTTD_ROOT" -q >&2 \
+    || echo "rumqttd did not build; comparing without it" >&2
+fi
+[ -x "$RUMQTTD_ROOT/bin/rumqttd" ] && BROKERS+=(rumqttd)
+
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -16,7 +31,7 @@ start_edgeplane() {
   local port=$1
   mkdir -p "$work/ep"
   printf 'apiVersion: edgeplane.io/v1\nkind: BrokerListener\nmetadata: {name: bench}\nspec:\n  ports:\n  - port: %s\n    bindAddress: 127.0.0.1\n' "$port" >"$work/ep/l.yaml"
-  RUST_LOG=warn "$T/edgeplane" run --config "$work/ep" >/dev/null 2>&1 &
+  RUST_LOG=warn "$T/edgeplane" run --config "$work/ep" --http 127.0.0.1:0 --metrics 127.0.0.1:0 >/dev/null 2>&1 &
   echo $!
 }
 start_mosquitto() {
@@ -26,48 +41,113 @@ start_mosquitto() {
   mosquitto -c "$work/mq.conf" >/dev/null 2>&1 &
   echo $!
 }
+start_rumqttd() {
+  # Lossless as far as rumqttd allows: a 1 GiB commit log per filter (10 segments of 100 MiB)
+  # so no slow subscriber falls off its tail, 1 MiB payloads, 1,000 in flight.
+  local port=$1
+  cat >"$work/rumqttd.toml" <<EOF
+id = 0
+[router]
+id = 0
+max_connections = 110000
+max_outgoing_packet_count = 1000
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$port"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 1048576
+    max_inflight_count = 1000
+    dynamic_filters = true
+EOF
+  RUST_LOG=error "$RUMQTTD_ROOT/bin/rumqttd" -c "$work/rumqttd.toml" -q >/dev/null 2>&1 &
+  echo $!
+}
 
-# name | bench arguments
+# name | bench arguments (MQTT 3.1.1 clients; closed loop unless --rate)
 SCENARIOS=(
   "QoS 0 fan-in 10→1, 64 B|fan-in --clients 10 --messages 50000 --qos 0 --payload 64"
   "QoS 1 fan-in 10→1, 64 B|fan-in --clients 10 --messages 20000 --qos 1 --payload 64"
-  "QoS 2 fan-in 10→1, 64 B|fan-in --clients 10 --messages 10000 --qos 2 --payload 64"
+  "QoS 2 fan-in 10→1, 64 B|fan-in --clients 10 --messages 5000 --qos 2 --payload 64"
   "QoS 0 fan-out 1→100, 64 B|fan-out --clients 100 --messages 2000 --qos 0 --payload 64"
+  "QoS 1 pairwise 10→10, 64 B|pairwise --clients 10 --messages 10000 --qos 1 --payload 64"
+  "QoS 1 shared 10→4 consumers, 64 B|shared --clients 10 --consumers 4 --messages 10000 --qos 1 --payload 64"
+  "QoS 0 10,000 distinct topics, 64 B|subscriptions --clients 10000 --consumers 10 --messages 100000 --qos 0 --payload 64"
   "QoS 1 fan-in 10→1, 4 KB|fan-in --clients 10 --messages 5000 --qos 1 --payload 4096"
+  "QoS 1 fan-in 10→1, 64 KB|fan-in --clients 10 --messages 500 --qos 1 --payload 65536"
+  "QoS 1 at 20,000 msg/s offered (open loop), 64 B|fan-in --clients 10 --messages 6000 --qos 1 --payload 64 --rate 20000 --window 1000"
 )
 
 results="$work/results.tsv"
 for round in $(seq "$ROUNDS"); do
-  for broker in edgeplane mosquitto; do
-    for s in "${SCENARIOS[@]}"; do
+  for s in "${SCENARIOS[@]}"; do
+    for broker in "${BROKERS[@]}"; do
       name="${s%%|*}"; args="${s#*|}"
       port=$(free_port)
       pid=$(start_"$broker" "$port")
-      sleep 0.5
-      start_cpu=$(awk '{print $14+$15}' "/proc/$pid/stat")
+      for _ in $(seq 50); do
+        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.1)" 2>/dev/null && break
+        sleep 0.1
+      done
       # shellcheck disable=SC2086
-      out=$("$T/edgeplane-bench" $args --broker "127.0.0.1:$port")
-      end_cpu=$(awk '{print $14+$15}' "/proc/$pid/stat")
-      kill "$pid"; wait "$pid" 2>/dev/null || true
-      printf '%s\t%s\t%s\t%s\n' "$name" "$broker" "$out" "$((end_cpu - start_cpu))" >>"$results"
-      echo "round $round $broker $name: $out" >&2
+      if out=$(timeout 180 "$T/edgeplane-bench" $args --broker "127.0.0.1:$port" --broker-pid "$pid" 2>/dev/null); then
+        printf '%s\t%s\t%s\n' "$name" "$broker" "$out" >>"$results"
+        echo "round $round $broker $name: $out" >&2
+      else
+        printf '%s\t%s\t%s\n' "$name" "$broker" '{"failed":true}' >>"$results"
+        echo "round $round $broker $name: FAILED" >&2
+      fi
+      kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
     done
   done
 done
 
-python3 - "$results" "$(getconf CLK_TCK)" <<'PY'
-import json, statistics, sys
+table="$work/table.md"
+python3 - "$results" "$ROUNDS" "${BROKERS[*]}" >"$table" <<'PY'
+import json, statistics, sys, datetime, os
+brokers = sys.argv[3].split()
 rows = {}
 for line in open(sys.argv[1]):
-    name, broker, out, ticks = line.rstrip("\n").split("\t")
-    r = json.loads(out)
-    cpu_per_m = int(ticks) / int(sys.argv[2]) / max(r["received"], 1) * 1e6
-    rows.setdefault(name, {}).setdefault(broker, []).append((r["deliveries_per_sec"], r["lost"], cpu_per_m))
-print("| scenario | edgeplane msg/s | mosquitto msg/s | ratio | edgeplane CPU s / M msgs | mosquitto CPU s / M msgs | lost (e/m) |")
-print("|---|---|---|---|---|---|---|")
+    name, broker, out = line.rstrip("\n").split("\t")
+    rows.setdefault(name, {}).setdefault(broker, []).append(json.loads(out))
+def med(runs, f):
+    xs = [f(r) for r in runs if not r.get("failed") and f(r) is not None]
+    return statistics.median(xs) if xs else None
+def fmt(x, spec):
+    return "n/a" if x is None else format(x, spec)
+load = os.getloadavg()[0]
+print(f"Generated by `scripts/bench/compare-brokers.sh {sys.argv[2]} --write` on "
+      f"{datetime.date.today()} ({sys.argv[2]} alternating rounds, medians; "
+      f"load average at the end {load:.1f}). msg/s counts deliveries at the subscribers; "
+      "CPU is the broker's user+system seconds per million deliveries; p99 is end-to-end "
+      "latency; lost is summed over all rounds.")
+print()
+head = ["scenario"] + [f"{b} msg/s" for b in brokers] + ["edgeplane / mosquitto"] \
+     + [f"CPU s/M {b}" for b in brokers] + [f"p99 ms {b}" for b in brokers] + ["lost " + "/".join(brokers)]
+print("| " + " | ".join(head) + " |")
+print("|" + "---|" * len(head))
 for name, b in rows.items():
-    e = statistics.median(x[0] for x in b["edgeplane"]); m = statistics.median(x[0] for x in b["mosquitto"])
-    ec = statistics.median(x[2] for x in b["edgeplane"]); mc = statistics.median(x[2] for x in b["mosquitto"])
-    el = sum(x[1] for x in b["edgeplane"]); ml = sum(x[1] for x in b["mosquitto"])
-    print(f"| {name} | {e:,.0f} | {m:,.0f} | {e/m:.2f}× | {ec:.2f} | {mc:.2f} | {el}/{ml} |")
+    rate = {k: med(b.get(k, []), lambda r: r["deliveries_per_sec"]) for k in brokers}
+    cpu = {k: med(b.get(k, []), lambda r: r.get("broker_cpu_secs_per_million")) for k in brokers}
+    p99 = {k: med(b.get(k, []), lambda r: r.get("latency_ms", {}).get("p99")) for k in brokers}
+    lost = "/".join(str(sum(r.get("lost", 0) for r in b.get(k, []) if not r.get("failed")))
+                    + ("" if all(not r.get("failed") for r in b.get(k, [])) else " (failed)") for k in brokers)
+    ratio = (f"{rate['edgeplane']/rate['mosquitto']:.2f}×" if rate.get("edgeplane") and rate.get("mosquitto") else "n/a")
+    cells = [name] + [fmt(rate[k], ",.0f") for k in brokers] + [ratio] \
+          + [fmt(cpu[k], ".2f") for k in brokers] + [fmt(p99[k], ".1f") for k in brokers] + [lost]
+    print("| " + " | ".join(cells) + " |")
 PY
+cat "$table"
+if [ "$WRITE" = "--write" ]; then
+  python3 - docs/BENCHMARKS.md "$table" <<'PY'
+import sys
+doc, table = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+begin, end = "<!-- compare-brokers:begin -->", "<!-- compare-brokers:end -->"
+i, j = doc.index(begin) + len(begin), doc.index(end)
+open(sys.argv[1], "w").write(doc[:i] + "\n" + table + doc[j:])
+PY
+  echo "docs/BENCHMARKS.md updated" >&2
+fi

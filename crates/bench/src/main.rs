@@ -4,9 +4,11 @@
 //! - `idle` opens N MQTT connections (CONNECT, wait for CONNACK), spread over several
 //!   127.0.0.x source addresses, and holds them, so the caller can read the broker's resident
 //!   memory per idle connection.
-//! - `fan-in` (N publishers → 1 subscriber) and `fan-out` (1 publisher → N subscribers):
-//!   closed loop, every message counted at the subscribers; reports deliveries per second
-//!   and how many were lost.
+//! - `fan-in` (N → 1), `fan-out` (1 → N), `pairwise` (N → N on distinct topics), `shared`
+//!   (N → M consumers of a shared subscription) and `subscriptions` (many distinct topics):
+//!   closed loop or open loop (`--rate`), QoS 0/1/2, any payload size; reports deliveries
+//!   per second, MB/s, loss, end-to-end latency percentiles and, with `--broker-pid`, the
+//!   broker's CPU seconds and peak RSS (see `flow/`).
 //! - `statestore`: SET/GET requests to the state store through MQTT, pipelined; operations
 //!   per second and latency percentiles.
 //! - `stalled-subscriber`: one subscriber stops reading while publishers continue; samples
@@ -55,11 +57,21 @@ enum Scenario {
         /// Connections opened at once.
         #[arg(long, default_value_t = 200)]
         parallel: usize,
+        /// Keep alive in CONNECT, seconds (0: none; rumqttd refuses 0).
+        #[arg(long, default_value_t = 0)]
+        keep_alive: u16,
     },
     /// N publishers → 1 subscriber on one topic.
     FanIn(flow::FlowArgs),
     /// 1 publisher → N subscribers on one topic.
     FanOut(flow::FlowArgs),
+    /// N publishers → N subscribers, one topic per pair.
+    Pairwise(flow::FlowArgs),
+    /// N publishers → M consumers of one shared subscription (`$share/bench/...`).
+    Shared(flow::FlowArgs),
+    /// 1 publisher round-robin over N distinct topics, each subscribed once, spread over
+    /// M subscriber connections.
+    Subscriptions(flow::FlowArgs),
     /// State store requests through MQTT (SET/GET), pipelined.
     Statestore(statestore::StateStoreArgs),
     /// kill -9 / restart an Edgeplane broker under load; check nothing acknowledged is lost.
@@ -77,18 +89,24 @@ async fn main() -> anyhow::Result<()> {
             sources,
             hold_secs,
             parallel,
+            keep_alive,
         } => {
+            let hold = Duration::from_secs(hold_secs);
             idle(
                 broker,
                 connections,
                 sources.max(1),
-                Duration::from_secs(hold_secs),
+                hold,
                 parallel,
+                keep_alive,
             )
             .await
         }
         Scenario::FanIn(args) => flow::run(args, flow::Shape::FanIn).await,
         Scenario::FanOut(args) => flow::run(args, flow::Shape::FanOut).await,
+        Scenario::Pairwise(args) => flow::run(args, flow::Shape::Pairwise).await,
+        Scenario::Shared(args) => flow::run(args, flow::Shape::Shared).await,
+        Scenario::Subscriptions(args) => flow::run(args, flow::Shape::Subscriptions).await,
         Scenario::Statestore(args) => statestore::run(args).await,
         Scenario::Crash(args) => crash::run(args).await,
         Scenario::StalledSubscriber(args) => stalled::run(args).await,
@@ -101,6 +119,7 @@ async fn idle(
     sources: u8,
     hold: Duration,
     parallel: usize,
+    keep_alive: u16,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut conns = Vec::with_capacity(n);
@@ -110,7 +129,12 @@ async fn idle(
         let mut tasks = Vec::with_capacity(batch);
         for i in next..next + batch {
             let source = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(sources)) as u8);
-            tasks.push(tokio::spawn(open(broker, source, format!("idle-{i}"))));
+            tasks.push(tokio::spawn(open(
+                broker,
+                source,
+                format!("idle-{i}"),
+                keep_alive,
+            )));
         }
         for t in tasks {
             conns.push(t.await.context("connection task")??);
@@ -133,6 +157,7 @@ async fn open(
     broker: SocketAddr,
     source: Ipv4Addr,
     client_id: String,
+    keep_alive: u16,
 ) -> anyhow::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
@@ -143,7 +168,7 @@ async fn open(
     let connect = Connect {
         protocol: ProtocolVersion::V311,
         clean_start: true,
-        keep_alive: 0,
+        keep_alive,
         client_id,
         will: None,
         username: None,
