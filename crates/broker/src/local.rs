@@ -209,17 +209,21 @@ impl LocalClient {
         }
     }
 
-    /// Publish a message, with this client as its origin (for No Local). It is routed (and,
-    /// if retained, stored) before this returns, and a QoS 1/2 message is durable where the
-    /// store keeps it (as a network client's would be when acknowledged); the QoS decides
-    /// how subscribers get it. In-process publishes are not counted as received messages
-    /// (those count clients').
+    /// Publish a message, with this client as its origin (for No Local) and, to a service
+    /// that authorizes requests, [`crate::message::Publisher::Service`] as its publisher
+    /// (in-process services are trusted). It is routed (and, if retained, stored) before
+    /// this returns, and a QoS 1/2 message is durable where the store keeps it (as a
+    /// network client's would be when acknowledged); the QoS decides how subscribers get it.
+    /// In-process publishes are not counted as received messages (those count clients').
     pub async fn publish(&self, publish: Publish) -> Result<(), LocalError> {
         if self.closed {
             return Err(LocalError::Closed);
         }
         let max_expiry = self.ctx.settings.clients.max_message_expiry_secs;
-        let msg = Message::from_publish(publish, Some(Arc::clone(&self.client_id)), max_expiry);
+        let mut msg = Message::from_publish(publish, Some(Arc::clone(&self.client_id)), max_expiry);
+        if crate::message::carries_publisher(&msg.topic) {
+            msg.publisher = Some(Arc::new(crate::message::Publisher::Service));
+        }
         let router = &self.ctx.router;
         // Only a QoS 1/2 message with a store behind the broker has anything to wait for.
         let wait = router

@@ -66,6 +66,7 @@ async fn publish_all(router: &Router) {
             properties: Properties::default(),
             expires_at: None,
             origin: None,
+            publisher: None,
             store_id: std::sync::OnceLock::new(),
         };
         router.publish(Arc::new(msg), 0, None).await;

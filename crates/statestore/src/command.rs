@@ -1,14 +1,18 @@
 //! One request, from MQTT message to reply: the `__ts` and `__ft` checks, the RESP3 command
 //! (`SET`, `GET`, `DEL`, `VDEL`, `KEYNOTIFY`, and our `SCAN` extension), its execution on the
 //! [`Store`], and the reply with the version to send as `__ts`. Every malformed input ends in
-//! one of the protocol's `-ERR` texts, never a panic.
+//! one of the protocol's `-ERR` texts, never a panic. A well-formed request for a key its
+//! publisher may not read or write (see `access.rs`) is answered `-ERR not authorized`
+//! before it touches the store; SCAN returns only the keys the publisher may read.
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use edgeplane_broker::auth::KeyAccess;
 
+use crate::access::Access;
 use crate::hlc::{wall_ms, Hlc};
 use crate::resp::{parse_request, Reply};
 use crate::store::{Condition, SetOptions, Store, StoreError, ValueDeleted, Written};
@@ -26,6 +30,7 @@ pub mod text {
     pub const WRONG_ARGUMENTS: &str = "wrong number of arguments";
     pub const MISSING_TIMESTAMP: &str = "missing timestamp";
     pub const MALFORMED_TIMESTAMP: &str = "malformed timestamp";
+    pub const NOT_AUTHORIZED: &str = "not authorized";
 }
 
 /// What a request needs besides the store: who sent it, its metadata, the limits.
@@ -34,6 +39,8 @@ pub struct Request<'a> {
     /// MQTT client id of the publisher (KEYNOTIFY registrations belong to it).
     pub client_id: Option<&'a Arc<str>>,
     pub user_properties: &'a [(String, String)],
+    /// Which keys the publisher may read and write.
+    pub access: &'a Access<'a>,
 }
 
 /// Request-independent knobs.
@@ -86,6 +93,13 @@ fn run(
             None => Err(text::WRONG_ARGUMENTS),
         }
     };
+    let allowed = |access: KeyAccess, key: &[u8]| {
+        if req.access.allows(access, key) {
+            Ok(())
+        } else {
+            Err(text::NOT_AUTHORIZED)
+        }
+    };
     let arity = |ok: bool| {
         if ok {
             Ok(())
@@ -97,10 +111,9 @@ fn run(
         b"SET" => {
             arity(args.len() >= 2)?;
             let opts = set_options(&args[2..], fencing()?)?;
-            let value = args[1].clone();
-            let written = store
-                .set(key()?, value, opts, now)
-                .map_err(StoreError::text)?;
+            let (key, value) = (key()?, args[1].clone());
+            allowed(KeyAccess::Write, &key)?;
+            let written = store.set(key, value, opts, now).map_err(StoreError::text)?;
             Ok(match written {
                 Written::Applied(v) => (Reply::Ok, v),
                 Written::NotApplied => (Reply::Int(-1), store.tick()),
@@ -108,7 +121,9 @@ fn run(
         }
         b"GET" => {
             arity(args.len() == 1)?;
-            Ok(match store.get(&key()?, now) {
+            let key = key()?;
+            allowed(KeyAccess::Read, &key)?;
+            Ok(match store.get(&key, now) {
                 Some(v) => (Reply::Bulk(v.value), v.version),
                 None => (Reply::Nil, store.tick()),
             })
@@ -116,6 +131,7 @@ fn run(
         b"DEL" => {
             arity(args.len() == 1)?;
             let (key, ft) = (key()?, fencing()?);
+            allowed(KeyAccess::Write, &key)?;
             Ok(
                 match store
                     .del(&key, ft.as_ref(), now)
@@ -129,6 +145,7 @@ fn run(
         b"VDEL" => {
             arity(args.len() == 2)?;
             let (key, ft) = (key()?, fencing()?);
+            allowed(KeyAccess::Write, &key)?;
             let outcome = store.vdel(&key, &args[1], ft.as_ref(), now);
             Ok(match outcome.map_err(StoreError::text)? {
                 ValueDeleted::Deleted(v) => (Reply::Int(1), v),
@@ -146,6 +163,7 @@ fn run(
                 .ok_or(text::SYNTAX_ERROR)?;
             let reply = match args.get(1) {
                 None => {
+                    allowed(KeyAccess::Read, &key)?;
                     store.watch(&client, key);
                     Reply::Ok
                 }
@@ -163,8 +181,10 @@ fn run(
         b"SCAN" => {
             arity(matches!(args.len(), 1 | 2))?;
             let cursor = args.get(1).map(|c| &c[..]);
-            let (keys, cursor) =
+            let (mut keys, cursor) =
                 store.scan(&args[0], cursor, limits.scan_page, limits.scan_budget, now);
+            // Keys the publisher may not read are left out (the cursor still moves past them).
+            keys.retain(|k| req.access.allows(KeyAccess::Read, k));
             Ok((Reply::Keys { keys, cursor }, store.tick()))
         }
         _ => Err(text::UNKNOWN_COMMAND),

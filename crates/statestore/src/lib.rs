@@ -9,12 +9,16 @@
 //! version, a hybrid logical clock). KEYNOTIFY notifications go to
 //! [`notification_topic`]. See `docs/STATESTORE.md` for the protocol as implemented.
 //!
+//! Requests from network clients are authorized by the `stateStoreResources` of their
+//! listener port's `BrokerAuthorization` (`access.rs`): a refused one is answered
+//! `-ERR not authorized`. Ports without a policy, and in-process services, may do anything.
+//!
 //! [`StateStore::start`] attaches the service to a [`Broker`] and returns a
 //! [`StateStoreHandle`], the typed in-process API for our own services. The data lives in
 //! memory ([`store::Store`]), owned by one task; durability comes with the broker's.
 
+mod access;
 mod command;
-mod glob;
 pub mod hlc;
 pub mod persist;
 pub mod remote;
@@ -36,8 +40,10 @@ pub use store::{Condition, SetOptions, StoreError, ValueDeleted, Versioned, Writ
 
 use service::{Call, StoreTask};
 
-/// Where clients send requests (the service subscribes; clients need not).
-pub const REQUEST_TOPIC: &str = "statestore/v1/FA9AE35F-2F64-47CD-9BFF-08E2B32A0FE8/command/invoke";
+/// Where clients send requests (the service subscribes; clients need not). Messages to it
+/// carry their publisher (see [`edgeplane_broker::message::Publisher`]), which is what
+/// requests are authorized by.
+pub const REQUEST_TOPIC: &str = edgeplane_broker::message::STATE_STORE_REQUEST_TOPIC;
 /// Prefix of KEYNOTIFY notification topics (reserved: never a valid response topic).
 pub const NOTIFY_TOPIC_PREFIX: &str = "clients/statestore/v1/FA9AE35F-2F64-47CD-9BFF-08E2B32A0FE8/";
 /// Content type of responses and notifications, the one the SDK accepts.

@@ -15,16 +15,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use edgeplane_broker::auth::{glob, KeyAccess};
 use edgeplane_broker::message::Message;
 use edgeplane_broker::{ClientEvent, LocalClient};
 use edgeplane_codec::{Properties, Publish, QoS};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::access::Access;
 use crate::command::{self, Limits, Request, TIMESTAMP_PROPERTY};
 use crate::persist::Journal;
 use crate::store::{Change, Notification, Store};
-use crate::{glob, resp, DurableKeys};
 use crate::{notification_topic, CONTENT_TYPE, NOTIFY_TOPIC_PREFIX, REQUEST_TOPIC};
+use crate::{resp, DurableKeys};
 
 /// A call from an in-process caller, run on the store task; it returns the delivery of its
 /// answer, which the task runs once the batch's changes are durable.
@@ -192,6 +194,7 @@ impl StoreTask {
             tracing::warn!(client = ?msg.origin, topic = response_topic, "state store request with a forbidden response topic ignored");
             return;
         }
+        let access = Access::of(msg);
         if let DurableKeys::Matching {
             dynamic: Some((k, v)),
             ..
@@ -206,6 +209,7 @@ impl StoreTask {
                 if let Some(key) = resp::parse_request(&msg.payload)
                     .ok()
                     .and_then(|a| a.get(1).cloned())
+                    .filter(|key| access.allows(KeyAccess::Write, key))
                 {
                     self.opted_in.insert(key);
                 }
@@ -215,6 +219,7 @@ impl StoreTask {
             payload: &msg.payload,
             client_id: msg.origin.as_ref(),
             user_properties: &msg.properties.user_properties,
+            access: &access,
         };
         let (reply, version) =
             command::execute(&mut self.store, &request, self.limits, Instant::now());

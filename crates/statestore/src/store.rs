@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::glob;
 use crate::hlc::{wall_ms, Clock, Hlc};
+use edgeplane_broker::auth::glob;
 
 /// Why a write was refused; [`StoreError::text`] is the protocol's exact error text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! `BrokerAuthorization` policies: allow-only rules, each naming principals (client ids,
 //! user names, attribute sets: OR across the lists, AND inside one attribute set) and the
 //! broker resources they may use (Connect with client id patterns, Publish and Subscribe
-//! with topic patterns).
+//! with topic patterns) and the state store keys they may read or write
+//! (`stateStoreResources`, compiled and matched in `keys.rs`).
 //!
 //! Substitution tokens `{principal.clientId}`, `{principal.username}` and
 //! `{principal.attributes.NAME}` must fill a whole topic segment. Matching is structural,
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::keys::{key_grant, KeyAccess, KeyGrant};
 use super::Principal;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +25,7 @@ pub struct PolicyError {
     pub message: String,
 }
 
-fn err(field: &str, message: impl Into<String>) -> PolicyError {
+pub(super) fn err(field: &str, message: impl Into<String>) -> PolicyError {
     PolicyError {
         field: field.to_owned(),
         message: message.into(),
@@ -31,7 +33,7 @@ fn err(field: &str, message: impl Into<String>) -> PolicyError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
+pub(super) enum Token {
     ClientId,
     Username,
     Attribute(String),
@@ -78,6 +80,7 @@ struct Principals {
 struct Rule {
     principals: Principals,
     grants: Vec<Grant>,
+    keys: Vec<KeyGrant>,
 }
 
 /// A compiled policy.
@@ -169,6 +172,16 @@ impl Authorization {
             .any(|g| g.topics.iter().any(|pat| covers(pat, &levels, p)))
     }
 
+    /// May this client read or write the state store key `key`? Allow-only, like topics:
+    /// some rule naming the principal must grant the access to a pattern matching the key.
+    pub fn allows_key(&self, p: &Principal, access: KeyAccess, key: &[u8]) -> bool {
+        self.rules
+            .iter()
+            .filter(|r| r.principals.matches(p))
+            .flat_map(|r| r.keys.iter())
+            .any(|g| g.allows(p, access, key))
+    }
+
     fn grants<'a>(
         &'a self,
         p: &'a Principal,
@@ -194,7 +207,7 @@ impl Principals {
     }
 }
 
-fn value<'a>(t: &Token, p: &'a Principal) -> Option<&'a str> {
+pub(super) fn value<'a>(t: &Token, p: &'a Principal) -> Option<&'a str> {
     match t {
         Token::ClientId => Some(&p.client_id),
         Token::Username => p.username.as_deref(),
@@ -332,8 +345,24 @@ fn rule(r: &Value, at: &str) -> Result<Rule, Vec<PolicyError>> {
             grants.push(grant);
         }
     }
+    let mut keys = Vec::new();
+    let list = obj
+        .get("stateStoreResources")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (j, g) in list.iter().enumerate() {
+        let f = format!("{at}.stateStoreResources[{j}]");
+        if let Some(grant) = key_grant(g, &f, &mut errors) {
+            keys.push(grant);
+        }
+    }
     if errors.is_empty() {
-        Ok(Rule { principals, grants })
+        Ok(Rule {
+            principals,
+            grants,
+            keys,
+        })
     } else {
         Err(errors)
     }
@@ -413,7 +442,7 @@ fn strings(v: &Value, f: &str, errors: &mut Vec<PolicyError>) -> Vec<String> {
     }
 }
 
-fn token(s: &str) -> Option<Token> {
+pub(super) fn token(s: &str) -> Option<Token> {
     let inner = s.strip_prefix("{principal.")?.strip_suffix('}')?;
     match inner {
         "clientId" => Some(Token::ClientId),

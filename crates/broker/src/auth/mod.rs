@@ -1,7 +1,7 @@
 //! Authentication and authorization per listener port, with Azure IoT Operations' semantics:
 //! authentication methods tried in order (a method whose credentials are not relevant falls
 //! through, a relevant one decides), and allow-only authorization rules (deny when no rule
-//! grants) over Connect, Publish and Subscribe.
+//! grants) over Connect, Publish, Subscribe and state store keys.
 //!
 //! A CONNECT's credentials enter as [`Credentials`]; what leaves is a [`Verdict`]: a
 //! [`Grant`] (user name and attributes for authorization, and when the credentials expire)
@@ -11,6 +11,8 @@
 mod authz;
 mod cache;
 mod custom;
+pub mod glob;
+mod keys;
 mod password;
 mod sat;
 mod x509;
@@ -24,6 +26,7 @@ use parking_lot::RwLock;
 pub use authz::{Authorization, PolicyError};
 pub use cache::DecisionCache;
 pub use custom::{parse_rfc3339, CustomConfigError, CustomSettings, Outcome, API_VERSION};
+pub use keys::KeyAccess;
 pub use password::{hash_password, PasswordFile, PasswordFileError};
 pub use sat::{SatConfigError, SatSettings, TokenError, VerifiedToken, SAT_METHOD};
 pub use x509::{X509Error, X509Settings};

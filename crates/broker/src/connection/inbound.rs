@@ -365,7 +365,13 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
                 ticket = Some(Ticket::new(parts, Arc::clone(&conn.ack_notify), commit));
             }
             let max_expiry = ctx.settings.clients.max_message_expiry_secs;
-            let msg = Message::from_publish(p, Some(Arc::clone(&conn.client_id)), max_expiry);
+            let mut msg = Message::from_publish(p, Some(Arc::clone(&conn.client_id)), max_expiry);
+            if crate::message::carries_publisher(&msg.topic) {
+                msg.publisher = Some(Arc::new(crate::message::Publisher::Client {
+                    principal: conn.principal.clone(),
+                    auth: Arc::clone(&conn.auth),
+                }));
+            }
             ctx.router.publish(Arc::new(msg), 0, ticket.clone()).await;
         }
     }

@@ -413,6 +413,7 @@ fn get_message(r: &mut Bytes, clock: &Clock) -> Result<Message, DecodeError> {
         properties: p.properties,
         expires_at: (expires != 0).then(|| clock.to_instant(expires)),
         origin,
+        publisher: None,
         store_id: std::sync::OnceLock::new(),
     })
 }

@@ -1,6 +1,8 @@
-//! Glob patterns for `SCAN` (the semantics of Redis `KEYS`/`SCAN MATCH`, which the SDK's
-//! `list_keys` documents): `*` any run of bytes, `?` one byte, `[abc]`, `[a-z]`, `[^a]` or
-//! `[!a]` one byte of a set, `\x` the byte `x` itself. Keys are bytes, so is the pattern.
+//! Glob patterns over state store keys, for the state store's `SCAN` and persistence
+//! patterns and for `keyType: Pattern` grants (the semantics of Redis `KEYS`/`SCAN MATCH`,
+//! which the SDK's `list_keys` documents): `*` any run of bytes, `?` one byte, `[abc]`,
+//! `[a-z]`, `[^a]` or `[!a]` one byte of a set, `\x` the byte `x` itself. Keys are bytes, so
+//! is the pattern. [`escape`] makes a value match only itself.
 
 /// Whether `key` matches `pattern`. Linear backtracking on the last `*`: O(|p|·|k|) worst case.
 pub fn matches(pattern: &[u8], key: &[u8]) -> bool {
@@ -34,6 +36,18 @@ pub fn matches(pattern: &[u8], key: &[u8]) -> bool {
         }
     }
     pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
+}
+
+/// Append `value` to a pattern so that it matches exactly itself: every byte the matcher
+/// gives a meaning (`* ? [ ] \`, and `- ^ !` which mean something inside a class) is
+/// preceded by a backslash, so the value stays literal even inside a policy's `[...]`.
+pub fn escape(value: &[u8], out: &mut Vec<u8>) {
+    for &b in value {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\' | b'-' | b'^' | b'!') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
 }
 
 /// Match `byte` against the class opening at `pattern[open] == b'['`; the index after the
@@ -71,7 +85,7 @@ fn class(pattern: &[u8], open: usize, byte: u8) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::{escape, matches};
 
     #[test]
     fn glob_semantics() {
@@ -101,6 +115,34 @@ mod tests {
         ];
         for &(p, k, want) in cases {
             assert_eq!(matches(p.as_bytes(), k.as_bytes()), want, "{p:?} vs {k:?}");
+        }
+    }
+
+    #[test]
+    fn escaped_values_match_only_themselves() {
+        for value in ["a*", "?", "[a-z]", "x\\", "\\*", "]", "a-z", "^a", "plain"] {
+            let mut pat = b"clients/".to_vec();
+            escape(value.as_bytes(), &mut pat);
+            pat.extend_from_slice(b"/*");
+            let own = format!("clients/{value}/k");
+            assert!(matches(&pat, own.as_bytes()), "{value:?}");
+            for other in ["clients/ab/k", "clients/a/k", "clients/b/k", "clients/x/k"] {
+                if other != own {
+                    assert!(!matches(&pat, other.as_bytes()), "{value:?} vs {other}");
+                }
+            }
+            // Inside a class of the policy's own, the value's bytes are members, not syntax.
+            let mut class = b"k[".to_vec();
+            escape(value.as_bytes(), &mut class);
+            class.push(b']');
+            for probe in ["kb", "kx"] {
+                let member = value.as_bytes().contains(&probe.as_bytes()[1]);
+                assert_eq!(
+                    matches(&class, probe.as_bytes()),
+                    member,
+                    "{value:?} {probe}"
+                );
+            }
         }
     }
 }
