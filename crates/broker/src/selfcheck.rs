@@ -18,6 +18,9 @@ use crate::Broker;
 /// The probe's reserved topic prefix.
 pub const SELF_CHECK_TOPIC: &str = "$edgeplane/selfcheck";
 
+/// How long the probe's session outlives a stopped broker before it expires.
+const PROBE_SESSION_EXPIRY_SECS: u32 = 300;
+
 #[derive(Debug, Clone, Copy)]
 pub struct SelfCheckSettings {
     pub interval: Duration,
@@ -93,10 +96,14 @@ async fn probe(
 ) -> Result<Duration, String> {
     let round = async {
         if client.is_none() {
-            let mut c = factory
-                .attach(LocalOptions::new("$edgeplane-selfcheck"))
-                .await
-                .map_err(|e| e.to_string())?;
+            // A persistent session, as plant clients use: with a data folder its queued
+            // probe is written to the durable store, so a store that cannot write makes the
+            // probe fail. Clean start replaces whatever an earlier run left.
+            let options = LocalOptions {
+                session_expiry: PROBE_SESSION_EXPIRY_SECS,
+                ..LocalOptions::new("$edgeplane-selfcheck")
+            };
+            let mut c = factory.attach(options).await.map_err(|e| e.to_string())?;
             c.subscribe(
                 &format!("{SELF_CHECK_TOPIC}/#"),
                 SubOptions::new(QoS::AtLeastOnce),

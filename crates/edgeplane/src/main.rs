@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use edgeplane_broker::selfcheck::{ProbeStatus, SelfCheckSettings};
+use edgeplane_broker::selfcheck::SelfCheckSettings;
 use edgeplane_broker::{Broker, ListenerSpec, Protocol, Settings};
 use edgeplane_portal::{Listen, Portal, Readiness, Services};
 
@@ -371,33 +371,10 @@ fn run(
         // waits for them finds /readyz passing.
         serving.ready();
         if let Some(settings) = self_check {
-            let check = readiness.register("self-check", "no probe has completed yet");
-            let mut status = broker.start_self_check(settings);
-            // The first probe runs at once: wait for it, so readiness is known before the
-            // portal serves /readyz.
-            let _ = tokio::time::timeout(
-                settings.timeout,
-                status.wait_for(|s| *s != ProbeStatus::Pending),
-            )
-            .await;
-            match &*status.borrow_and_update() {
-                ProbeStatus::Passed { .. } => check.ready(),
-                ProbeStatus::Failed { reason } => {
-                    check.not_ready(format!("self-check failed: {reason}"))
-                }
-                ProbeStatus::Pending => {}
-            }
-            tokio::spawn(async move {
-                while status.changed().await.is_ok() {
-                    match &*status.borrow_and_update() {
-                        ProbeStatus::Passed { .. } => check.ready(),
-                        ProbeStatus::Failed { reason } => {
-                            check.not_ready(format!("self-check failed: {reason}"))
-                        }
-                        ProbeStatus::Pending => {}
-                    }
-                }
-            });
+            // The first probe runs at once; readiness waits for it.
+            readiness
+                .follow_self_check(broker.start_self_check(settings), settings.timeout)
+                .await;
         }
         let services = Services {
             registry,

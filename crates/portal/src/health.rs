@@ -1,8 +1,9 @@
 //! Readiness as a list of named checks, reported by `/readyz`.
 //!
-//! A component that can make the process unfit to serve (the broker's listeners today;
-//! storage and the self-check probe later) registers a [`Check`] with [`Readiness`] and
-//! flips it as its state changes. A check starts not ready, with the reason given at
+//! A component that can make the process unfit to serve (the broker's listeners, the
+//! durable store, the self-check probe) registers a [`Check`] with [`Readiness`] and flips
+//! it as its state changes; [`Readiness::follow_self_check`] does so for the probe's
+//! outcomes. A check starts not ready, with the reason given at
 //! registration, so nothing reports ready before it has said so. `/readyz` answers 200 only
 //! when every check is ready, and lists each check in the format Kubernetes components use
 //! for `/readyz?verbose` (`[+]name ok`, `[-]name failed: reason`).
@@ -10,7 +11,9 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use edgeplane_broker::selfcheck::ProbeStatus;
 use parking_lot::Mutex;
+use tokio::sync::watch;
 
 /// The set of readiness checks; cheap to clone, all clones share the checks.
 #[derive(Clone, Default)]
@@ -41,6 +44,36 @@ impl Readiness {
             failure: Arc::new(Mutex::new(Some(reason.to_owned()))),
         };
         self.checks.lock().push(check.clone());
+        check
+    }
+
+    /// Register the `self-check` check and keep it following the probe's outcomes: the
+    /// first outcome is waited for (up to `first_within`) so readiness is known before
+    /// `/readyz` is served; a failed probe makes the process not ready with its reason, the
+    /// next passing one ready again. The follower ends with the probe.
+    pub async fn follow_self_check(
+        &self,
+        mut status: watch::Receiver<ProbeStatus>,
+        first_within: std::time::Duration,
+    ) -> Check {
+        let check = self.register("self-check", "no probe has completed yet");
+        let apply = |check: &Check, status: &ProbeStatus| match status {
+            ProbeStatus::Passed { .. } => check.ready(),
+            ProbeStatus::Failed { reason } => check.not_ready(reason.clone()),
+            ProbeStatus::Pending => {}
+        };
+        let _ = tokio::time::timeout(
+            first_within,
+            status.wait_for(|s| *s != ProbeStatus::Pending),
+        )
+        .await;
+        apply(&check, &status.borrow_and_update());
+        let follower = check.clone();
+        tokio::spawn(async move {
+            while status.changed().await.is_ok() {
+                apply(&follower, &status.borrow_and_update());
+            }
+        });
         check
     }
 
