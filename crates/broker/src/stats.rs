@@ -1,8 +1,108 @@
 //! Broker-wide counters, updated with relaxed atomics on the data path and read by `$SYS`
 //! and the metrics endpoint; plus the queue gauges the backpressure decisions read.
+//!
+//! Breakdowns have bounded labels: protocol version (two slots), QoS (three slots), and
+//! the CONNECT user property `metriccategory` (as in Azure IoT Operations), of which the
+//! first [`MAX_CATEGORIES`] distinct values are kept and the rest count as `other`. The
+//! per-category map is touched once per CONNECT, never per message.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
+
+use edgeplane_codec::{ProtocolVersion, QoS};
+use parking_lot::Mutex;
+
+/// Distinct `metriccategory` values kept as labels; later ones count as [`OTHER_CATEGORY`].
+pub const MAX_CATEGORIES: usize = 32;
+/// The category of a CONNECT without a `metriccategory` user property.
+pub const NO_CATEGORY: &str = "none";
+/// The category of CONNECTs past the first [`MAX_CATEGORIES`] distinct values.
+pub const OTHER_CATEGORY: &str = "other";
+/// The CONNECT user property whose value becomes the `category` label.
+pub const CATEGORY_PROPERTY: &str = "metriccategory";
+
+/// One counter per MQTT protocol version: index 0 is 3.1.1, 1 is 5.0.
+#[derive(Debug, Default)]
+pub struct ByVersion(pub [AtomicU64; 2]);
+
+impl ByVersion {
+    /// The label values, in slot order.
+    pub const LABELS: [&'static str; 2] = ["3.1.1", "5"];
+
+    pub fn add(&self, version: ProtocolVersion) {
+        let slot = usize::from(version == ProtocolVersion::V5);
+        self.0[slot].fetch_add(1, Relaxed);
+    }
+
+    /// `(label, value)` per version.
+    pub fn samples(&self) -> [(&'static str, u64); 2] {
+        [
+            (Self::LABELS[0], self.0[0].load(Relaxed)),
+            (Self::LABELS[1], self.0[1].load(Relaxed)),
+        ]
+    }
+}
+
+/// One counter per QoS level.
+#[derive(Debug, Default)]
+pub struct ByQos(pub [AtomicU64; 3]);
+
+impl ByQos {
+    pub fn add(&self, qos: QoS) {
+        self.0[qos as usize].fetch_add(1, Relaxed);
+    }
+
+    /// `(label, value)` per QoS, `"0"` to `"2"`.
+    pub fn samples(&self) -> [(&'static str, u64); 3] {
+        [
+            ("0", self.0[0].load(Relaxed)),
+            ("1", self.0[1].load(Relaxed)),
+            ("2", self.0[2].load(Relaxed)),
+        ]
+    }
+}
+
+/// What happened to CONNECTs, by protocol version and category.
+#[derive(Debug, Default)]
+pub struct ConnectOutcomes {
+    /// Accepted: the session was attached and CONNACK 0 sent.
+    pub accepted: ByVersion,
+    /// An authentication method accepted the credentials.
+    pub authn_successes: ByVersion,
+    /// The credentials were refused (bad password, token, certificate, unsupported method).
+    pub authn_failures: ByVersion,
+    /// The authorization policy allowed or denied the CONNECT.
+    pub authz_allowed: ByVersion,
+    pub authz_denied: ByVersion,
+    /// Accepted CONNECTs by `metriccategory`, bounded by [`MAX_CATEGORIES`].
+    categories: Mutex<BTreeMap<String, u64>>,
+}
+
+impl ConnectOutcomes {
+    /// Count an accepted CONNECT whose `metriccategory` is `category`.
+    pub fn accepted_in(&self, version: ProtocolVersion, category: Option<&str>) {
+        self.accepted.add(version);
+        let name = category.unwrap_or(NO_CATEGORY);
+        let mut map = self.categories.lock();
+        if let Some(n) = map.get_mut(name) {
+            *n += 1;
+        } else if map.len() < MAX_CATEGORIES {
+            map.insert(name.to_owned(), 1);
+        } else {
+            *map.entry(OTHER_CATEGORY.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Accepted CONNECTs per category, in name order.
+    pub fn by_category(&self) -> Vec<(String, u64)> {
+        self.categories
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+}
 
 /// Number of queue gauge slots; partition `k` writes slot `k % GAUGE_SLOTS`.
 pub const GAUGE_SLOTS: usize = 64;
@@ -57,6 +157,10 @@ pub struct Stats {
     pub selfcheck_runs: AtomicU64,
     pub selfcheck_failures: AtomicU64,
     pub selfcheck_latency_us: AtomicU64,
+    /// CONNECT outcomes by protocol version, authentication and authorization.
+    pub connects: ConnectOutcomes,
+    /// PUBLISH packets written to clients, by the QoS they were sent at.
+    pub sent_by_qos: ByQos,
 }
 
 impl Default for Stats {
@@ -86,6 +190,8 @@ impl Default for Stats {
             selfcheck_runs: AtomicU64::new(0),
             selfcheck_failures: AtomicU64::new(0),
             selfcheck_latency_us: AtomicU64::new(0),
+            connects: ConnectOutcomes::default(),
+            sent_by_qos: ByQos::default(),
         }
     }
 }
@@ -126,5 +232,39 @@ impl Stats {
     pub fn client_connected(&self) {
         let now = self.clients_connected.fetch_add(1, Relaxed) + 1;
         self.clients_maximum.fetch_max(now, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_are_bounded() {
+        let c = ConnectOutcomes::default();
+        c.accepted_in(ProtocolVersion::V5, Some("aiosdk-rust"));
+        c.accepted_in(ProtocolVersion::V311, None);
+        for i in 0..MAX_CATEGORIES + 5 {
+            c.accepted_in(ProtocolVersion::V5, Some(&format!("c{i}")));
+        }
+        let cats = c.by_category();
+        assert_eq!(cats.len(), MAX_CATEGORIES + 1, "{cats:?}");
+        assert!(cats.contains(&("aiosdk-rust".to_owned(), 1)));
+        assert!(cats.contains(&(NO_CATEGORY.to_owned(), 1)));
+        // 2 named + 30 of the c-values fit; the other 7 count as other.
+        assert!(cats.contains(&(OTHER_CATEGORY.to_owned(), 7)), "{cats:?}");
+        assert_eq!(
+            c.accepted.samples(),
+            [("3.1.1", 1), ("5", MAX_CATEGORIES as u64 + 6)]
+        );
+    }
+
+    #[test]
+    fn qos_slots() {
+        let q = ByQos::default();
+        q.add(QoS::AtMostOnce);
+        q.add(QoS::ExactlyOnce);
+        q.add(QoS::ExactlyOnce);
+        assert_eq!(q.samples(), [("0", 1), ("1", 0), ("2", 2)]);
     }
 }

@@ -36,7 +36,8 @@ spec:
 
 struct Edgeplane {
     _child: Child,
-    mqtt: Vec<SocketAddr>,
+    /// MQTT addresses with the name of their listener, as logged.
+    mqtt: Vec<(String, SocketAddr)>,
     http: SocketAddr,
     metrics: SocketAddr,
 }
@@ -77,8 +78,9 @@ async fn start(dir: &Path, args: &[&str], ports: usize) -> Edgeplane {
                 http = Some(addr);
             } else if line.contains("metrics listening") {
                 metrics = Some(addr);
-            } else if line.contains("listener=") {
-                mqtt.push(addr);
+            } else if let Some(rest) = line.split("listener=").nth(1) {
+                let name = rest.split_whitespace().next().unwrap_or_default();
+                mqtt.push((name.to_owned(), addr));
             }
         }
     };
@@ -205,7 +207,7 @@ async fn readyz_turns_not_ready_on_a_full_disk_and_back() {
     std::fs::write(config.join("listener.yaml"), LISTENER).expect("write config");
     let data_arg = data.to_string_lossy().into_owned();
     let ep = start(&config, &["--data-dir", &data_arg], 1).await;
-    let mqtt = ep.mqtt[0];
+    let mqtt = ep.mqtt[0].1;
     readyz_until(ep.http, "ready with the store", |s, b| {
         s == 200 && b.contains("[+]store ok\n")
     })
@@ -257,4 +259,244 @@ async fn readyz_turns_not_ready_on_a_full_disk_and_back() {
     }
     let (_, metrics) = get(ep.metrics, "/metrics").await;
     assert!(metrics.contains("aio_broker_publishes_received_total"));
+}
+
+const SECRET_PASSWORD: &str = "correct-horse-battery-staple";
+
+/// `edgeplane passwd file user`, the password on standard input.
+async fn passwd(file: &Path, user: &str, password: &str) {
+    let mut child = Command::new(BIN)
+        .arg("passwd")
+        .arg(file)
+        .arg(user)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run passwd");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{password}\n").as_bytes())
+        .await
+        .expect("write password");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("passwd finished");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An anonymous listener and one with user names and passwords and a policy that lets
+/// only alice connect.
+const TWO_LISTENERS: &str = r##"
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata: {name: users}
+spec:
+  authenticationMethods:
+  - method: UsernamePassword
+    usernamePasswordSettings: {passwordFileSecretRef: edgeplane-passwords}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata: {name: rules}
+spec:
+  authorizationPolicies:
+    rules:
+    - principals:
+        usernames: [alice]
+      brokerResources:
+      - method: Connect
+      - method: Publish
+        topics: ["#"]
+---
+apiVersion: edgeplane.io/v1
+kind: BrokerListener
+metadata: {name: open}
+spec:
+  ports:
+  - port: 0
+    bindAddress: 127.0.0.1
+---
+apiVersion: edgeplane.io/v1
+kind: BrokerListener
+metadata: {name: secured}
+spec:
+  ports:
+  - port: 0
+    bindAddress: 127.0.0.1
+    authenticationRef: users
+    authorizationRef: rules
+"##;
+
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+}
+
+/// `mosquitto_pub` (Debian's mosquitto-clients) with `args`; whether it succeeded.
+async fn mosquitto_pub(addr: SocketAddr, args: &[&str]) -> bool {
+    let run = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    tokio::time::timeout(WAIT, run)
+        .await
+        .expect("mosquitto_pub exits within 5 s")
+        .expect("mosquitto_pub (Debian package mosquitto-clients; run scripts/install-deps.sh)")
+        .success()
+}
+
+/// Real clients (mosquitto_pub and mosquitto_sub, both protocol versions, QoS 0 to 2, a
+/// `metriccategory`, good and bad passwords, a user the policy refuses) and then `/metrics`
+/// holds each of them under its labels, and passes `promtool check metrics`.
+#[tokio::test]
+async fn metrics_by_protocol_version_qos_category_and_auth_outcome() {
+    let dir = TempDir::new("obs-breakdown");
+    passwd(&dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
+    passwd(&dir.join("passwords.yaml"), "bob", SECRET_PASSWORD).await;
+    std::fs::write(dir.join("broker.yaml"), TWO_LISTENERS).expect("write config");
+    let ep = start(&dir, &[], 2).await;
+    let addr_of = |prefix: &str| {
+        ep.mqtt
+            .iter()
+            .find(|(name, _)| name.starts_with(prefix))
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no listener {prefix} in {:?}", ep.mqtt))
+    };
+    let (open, secured) = (addr_of("open"), addr_of("secured"));
+
+    let port = open.port().to_string();
+    let sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port, "-V", "mqttv5", "-q", "2"])
+        .args(["-t", "plant/#", "-C", "3", "-i", "dashboard-sub"])
+        .args([
+            "-D",
+            "connect",
+            "user-property",
+            "metriccategory",
+            "dashboard",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mosquitto_sub (Debian package mosquitto-clients)");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sample(
+        &get(ep.metrics, "/metrics").await.1,
+        "aio_broker_total_subscriptions",
+    ) < 1.0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mosquitto_sub subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for qos in ["0", "1", "2"] {
+        let args = [
+            "-V",
+            "mqttv311",
+            "-q",
+            qos,
+            "-t",
+            "plant/line1/temp",
+            "-m",
+            "21.5",
+        ];
+        assert!(mosquitto_pub(open, &args).await, "QoS {qos} publish");
+    }
+    let out = tokio::time::timeout(WAIT, sub.wait_with_output())
+        .await
+        .expect("mosquitto_sub got its 3 messages within 5 s")
+        .expect("mosquitto_sub output");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+
+    let login = |user: &'static str, password: &'static str, version: &'static str| {
+        [
+            "-V", version, "-u", user, "-P", password, "-t", "x", "-m", "1",
+        ]
+    };
+    assert!(mosquitto_pub(secured, &login("alice", SECRET_PASSWORD, "mqttv5")).await);
+    assert!(!mosquitto_pub(secured, &login("alice", "wrong-password", "mqttv311")).await);
+    assert!(!mosquitto_pub(secured, &login("bob", SECRET_PASSWORD, "mqttv5")).await);
+
+    let (status, text) = get(ep.metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    let expect = [
+        ("edgeplane_connections_total{mqtt_version=\"3.1.1\"}", 3.0),
+        ("edgeplane_connections_total{mqtt_version=\"5\"}", 2.0),
+        (
+            "edgeplane_connections_by_category_total{category=\"dashboard\"}",
+            1.0,
+        ),
+        (
+            "edgeplane_connections_by_category_total{category=\"none\"}",
+            4.0,
+        ),
+        (
+            "aio_broker_authentication_successes_total{mqtt_version=\"5\"}",
+            2.0,
+        ),
+        (
+            "aio_broker_authentication_successes_total{mqtt_version=\"3.1.1\"}",
+            0.0,
+        ),
+        (
+            "aio_broker_authentication_failures_total{mqtt_version=\"3.1.1\"}",
+            1.0,
+        ),
+        (
+            "aio_broker_authentication_failures_total{mqtt_version=\"5\"}",
+            0.0,
+        ),
+        (
+            "edgeplane_connect_authorizations_total{mqtt_version=\"5\",outcome=\"allow\"}",
+            1.0,
+        ),
+        (
+            "edgeplane_connect_authorizations_total{mqtt_version=\"5\",outcome=\"deny\"}",
+            1.0,
+        ),
+        ("edgeplane_publishes_sent_by_qos_total{qos=\"0\"}", 1.0),
+        ("edgeplane_publishes_sent_by_qos_total{qos=\"1\"}", 1.0),
+        ("edgeplane_publishes_sent_by_qos_total{qos=\"2\"}", 1.0),
+        ("aio_broker_publishes_received_total", 4.0),
+    ];
+    for (series, value) in expect {
+        assert_eq!(sample(&text, series), value, "{series}");
+    }
+    assert!(!text.contains(SECRET_PASSWORD) && !text.contains("wrong-password"));
+
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; run scripts/install-deps.sh)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = promtool.wait_with_output().expect("promtool output");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool: {report}"
+    );
 }

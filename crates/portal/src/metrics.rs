@@ -30,6 +30,12 @@
 //! | `edgeplane_selfcheck_failures_total` | counter | self-check probes that failed |
 //! | `edgeplane_selfcheck_latency_seconds` | gauge | round trip of the latest successful probe |
 //! | `edgeplane_build_info{version}` | gauge | always 1 |
+//! | `edgeplane_connections_total{mqtt_version}` | counter | CONNECTs accepted, by protocol version (`3.1.1`, `5`) |
+//! | `edgeplane_connections_by_category_total{category}` | counter | CONNECTs accepted, by `metriccategory` (bounded; `none`, `other`) |
+//! | `aio_broker_authentication_successes_total{mqtt_version}` | counter | credentials an authentication method accepted |
+//! | `aio_broker_authentication_failures_total{mqtt_version}` | counter | credentials refused (or an unsupported method) |
+//! | `edgeplane_connect_authorizations_total{mqtt_version,outcome}` | counter | CONNECT authorization decisions, `allow` or `deny` |
+//! | `edgeplane_publishes_sent_by_qos_total{qos}` | counter | PUBLISH packets written to clients, by the QoS sent at |
 //!
 //! Components outside the broker add their own families through
 //! [`crate::Portal::add_metrics`]: the dataflows add
@@ -203,6 +209,7 @@ pub fn render(stats: &Stats) -> String {
     );
     let uptime = s.started.elapsed().as_secs_f64();
     let _ = writeln!(out.text, "edgeplane_uptime_seconds {uptime:.3}");
+    render_breakdowns(&mut out, s);
     out.labelled(
         "edgeplane_build_info",
         Kind::Gauge,
@@ -211,6 +218,61 @@ pub fn render(stats: &Stats) -> String {
         &[(env!("CARGO_PKG_VERSION"), 1)],
     );
     out.text
+}
+
+/// The families split by protocol version, category, authentication outcome and QoS.
+fn render_breakdowns(out: &mut Exposition, s: &Stats) {
+    let c = &s.connects;
+    out.labelled(
+        "edgeplane_connections_total",
+        Kind::Counter,
+        "CONNECTs accepted (session attached), by MQTT protocol version.",
+        "mqtt_version",
+        &c.accepted.samples(),
+    );
+    let categories = c.by_category();
+    let categories: Vec<(&str, u64)> = categories.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    out.labelled(
+        "edgeplane_connections_by_category_total",
+        Kind::Counter,
+        "CONNECTs accepted, by the CONNECT user property metriccategory (first 32 values; none, other).",
+        "category",
+        &categories,
+    );
+    out.labelled(
+        "aio_broker_authentication_successes_total",
+        Kind::Counter,
+        "CONNECTs whose credentials an authentication method accepted, by MQTT protocol version.",
+        "mqtt_version",
+        &c.authn_successes.samples(),
+    );
+    out.labelled(
+        "aio_broker_authentication_failures_total",
+        Kind::Counter,
+        "CONNECTs whose credentials were refused or whose authentication method is not configured, by MQTT protocol version.",
+        "mqtt_version",
+        &c.authn_failures.samples(),
+    );
+    out.header(
+        "edgeplane_connect_authorizations_total",
+        Kind::Counter,
+        "CONNECT decisions of the authorization policy, by MQTT protocol version and outcome.",
+    );
+    for (outcome, by) in [("allow", &c.authz_allowed), ("deny", &c.authz_denied)] {
+        for (version, n) in by.samples() {
+            let _ = writeln!(
+                out.text,
+                "edgeplane_connect_authorizations_total{{mqtt_version=\"{version}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+    }
+    out.labelled(
+        "edgeplane_publishes_sent_by_qos_total",
+        Kind::Counter,
+        "PUBLISH packets written to clients, by the QoS they were sent at.",
+        "qos",
+        &s.sent_by_qos.samples(),
+    );
 }
 
 #[derive(Default)]

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Context;
 use crate::auth::{code, ClientCerts, Credentials, ListenerAuth, Principal, Verdict};
 use crate::router::{Cmd, ConnSignals, ConnectRequest, Outgoing, WillMsg};
+use crate::stats::ConnectOutcomes;
 
 /// What the rest of the connection needs after a successful CONNECT.
 pub struct Negotiated {
@@ -139,6 +140,7 @@ pub async fn attach<S: AsyncWrite + Unpin>(
     if let (Some(method), None) = (&c.properties.authentication_method, &auth.authentication) {
         // No enhanced authentication method is configured: refuse and close [MQTT-4.12.0-1].
         tracing::debug!(method = %method, "refusing unsupported authentication method");
+        ctx.stats.connects.authn_failures.add(c.protocol);
         let ack = ConnAck {
             session_present: false,
             code: code::BAD_AUTHENTICATION_METHOD,
@@ -168,7 +170,8 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         c.client_id.as_str().into()
     };
 
-    let (principal, expiry) = match authenticate(&c, &client_id, auth, certs).await {
+    let outcomes = &ctx.stats.connects;
+    let (principal, expiry) = match authenticate(&c, &client_id, auth, certs, outcomes).await {
         Ok(p) => p,
         Err(code) => {
             let code = if v5 { code } else { v311_return_code(code) };
@@ -272,6 +275,13 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         return Err(Refused);
     }
     let reply = reply_rx.await.map_err(|_| Refused)?;
+    let category = c
+        .properties
+        .user_properties
+        .iter()
+        .find(|(k, _)| k == crate::stats::CATEGORY_PROPERTY)
+        .map(|(_, v)| v.as_str());
+    outcomes.accepted_in(c.protocol, category);
     Ok(Negotiated {
         version: c.protocol,
         client_id,
@@ -297,6 +307,7 @@ async fn authenticate(
     client_id: &Arc<str>,
     auth: &ListenerAuth,
     certs: Option<ClientCerts>,
+    outcomes: &ConnectOutcomes,
 ) -> Result<(Principal, Option<SystemTime>), u8> {
     let mut principal = Principal {
         client_id: client_id.to_string(),
@@ -316,19 +327,26 @@ async fn authenticate(
             Verdict::Allowed(grant) => {
                 if grant.expiry.is_some_and(|t| t <= SystemTime::now()) {
                     // Credentials that have already expired let nobody in.
+                    outcomes.authn_failures.add(c.protocol);
                     return Err(code::NOT_AUTHORIZED);
                 }
+                outcomes.authn_successes.add(c.protocol);
                 principal.username = grant.username;
                 principal.attributes = grant.attributes;
                 expiry = grant.expiry;
             }
-            Verdict::Refused(code) => return Err(code),
+            Verdict::Refused(code) => {
+                outcomes.authn_failures.add(c.protocol);
+                return Err(code);
+            }
         }
     }
     if let Some(authz) = auth.authorization() {
         if !authz.allows_connect(&principal) {
+            outcomes.authz_denied.add(c.protocol);
             return Err(code::NOT_AUTHORIZED);
         }
+        outcomes.authz_allowed.add(c.protocol);
     }
     Ok((principal, expiry))
 }

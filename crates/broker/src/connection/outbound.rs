@@ -76,6 +76,7 @@ async fn deliver(conn: &mut Conn, d: Delivery, ctx: &Context) {
         conn.outbound_aliases.insert(publish.topic.clone(), alias);
     }
     Stats::add(&ctx.stats.messages_sent, 1);
+    ctx.stats.sent_by_qos.add(publish.qos);
     Stats::add(&ctx.stats.bytes_sent, size as u64);
     conn.write(&Packet::Publish(publish));
 }
