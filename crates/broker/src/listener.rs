@@ -214,6 +214,6 @@ mod tests {
         let plain = future_size(serve::<tokio::net::TcpStream>);
         let conn = future_size5(connection::serve::<tokio::net::TcpStream>);
         eprintln!("serve future: {plain} B, connection::serve future: {conn} B");
-        assert!(plain <= 4096, "listener serve future is {plain} bytes");
+        assert!(plain <= 2560, "listener serve future is {plain} bytes");
     }
 }
