@@ -257,6 +257,15 @@ pub struct ListenerAuth {
 }
 
 impl ListenerAuth {
+    /// A port that authenticates with `authentication` (none: anyone) and enforces
+    /// `policy` (none: everything allowed).
+    pub fn new(authentication: Option<Arc<Authentication>>, policy: Option<Authorization>) -> Self {
+        Self {
+            authentication,
+            authorization: policy.map(|p| Arc::new(RwLock::new(Arc::new(p)))),
+        }
+    }
+
     pub fn authorization(&self) -> Option<Arc<Authorization>> {
         self.authorization.as_ref().map(|a| Arc::clone(&a.read()))
     }
