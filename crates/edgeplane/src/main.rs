@@ -12,10 +12,12 @@ use clap::{Parser, Subcommand};
 use edgeplane_broker::selfcheck::SelfCheckSettings;
 use edgeplane_broker::{Broker, ListenerSpec, Protocol, Settings};
 use edgeplane_portal::{Listen, Portal, Readiness, Services};
+use logging::LogFormat;
 
 mod certs;
 mod dataflow;
 mod listeners;
+mod logging;
 mod opcua;
 mod passwd;
 mod state;
@@ -136,7 +138,7 @@ fn main() -> ExitCode {
         Command::Validate { dir } => validate(&dir),
         Command::Dataflow { command } => dataflow::run(&command),
         Command::OpcuaSim(args) => {
-            init_logging(None, LogFormat::Text);
+            logging::init(None, LogFormat::Text);
             opcua::sim(&args)
         }
         Command::Opcua { command } => opcua::command(&command),
@@ -183,8 +185,8 @@ fn main() -> ExitCode {
                 .as_deref()
                 .and_then(|d| edgeplane_config::load_dir(d).ok())
                 .and_then(|c| c.broker.log_level);
-            init_logging(level.as_deref(), log_format);
-            match run(config.as_deref(), data_dir, http, metrics) {
+            let log_level = logging::init(level.as_deref(), log_format);
+            match run(config.as_deref(), data_dir, http, metrics, log_level) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("edgeplane: {e:#}");
@@ -218,25 +220,6 @@ fn client_command(fut: impl std::future::Future<Output = anyhow::Result<bool>>) 
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-fn init_logging(level: Option<&str>, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
-}
-
 fn validate(dir: &Path) -> ExitCode {
     match edgeplane_config::load_dir(dir)
         .and_then(|config| dataflow::plans(&config, None).map(|_| config))
@@ -262,6 +245,7 @@ fn run(
     data_dir: Option<PathBuf>,
     http: SocketAddr,
     metrics: SocketAddr,
+    log_level: logging::LevelControl,
 ) -> anyhow::Result<()> {
     let (settings, listeners, prometheus_port, watched, self_check, flows) = match config_dir {
         None => {
@@ -366,6 +350,7 @@ fn run(
             opcua::start(&broker, config_dir, registry_dir.as_deref()).await?;
         if let Some(dir) = config_dir {
             listeners::spawn_reload(dir.to_path_buf(), watched);
+            log_level.follow_config(dir.to_path_buf());
         }
         // Listeners are bound. Ready before the portal logs its addresses, so whoever
         // waits for them finds /readyz passing.

@@ -40,17 +40,28 @@ struct Edgeplane {
     mqtt: Vec<(String, SocketAddr)>,
     http: SocketAddr,
     metrics: SocketAddr,
+    /// Its log lines after the addresses.
+    log: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
-/// `edgeplane run --config dir` plus `args`, with `ports` MQTT ports; addresses come from
-/// its log.
+/// `edgeplane run --config dir` plus `args`, with `ports` MQTT ports and `RUST_LOG=info`;
+/// addresses come from its log.
 async fn start(dir: &Path, args: &[&str], ports: usize) -> Edgeplane {
-    let mut child = Command::new(BIN)
+    start_with(dir, args, ports, Some("info")).await
+}
+
+async fn start_with(dir: &Path, args: &[&str], ports: usize, rust_log: Option<&str>) -> Edgeplane {
+    let mut command = Command::new(BIN);
+    command
         .args(["run", "--config"])
         .arg(dir)
         .args(["--http", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
         .args(args)
-        .env("RUST_LOG", "info")
+        .env_remove("RUST_LOG");
+    if let Some(filter) = rust_log {
+        command.env("RUST_LOG", filter);
+    }
+    let mut child = command
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -87,9 +98,15 @@ async fn start(dir: &Path, args: &[&str], ports: usize) -> Edgeplane {
     tokio::time::timeout(Duration::from_secs(20), read)
         .await
         .expect("listening within 20 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (tx, log) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
     Edgeplane {
         _child: child,
+        log,
         mqtt,
         http: http.expect("http"),
         metrics: metrics.expect("metrics"),
@@ -499,4 +516,78 @@ async fn metrics_by_protocol_version_qos_category_and_auth_outcome() {
         out.status.success() && report.trim().is_empty(),
         "promtool: {report}"
     );
+}
+
+/// The next log line containing `text` within `limit`, skipping others.
+async fn log_line(ep: &mut Edgeplane, text: &str, limit: Duration) -> Option<String> {
+    let find = async {
+        while let Some(line) = ep.log.recv().await {
+            if line.contains(text) {
+                return Some(line);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(limit, find).await.ok().flatten()
+}
+
+fn broker_with_level(level: &str) -> String {
+    format!(
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata: {{name: default}}\n\
+         spec:\n  diagnostics:\n    logs:\n      level: {level}\n---\n{LISTENER}"
+    )
+}
+
+/// Changing the Broker resource's `diagnostics.logs.level` in the configuration folder
+/// changes what the running process logs, without a restart and without dropping clients:
+/// at `info` a connecting client leaves no line, at `debug` it does, and back at `info` it
+/// does not again.
+#[tokio::test]
+async fn log_level_follows_the_broker_resource_without_restart() {
+    let dir = TempDir::new("obs-log-level");
+    std::fs::write(dir.join("broker.yaml"), broker_with_level("info")).expect("write config");
+    let mut ep = start_with(&dir, &[], 1, None).await;
+    let mqtt = ep.mqtt[0].1;
+    let connected = |id: &str| format!("client_id={id}");
+
+    let mut kept = Client::open(mqtt, V5).await;
+    assert_eq!(kept.connect(connect("kept", V5)).await.code, 0);
+    assert_eq!(
+        log_line(&mut ep, &connected("kept"), QUIET).await,
+        None,
+        "no debug line at info"
+    );
+
+    std::fs::write(dir.join("broker.yaml"), broker_with_level("debug")).expect("write config");
+    let changed = log_line(&mut ep, "log level changed", Duration::from_secs(10)).await;
+    assert!(
+        changed.is_some_and(|l| l.contains("to=debug")),
+        "the change is logged"
+    );
+    let mut later = Client::open(mqtt, V5).await;
+    assert_eq!(later.connect(connect("later", V5)).await.code, 0);
+    let line = log_line(&mut ep, &connected("later"), WAIT).await;
+    assert!(
+        line.is_some_and(|l| l.contains("client connected")),
+        "debug line at debug"
+    );
+
+    std::fs::write(dir.join("broker.yaml"), broker_with_level("info")).expect("write config");
+    assert!(
+        log_line(&mut ep, "log level changed", Duration::from_secs(10))
+            .await
+            .is_some()
+    );
+    let mut last = Client::open(mqtt, V5).await;
+    assert_eq!(last.connect(connect("last", V5)).await.code, 0);
+    assert_eq!(
+        log_line(&mut ep, &connected("last"), QUIET).await,
+        None,
+        "info again"
+    );
+
+    // The client connected before the changes was never dropped.
+    kept.sub("still/here", QoS::AtMostOnce).await;
+    later.disconnect().await;
+    last.disconnect().await;
 }
