@@ -361,3 +361,30 @@ async fn changed_policy_applies_to_connected_clients() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// A will addressed to the state store has no known publisher when it fires: it is answered
+/// `-ERR not authorized` and changes nothing, even on a port without a policy.
+#[tokio::test]
+async fn will_to_the_state_store_is_refused() {
+    let (_dir, _child, _secured, open) = start("will").await;
+    let mut watcher = App::connect(open, "watcher").await;
+    let request = String::from_utf8(encode(&[b"SET", b"willed", b"v"])).expect("ascii");
+    let mut w = will(REQUEST_TOPIC, &request, QoS::AtLeastOnce, false);
+    w.properties.response_topic = Some(watcher.response_topic.clone());
+    w.properties.correlation_data = Some(b"will".to_vec().into());
+    w.properties.user_properties = vec![("__ts".to_owned(), now_hlc())];
+    let mut dying = Client::open(open, V5).await;
+    let mut c = connect("dying", V5);
+    c.username = Some("app".into());
+    c.password = Some(PASSWORD.to_owned().into());
+    c.will = Some(w);
+    assert_eq!(dying.connect(c).await.code, 0);
+    dying.drop_connection();
+    let answer = watcher.client.receive_and_ack().await;
+    assert_eq!(
+        answer.properties.correlation_data.as_deref(),
+        Some(&b"will"[..])
+    );
+    assert_eq!(&answer.payload[..], DENIED);
+    assert_eq!(watcher.call(&[b"GET", b"willed"]).await, b"$-1\r\n");
+}
