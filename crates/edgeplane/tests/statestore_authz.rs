@@ -388,3 +388,24 @@ async fn will_to_the_state_store_is_refused() {
     assert_eq!(&answer.payload[..], DENIED);
     assert_eq!(watcher.call(&[b"GET", b"willed"]).await, b"$-1\r\n");
 }
+
+/// A malformed `stateStoreResources` entry stops the start with the field named, rather
+/// than leaving the keys unprotected.
+#[tokio::test]
+async fn invalid_state_store_resources_refuse_to_start() {
+    let dir = TempDir::new("ss-authz-invalid");
+    passwd(&dir.join("passwords.yaml"), "app").await;
+    config(
+        &dir,
+        &POLICY
+            .replace("keyType: Binary", "keyType: Regex")
+            .replace("method: Write\n", "method: Delete\n"),
+    );
+    let err = edgeplane_start_failure(BIN, &dir).await;
+    for field in [
+        "rules[0].stateStoreResources[2].method",
+        "rules[0].stateStoreResources[3].keyType",
+    ] {
+        assert!(err.contains(field), "{field} not in: {err}");
+    }
+}
