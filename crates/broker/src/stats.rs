@@ -22,6 +22,75 @@ pub const OTHER_CATEGORY: &str = "other";
 /// The CONNECT user property whose value becomes the `category` label.
 pub const CATEGORY_PROPERTY: &str = "metriccategory";
 
+/// Why the broker refused a client or dropped a message: each cause leaves at most one log
+/// line per [`WHY_INTERVAL`], carrying how many more happened since the previous line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// CONNECT credentials refused by an authentication method (or none configured).
+    Authentication,
+    /// CONNECT denied by the authorization policy.
+    ConnectDenied,
+    /// PUBLISH denied by the authorization policy (or to `$SYS`, `$share`).
+    PublishDenied,
+    /// MQTT 5 QoS 1/2 PUBLISH refused with 0x97: queued bytes over `maxQueuedBytes`.
+    QuotaMemory,
+    /// MQTT 5 QoS 1/2 PUBLISH refused with 0x97: the durable store over its size limit.
+    QuotaDisk,
+    /// A message dropped because a subscriber's queue was at its limit.
+    QueueFull,
+    /// A QoS 0 message dropped because queued bytes were over `maxQueuedBytes`.
+    Qos0Memory,
+}
+
+impl Refusal {
+    const COUNT: usize = 7;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Authentication => "authentication",
+            Refusal::ConnectDenied => "connect_not_authorized",
+            Refusal::PublishDenied => "publish_not_authorized",
+            Refusal::QuotaMemory => "quota_memory",
+            Refusal::QuotaDisk => "quota_disk",
+            Refusal::QueueFull => "queue_full",
+            Refusal::Qos0Memory => "qos0_memory",
+        }
+    }
+}
+
+/// At most one "why" log line per cause per interval.
+pub const WHY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The rate limiter of "why" log lines: lock-free, one slot per [`Refusal`].
+#[derive(Debug, Default)]
+pub struct WhyLog {
+    /// Milliseconds since `Stats::started` of the latest line, plus one (0: never).
+    last_line: [AtomicU64; Refusal::COUNT],
+    /// Events of the cause since its latest line that left none.
+    suppressed: [AtomicU64; Refusal::COUNT],
+}
+
+impl WhyLog {
+    /// One event of `cause` at `now_ms` (milliseconds since start). `Some(n)`: log a line
+    /// now, `n` being the events of this cause that left no line since the previous one;
+    /// `None`: counted for the next line.
+    pub fn note(&self, cause: Refusal, now_ms: u64) -> Option<u64> {
+        let i = cause as usize;
+        let interval = WHY_INTERVAL.as_millis() as u64;
+        let last = self.last_line[i].load(Relaxed);
+        let due = last == 0 || now_ms + 1 >= last + interval;
+        if due
+            && self.last_line[i]
+                .compare_exchange(last, now_ms + 1, Relaxed, Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed[i].swap(0, Relaxed));
+        }
+        self.suppressed[i].fetch_add(1, Relaxed);
+        None
+    }
+}
+
 /// One counter per MQTT protocol version: index 0 is 3.1.1, 1 is 5.0.
 #[derive(Debug, Default)]
 pub struct ByVersion(pub [AtomicU64; 2]);
@@ -161,6 +230,8 @@ pub struct Stats {
     pub connects: ConnectOutcomes,
     /// PUBLISH packets written to clients, by the QoS they were sent at.
     pub sent_by_qos: ByQos,
+    /// Rate limiter of the "why" log lines of refusals and drops.
+    pub why: WhyLog,
 }
 
 impl Default for Stats {
@@ -192,6 +263,7 @@ impl Default for Stats {
             selfcheck_latency_us: AtomicU64::new(0),
             connects: ConnectOutcomes::default(),
             sent_by_qos: ByQos::default(),
+            why: WhyLog::default(),
         }
     }
 }
@@ -229,6 +301,13 @@ impl Stats {
         self.queued.iter().map(|g| g.messages.load(Relaxed)).sum()
     }
 
+    /// Rate-limit a "why" line: `Some(n)` when one is due for `cause` now (`n` events of it
+    /// left no line since the previous one), `None` otherwise.
+    pub fn why(&self, cause: Refusal) -> Option<u64> {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        self.why.note(cause, now_ms)
+    }
+
     pub fn client_connected(&self) {
         let now = self.clients_connected.fetch_add(1, Relaxed) + 1;
         self.clients_maximum.fetch_max(now, Relaxed);
@@ -257,6 +336,23 @@ mod tests {
             c.accepted.samples(),
             [("3.1.1", 1), ("5", MAX_CATEGORIES as u64 + 6)]
         );
+    }
+
+    /// One line per cause per interval; the next line carries the count of the silent ones;
+    /// causes do not share a budget.
+    #[test]
+    fn why_lines_are_rate_limited_per_cause() {
+        let w = WhyLog::default();
+        let ms = WHY_INTERVAL.as_millis() as u64;
+        assert_eq!(w.note(Refusal::Authentication, 0), Some(0));
+        for t in 1..100 {
+            assert_eq!(w.note(Refusal::Authentication, t), None);
+        }
+        assert_eq!(w.note(Refusal::QueueFull, 50), Some(0), "own budget");
+        assert_eq!(w.note(Refusal::Authentication, ms - 1), None);
+        assert_eq!(w.note(Refusal::Authentication, ms), Some(100));
+        assert_eq!(w.note(Refusal::Authentication, ms + 1), None);
+        assert_eq!(w.note(Refusal::Authentication, 3 * ms), Some(1));
     }
 
     #[test]

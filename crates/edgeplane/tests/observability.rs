@@ -591,3 +591,85 @@ async fn log_level_follows_the_broker_resource_without_restart() {
     later.disconnect().await;
     last.disconnect().await;
 }
+
+/// Refused connections leave one log line per cause per 10 s interval, with the count of
+/// the others since the previous line, and never the password: ten bad logins (each an
+/// argon2id verification, so they may span more than one interval on a loaded machine)
+/// give one `authentication` line per interval started; a user the policy refuses gets its
+/// own `connect_not_authorized` line.
+#[tokio::test]
+async fn refusals_leave_one_rate_limited_line_per_cause() {
+    let dir = TempDir::new("obs-why");
+    passwd(&dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
+    passwd(&dir.join("passwords.yaml"), "bob", SECRET_PASSWORD).await;
+    std::fs::write(dir.join("broker.yaml"), TWO_LISTENERS).expect("write config");
+    let mut ep = start(&dir, &[], 2).await;
+    let secured = ep
+        .mqtt
+        .iter()
+        .find(|(name, _)| name.starts_with("secured"))
+        .map(|(_, a)| *a)
+        .expect("secured listener");
+    let login = |id: &str, user: &str, password: &str| {
+        let mut c = connect(id, V5);
+        c.username = Some(user.into());
+        c.password = Some(password.to_owned().into());
+        c
+    };
+    let started = std::time::Instant::now();
+    for i in 0..10 {
+        let mut c = Client::open(secured, V5).await;
+        let ack = c
+            .connect(login(&format!("bad{i}"), "alice", "wrong-password-77"))
+            .await;
+        assert_eq!(ack.code, 0x86, "bad user name or password");
+    }
+    let mut c = Client::open(secured, V5).await;
+    assert_eq!(
+        c.connect(login("bob1", "bob", SECRET_PASSWORD)).await.code,
+        0x87
+    );
+
+    let intervals = started.elapsed().as_secs() / 10 + 1;
+    let mut lines = Vec::new();
+    while let Some(line) = log_line(&mut ep, "connection refused", QUIET).await {
+        lines.push(line);
+    }
+    let of = |cause: &str| -> Vec<&String> {
+        let tag = format!("cause=\"{cause}\"");
+        lines.iter().filter(|l| l.contains(&tag)).collect()
+    };
+    let authn = of("authentication");
+    assert!(
+        !authn.is_empty() && authn.len() as u64 <= intervals,
+        "one line per interval started ({intervals}): {lines:#?}"
+    );
+    assert!(authn[0].contains("client_id=bad0") && authn[0].contains("more_since_last_line=0"));
+    // Each line counts itself and the silent ones before it: never more than happened.
+    let accounted: u64 = authn
+        .iter()
+        .filter_map(|l| {
+            l.split("more_since_last_line=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|more| more + 1)
+        .sum();
+    assert!(
+        accounted <= 10 && accounted >= authn.len() as u64,
+        "{lines:#?}"
+    );
+    assert_eq!(of("connect_not_authorized").len(), 1, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("credentials not accepted") && l.contains("client_id=bad0")),
+        "{lines:#?}"
+    );
+    assert!(lines
+        .iter()
+        .all(|l| !l.contains("wrong-password") && !l.contains(SECRET_PASSWORD)));
+}

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Context;
 use crate::auth::{code, ClientCerts, Credentials, ListenerAuth, Principal, Verdict};
 use crate::router::{Cmd, ConnSignals, ConnectRequest, Outgoing, WillMsg};
-use crate::stats::ConnectOutcomes;
+use crate::stats::{ConnectOutcomes, Refusal};
 
 /// What the rest of the connection needs after a successful CONNECT.
 pub struct Negotiated {
@@ -139,8 +139,10 @@ pub async fn attach<S: AsyncWrite + Unpin>(
 
     if let (Some(method), None) = (&c.properties.authentication_method, &auth.authentication) {
         // No enhanced authentication method is configured: refuse and close [MQTT-4.12.0-1].
-        tracing::debug!(method = %method, "refusing unsupported authentication method");
         ctx.stats.connects.authn_failures.add(c.protocol);
+        if let Some(more) = ctx.stats.why(Refusal::Authentication) {
+            tracing::info!(cause = Refusal::Authentication.as_str(), client_id = %c.client_id, %method, code = "0x8C", more_since_last_line = more, "connection refused: this listener has no enhanced authentication method");
+        }
         let ack = ConnAck {
             session_present: false,
             code: code::BAD_AUTHENTICATION_METHOD,
@@ -173,9 +175,15 @@ pub async fn attach<S: AsyncWrite + Unpin>(
     let outcomes = &ctx.stats.connects;
     let (principal, expiry) = match authenticate(&c, &client_id, auth, certs, outcomes).await {
         Ok(p) => p,
-        Err(code) => {
+        Err((code, cause)) => {
             let code = if v5 { code } else { v311_return_code(code) };
-            tracing::info!(client_id = %client_id, code = format!("0x{code:02X}"), "connection refused by authentication or authorization");
+            if let Some(more) = ctx.stats.why(cause) {
+                let why = match cause {
+                    Refusal::Authentication => "credentials not accepted",
+                    _ => "not authorized to connect",
+                };
+                tracing::info!(cause = cause.as_str(), %client_id, code = format!("0x{code:02X}"), more_since_last_line = more, "connection refused: {why}");
+            }
             let ack = ConnAck {
                 session_present: false,
                 code,
@@ -301,14 +309,14 @@ pub async fn attach<S: AsyncWrite + Unpin>(
 }
 
 /// Authenticate (methods in order) and authorize Connect: the principal and when its
-/// credentials expire. `Err` is the CONNACK reason code.
+/// credentials expire. `Err` is the CONNACK reason code and the cause, for the log.
 async fn authenticate(
     c: &Connect,
     client_id: &Arc<str>,
     auth: &ListenerAuth,
     certs: Option<ClientCerts>,
     outcomes: &ConnectOutcomes,
-) -> Result<(Principal, Option<SystemTime>), u8> {
+) -> Result<(Principal, Option<SystemTime>), (u8, Refusal)> {
     let mut principal = Principal {
         client_id: client_id.to_string(),
         username: c.username.clone(),
@@ -328,7 +336,7 @@ async fn authenticate(
                 if grant.expiry.is_some_and(|t| t <= SystemTime::now()) {
                     // Credentials that have already expired let nobody in.
                     outcomes.authn_failures.add(c.protocol);
-                    return Err(code::NOT_AUTHORIZED);
+                    return Err((code::NOT_AUTHORIZED, Refusal::Authentication));
                 }
                 outcomes.authn_successes.add(c.protocol);
                 principal.username = grant.username;
@@ -337,14 +345,14 @@ async fn authenticate(
             }
             Verdict::Refused(code) => {
                 outcomes.authn_failures.add(c.protocol);
-                return Err(code);
+                return Err((code, Refusal::Authentication));
             }
         }
     }
     if let Some(authz) = auth.authorization() {
         if !authz.allows_connect(&principal) {
             outcomes.authz_denied.add(c.protocol);
-            return Err(code::NOT_AUTHORIZED);
+            return Err((code::NOT_AUTHORIZED, Refusal::ConnectDenied));
         }
         outcomes.authz_allowed.add(c.protocol);
     }

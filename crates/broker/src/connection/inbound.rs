@@ -10,7 +10,7 @@ use edgeplane_codec::{Ack, Disconnect, Packet, ProtocolVersion, Publish, QoS, Re
 use super::{Conn, Context, Stop};
 use crate::message::Message;
 use crate::router::{AckKind, Cmd, Ending, Ticket};
-use crate::stats::Stats;
+use crate::stats::{Refusal, Stats};
 use crate::store::Record;
 
 /// Decode and handle every whole packet in `rbuf` (after those held back while the
@@ -300,6 +300,9 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
         });
     if conn.over_memory && p.qos == QoS::AtMostOnce && !denied {
         Stats::add(&ctx.stats.dropped_memory, 1);
+        if let Some(more) = ctx.stats.why(Refusal::Qos0Memory) {
+            tracing::warn!(cause = Refusal::Qos0Memory.as_str(), client_id = %conn.client_id, more_since_last_line = more, "QoS 0 publish dropped: queued bytes over maxQueuedBytes");
+        }
         return None;
     }
     let refused = if denied {
@@ -333,12 +336,19 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
     }
     if refused == Some(ReasonCode::QUOTA_EXCEEDED) {
         // Counted past the re-sent QoS 2 check: a copy of one already accepted gets success.
-        let cause = if conn.over_memory {
-            &ctx.stats.rejected_memory
+        let (counter, cause) = if conn.over_memory {
+            (&ctx.stats.rejected_memory, Refusal::QuotaMemory)
         } else {
-            &ctx.stats.rejected_disk
+            (&ctx.stats.rejected_disk, Refusal::QuotaDisk)
         };
-        Stats::add(cause, 1);
+        Stats::add(counter, 1);
+        if let Some(more) = ctx.stats.why(cause) {
+            tracing::warn!(cause = cause.as_str(), client_id = %conn.client_id, more_since_last_line = more, "publish refused with 0x97 Quota exceeded: {}", if conn.over_memory { "queued bytes over maxQueuedBytes" } else { "the durable store is over persistence.maxSize" });
+        }
+    } else if refused == Some(ReasonCode::NOT_AUTHORIZED) {
+        if let Some(more) = ctx.stats.why(Refusal::PublishDenied) {
+            tracing::info!(cause = Refusal::PublishDenied.as_str(), client_id = %conn.client_id, topic = %p.topic, more_since_last_line = more, "publish refused with 0x87: not authorized for the topic");
+        }
     }
     let mut ticket = None;
     match refused {

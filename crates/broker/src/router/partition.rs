@@ -24,7 +24,7 @@ use super::trie::{Target, Trie};
 use super::{AckKind, Cmd, Delivery, Inter, Outgoing, Routed, Router, Ticket};
 use crate::message::Message;
 use crate::settings::{QueueLimit, QueueStrategy};
-use crate::stats::{Stats, GAUGE_SLOTS};
+use crate::stats::{Refusal, Stats, GAUGE_SLOTS};
 use crate::store::{Queued, Record};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -362,6 +362,9 @@ impl Partition {
         }
         if qos == QoS::AtMostOnce && over_memory {
             Stats::add(&stats.dropped_memory, 1);
+            if let Some(more) = stats.why(Refusal::Qos0Memory) {
+                tracing::warn!(cause = Refusal::Qos0Memory.as_str(), client_id = %s.client_id, more_since_last_line = more, "QoS 0 message not queued for a subscriber: queued bytes over maxQueuedBytes");
+            }
             return 0;
         }
         if let Some(limit) = &router.settings.clients.subscriber_queue_limit {
@@ -576,8 +579,11 @@ fn make_room(s: &mut Session, limit: &QueueLimit, qos: QoS, w: u64, router: &Rou
                 .max_bytes
                 .is_some_and(|m| q.bytes() > 0 && q.bytes() + w > m)
     };
-    let count = |qos: QoS| {
+    let count = |qos: QoS, client_id: &str| {
         Stats::add(&router.stats.dropped_queue_full, 1);
+        if let Some(more) = router.stats.why(Refusal::QueueFull) {
+            tracing::warn!(cause = Refusal::QueueFull.as_str(), %client_id, more_since_last_line = more, "message dropped: the subscriber's queue is at subscriberQueueLimit");
+        }
         if qos == QoS::AtMostOnce {
             Stats::add(&router.stats.dropped_qos0_queue_full, 1);
         }
@@ -589,14 +595,14 @@ fn make_room(s: &mut Session, limit: &QueueLimit, qos: QoS, w: u64, router: &Rou
                 let Some(old) = s.queue.pop_oldest_droppable() else {
                     break;
                 };
-                count(old.qos);
+                count(old.qos, &s.client_id);
                 s.record_done(router.store.as_deref(), old.seq);
             }
         }
         QueueStrategy::DropNewest => {}
     }
     if full(&s.queue) && qos != QoS::ExactlyOnce {
-        count(qos);
+        count(qos, &s.client_id);
         return false;
     }
     true
