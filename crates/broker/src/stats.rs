@@ -230,6 +230,8 @@ pub struct Stats {
     pub connects: ConnectOutcomes,
     /// PUBLISH packets written to clients, by the QoS they were sent at.
     pub sent_by_qos: ByQos,
+    /// PUBLISH packets received from clients, by their QoS (wills not included).
+    pub received_by_qos: ByQos,
     /// Rate limiter of the "why" log lines of refusals and drops.
     pub why: WhyLog,
 }
@@ -263,6 +265,7 @@ impl Default for Stats {
             selfcheck_latency_us: AtomicU64::new(0),
             connects: ConnectOutcomes::default(),
             sent_by_qos: ByQos::default(),
+            received_by_qos: ByQos::default(),
             why: WhyLog::default(),
         }
     }

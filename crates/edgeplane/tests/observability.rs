@@ -487,6 +487,10 @@ async fn metrics_by_protocol_version_qos_category_and_auth_outcome() {
         ("edgeplane_publishes_sent_by_qos_total{qos=\"1\"}", 1.0),
         ("edgeplane_publishes_sent_by_qos_total{qos=\"2\"}", 1.0),
         ("aio_broker_publishes_received_total", 4.0),
+        // Three on the open listener (one per QoS) and alice's QoS 0 on the secured one.
+        ("edgeplane_publishes_received_by_qos_total{qos=\"0\"}", 2.0),
+        ("edgeplane_publishes_received_by_qos_total{qos=\"1\"}", 1.0),
+        ("edgeplane_publishes_received_by_qos_total{qos=\"2\"}", 1.0),
     ];
     for (series, value) in expect {
         assert_eq!(sample(&text, series), value, "{series}");

@@ -36,6 +36,7 @@
 //! | `aio_broker_authentication_failures_total{mqtt_version}` | counter | credentials refused (or an unsupported method) |
 //! | `edgeplane_connect_authorizations_total{mqtt_version,outcome}` | counter | CONNECT authorization decisions, `allow` or `deny` |
 //! | `edgeplane_publishes_sent_by_qos_total{qos}` | counter | PUBLISH packets written to clients, by the QoS sent at |
+//! | `edgeplane_publishes_received_by_qos_total{qos}` | counter | PUBLISH packets from clients, by QoS (wills not included) |
 //!
 //! Components outside the broker add their own families through
 //! [`crate::Portal::add_metrics`]: the dataflows add
@@ -272,6 +273,13 @@ fn render_breakdowns(out: &mut Exposition, s: &Stats) {
         "PUBLISH packets written to clients, by the QoS they were sent at.",
         "qos",
         &s.sent_by_qos.samples(),
+    );
+    out.labelled(
+        "edgeplane_publishes_received_by_qos_total",
+        Kind::Counter,
+        "PUBLISH packets received from clients, by QoS (wills not included).",
+        "qos",
+        &s.received_by_qos.samples(),
     );
 }
 

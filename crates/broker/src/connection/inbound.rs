@@ -259,6 +259,7 @@ fn disconnect(d: Disconnect, conn: &mut Conn, ctx: &Context) -> Option<Stop> {
 
 async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop> {
     Stats::add(&ctx.stats.messages_received, 1);
+    ctx.stats.received_by_qos.add(p.qos);
     if conn.version == ProtocolVersion::V5 {
         if !p.properties.subscription_identifiers.is_empty() {
             return violation(
