@@ -409,3 +409,82 @@ async fn invalid_state_store_resources_refuse_to_start() {
         assert!(err.contains(field), "{field} not in: {err}");
     }
 }
+
+/// A SCAN reply's keys and cursor.
+fn parse_scan(reply: &[u8]) -> (Vec<Vec<u8>>, Option<Vec<u8>>) {
+    fn line(r: &mut &[u8]) -> Vec<u8> {
+        let end = r
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("CRLF in reply");
+        let l = r[..end].to_vec();
+        *r = &r[end + 2..];
+        l
+    }
+    fn number(l: &[u8], prefix: u8) -> usize {
+        assert_eq!(l.first(), Some(&prefix), "{}", String::from_utf8_lossy(l));
+        std::str::from_utf8(&l[1..])
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .expect("length")
+    }
+    fn bulk_of(r: &mut &[u8]) -> Vec<u8> {
+        let len = number(&line(r), b'$');
+        let v = r[..len].to_vec();
+        *r = &r[len + 2..];
+        v
+    }
+    let mut r = reply;
+    let parts = number(&line(&mut r), b'*');
+    let n = number(&line(&mut r), b'*');
+    let keys = (0..n).map(|_| bulk_of(&mut r)).collect();
+    let cursor = (parts == 2).then(|| bulk_of(&mut r));
+    (keys, cursor)
+}
+
+/// SCAN cursors of a restricted client are sealed: a page ending on a key the client cannot
+/// read does not name it, the sealed cursor pages on, a made-up cursor is refused; a client
+/// on the port without a policy still gets plain cursors.
+#[tokio::test]
+async fn scan_cursors_never_name_unreadable_keys() {
+    let (_dir, _child, secured, open) = start("scan").await;
+    seed(open).await;
+    let mut admin = App::connect(open, "filler").await;
+    for i in 0..100 {
+        let key = format!("aaa/{i:03}");
+        assert_eq!(admin.call(&[b"SET", key.as_bytes(), b"hidden"]).await, OK);
+    }
+    let (_, plain) = parse_scan(&admin.call(&[b"SCAN", b"*"]).await);
+    // The two binary keys sort first, so the 100th key examined is aaa/097.
+    assert_eq!(
+        plain.as_deref(),
+        Some(&b"aaa/097"[..]),
+        "unrestricted: plain"
+    );
+
+    let mut app = App::connect(secured, "reader1").await;
+    let (mut listed, cursor) = parse_scan(&app.call(&[b"SCAN", b"*"]).await);
+    assert_eq!(
+        listed,
+        vec![vec![0x00, 0xFF]],
+        "one readable key on the first page"
+    );
+    let mut cursor = cursor.expect("more pages");
+    assert!(
+        !cursor.windows(4).any(|w| w == b"aaa/"),
+        "cursor names a key: {cursor:?}"
+    );
+    for _ in 0..10 {
+        let (keys, next) = parse_scan(&app.call(&[b"SCAN", b"*", &cursor]).await);
+        listed.extend(keys);
+        match next {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    assert_eq!(listed, vec![vec![0x00, 0xFF], b"sensor/t1".to_vec()]);
+    assert_eq!(
+        app.call(&[b"SCAN", b"*", b"aaa/050"]).await,
+        b"-ERR syntax error\r\n"
+    );
+}

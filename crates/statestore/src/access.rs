@@ -32,6 +32,11 @@ impl<'a> Access<'a> {
         }
     }
 
+    /// Whether a policy limits this request's keys (its SCAN cursors are then sealed).
+    pub(crate) fn restricted(&self) -> bool {
+        !matches!(self, Access::All)
+    }
+
     pub(crate) fn allows(&self, access: KeyAccess, key: &[u8]) -> bool {
         match self {
             Access::All => true,

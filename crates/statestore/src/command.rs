@@ -13,6 +13,7 @@ use bytes::Bytes;
 use edgeplane_broker::auth::KeyAccess;
 
 use crate::access::Access;
+use crate::cursor::CursorSeal;
 use crate::hlc::{wall_ms, Hlc};
 use crate::resp::{parse_request, Reply};
 use crate::store::{Condition, SetOptions, Store, StoreError, ValueDeleted, Written};
@@ -41,6 +42,8 @@ pub struct Request<'a> {
     pub user_properties: &'a [(String, String)],
     /// Which keys the publisher may read and write.
     pub access: &'a Access<'a>,
+    /// Seals the SCAN cursors of restricted publishers.
+    pub cursors: &'a CursorSeal,
 }
 
 /// Request-independent knobs.
@@ -180,11 +183,29 @@ fn run(
         }
         b"SCAN" => {
             arity(matches!(args.len(), 1 | 2))?;
-            let cursor = args.get(1).map(|c| &c[..]);
-            let (mut keys, cursor) =
-                store.scan(&args[0], cursor, limits.scan_page, limits.scan_budget, now);
+            // A restricted client's cursors are sealed: the last key examined may be one it
+            // cannot read.
+            let sealed = req.access.restricted();
+            let start = match args.get(1) {
+                Some(c) if sealed => {
+                    Some(Bytes::from(req.cursors.open(c).ok_or(text::SYNTAX_ERROR)?))
+                }
+                other => other.cloned(),
+            };
+            let (mut keys, cursor) = store.scan(
+                &args[0],
+                start.as_deref(),
+                limits.scan_page,
+                limits.scan_budget,
+                now,
+            );
             // Keys the publisher may not read are left out (the cursor still moves past them).
             keys.retain(|k| req.access.allows(KeyAccess::Read, k));
+            let cursor = match cursor {
+                // Sealing fails only if the system's randomness does; no cursor is leaked.
+                Some(c) if sealed => Some(req.cursors.seal(&c).ok_or(text::SYNTAX_ERROR)?),
+                other => other,
+            };
             Ok((Reply::Keys { keys, cursor }, store.tick()))
         }
         _ => Err(text::UNKNOWN_COMMAND),

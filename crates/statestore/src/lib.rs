@@ -19,6 +19,7 @@
 
 mod access;
 mod command;
+mod cursor;
 pub mod hlc;
 pub mod persist;
 pub mod remote;
@@ -128,6 +129,10 @@ pub enum StartError {
     Attach(#[from] LocalError),
     #[error(transparent)]
     Journal(#[from] persist::JournalError),
+    #[error(
+        "the system gave no randomness for the state store's SCAN cursor key; check /dev/urandom"
+    )]
+    Randomness,
 }
 
 /// Errors of the in-process API.
@@ -187,6 +192,7 @@ impl StateStore {
             opted_in: std::collections::HashSet::new(),
             answers: Vec::new(),
             replies: Vec::new(),
+            cursors: cursor::CursorSeal::new().ok_or(StartError::Randomness)?,
             publisher,
             requests: req_rx,
             calls: call_rx,

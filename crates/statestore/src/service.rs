@@ -23,6 +23,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::access::Access;
 use crate::command::{self, Limits, Request, TIMESTAMP_PROPERTY};
+use crate::cursor::CursorSeal;
 use crate::persist::Journal;
 use crate::store::{Change, Notification, Store};
 use crate::{notification_topic, CONTENT_TYPE, NOTIFY_TOPIC_PREFIX, REQUEST_TOPIC};
@@ -67,6 +68,8 @@ pub(crate) struct StoreTask {
     /// Answers of the current batch: responses to publish and in-process replies.
     pub answers: Vec<(String, Properties, Bytes)>,
     pub replies: Vec<Reply>,
+    /// Seals SCAN cursors handed to clients a policy restricts.
+    pub cursors: CursorSeal,
 }
 
 impl StoreTask {
@@ -220,6 +223,7 @@ impl StoreTask {
             client_id: msg.origin.as_ref(),
             user_properties: &msg.properties.user_properties,
             access: &access,
+            cursors: &self.cursors,
         };
         let (reply, version) =
             command::execute(&mut self.store, &request, self.limits, Instant::now());
