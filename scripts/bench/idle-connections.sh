@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Resident memory per idle MQTT connection: Edgeplane and Mosquitto, same machine, same run.
 # Usage: scripts/bench/idle-connections.sh [CONNECTIONS]   (default 10000)
+# Each broker is one process, so CONNECTIONS is bounded by the open-file hard limit
+# (`ulimit -Hn`; 20,000 on the build machine, which this container cannot raise).
+# rumqttd is measured too when scripts/bench/compare-brokers.sh has installed it.
 # Prints a Markdown table row per broker: RSS before, after, and per connection.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,8 +15,10 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((N + 100)) ]; then
   exit 1
 fi
 scripts/install-deps.sh >/dev/null
-cargo build --release --locked -q -p edgeplane -p edgeplane-bench
-TARGET="${CARGO_TARGET_DIR:-target}/release"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/edgeplane/target}"
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked -q -p edgeplane -p edgeplane-bench
+TARGET="$CARGO_TARGET_DIR/release"
+RUMQTTD="$HOME/.cache/edgeplane/rumqttd/bin/rumqttd"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -24,7 +29,9 @@ measure() { # name pid port
   local name=$1 pid=$2 port=$3
   sleep 1
   local before; before=$(rss_kb "$pid")
-  "$TARGET/edgeplane-bench" idle --broker "127.0.0.1:$port" --connections "$N" --hold-secs 3 >"$work/$name.out" &
+  # Keep alive 600 s: rumqttd refuses 0; the run is far shorter.
+  "$TARGET/edgeplane-bench" idle --broker "127.0.0.1:$port" --connections "$N" --hold-secs 3 \
+    --keep-alive 600 --sources 4 >"$work/$name.out" &
   local bench=$!
   while ! grep -q holding "$work/$name.out" 2>/dev/null; do sleep 0.2; kill -0 $bench 2>/dev/null || { cat "$work/$name.out"; exit 1; }; done
   sleep 1
@@ -58,3 +65,29 @@ mosquitto -c "$work/mosquitto.conf" >/dev/null 2>&1 &
 mq=$!
 measure "mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}')" $mq "$port"
 kill $mq; wait $mq 2>/dev/null || true
+
+if [ -x "$RUMQTTD" ]; then
+  port=$(free_port)
+  cat >"$work/rumqttd.toml" <<EOF
+id = 0
+[router]
+id = 0
+max_connections = $((N + 100))
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$port"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+    dynamic_filters = true
+EOF
+  RUST_LOG=error "$RUMQTTD" -c "$work/rumqttd.toml" -q >/dev/null 2>&1 &
+  rq=$!
+  measure "rumqttd $("$RUMQTTD" -V | awk '{print $2}')" $rq "$port"
+  kill $rq; wait $rq 2>/dev/null || true
+fi
