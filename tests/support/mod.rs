@@ -18,6 +18,8 @@ pub use edgeplane_codec as codec;
 
 /// How long to wait for a packet that should arrive.
 pub const WAIT: Duration = Duration::from_secs(5);
+/// How long a started `edgeplane` binary may take to report its listeners.
+pub const STARTUP: Duration = Duration::from_secs(30);
 /// How long to watch for a packet that should not arrive.
 pub const QUIET: Duration = Duration::from_millis(300);
 
@@ -449,9 +451,11 @@ pub async fn start_edgeplane_http(
             }
         }
     };
-    tokio::time::timeout(WAIT, read)
+    // Generous: a debug binary on a loaded two-core CI machine, with the whole suite
+    // starting brokers in parallel, can take seconds to get to its listeners.
+    tokio::time::timeout(STARTUP, read)
         .await
-        .expect("listeners within 5 s");
+        .expect("listeners within 30 s");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, addrs, http.expect("http address"))
 }
