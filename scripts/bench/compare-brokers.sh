@@ -3,14 +3,15 @@
 # same machine, loopback, equivalent lossless settings, alternating brokers (A B C A B C) for
 # ROUNDS rounds. Prints a Markdown table of medians and, with --write, replaces the generated
 # section of docs/BENCHMARKS.md (between the compare-brokers markers) with it.
-# Usage: scripts/bench/compare-brokers.sh [ROUNDS] [--write]   (default 3 rounds)
+# Usage: scripts/bench/compare-brokers.sh [ROUNDS] [--write]   (default 3 rounds;
+# SKIP_BUILD=1 uses the release binaries already built)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS="${1:-3}"
 WRITE="${2:-}"
 scripts/install-deps.sh >/dev/null
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/edgeplane/target}"
-cargo build --release --locked -q -p edgeplane -p edgeplane-bench
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked -q -p edgeplane -p edgeplane-bench
 T="$CARGO_TARGET_DIR/release"
 
 # rumqttd: `cargo install`ed once into a cache folder; if it cannot build, the table says so.
