@@ -85,3 +85,4 @@ wait "$MEASURE"
 cores() { python3 -c "print(round(($2 - $1) / $HZ / ($s1 - $s0), 3))"; }
 echo "publishing ${PUBLISHING_MS} ms, sampling ${SAMPLING_MS} ms, $QOS; edgeplane CPU: $(cores $t0 $t1) cores, simulator CPU: $(cores $q0 $q1) cores over ${SECONDS_RUN}s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$work/measure.json"
+grep -iE "warn|error" "$work/run.log" | tail -5 || true

@@ -214,6 +214,13 @@ fn state_of(status: &EndpointStatus) -> ConnectionState {
 
 /// Apply a batch of notifications and publish what it produced; false once the broker
 /// is gone.
+///
+/// Each data notification (one server notification message of a dataset) becomes one
+/// message, so nothing the server reported is folded away when the connector lags. The
+/// messages are published in waves: a wave holds at most one message per dataset or event
+/// source and its publishes run together, so with the durable store the whole wave waits
+/// for one group commit instead of one commit per message, while each dataset's messages
+/// still enter the broker in order.
 async fn publish_batch(
     batch: Vec<Notification>,
     frames: &mut HashMap<String, Frames>,
@@ -222,50 +229,73 @@ async fn publish_batch(
     registry: &Registry,
     source: &str,
 ) -> bool {
-    let mut touched: Vec<String> = Vec::new();
-    let mut out: Vec<(String, Publish)> = Vec::new();
+    let mut out: Vec<(String, String, Publish)> = Vec::new();
     for n in batch {
         match n {
-            Notification::Data(change) => {
-                let Some(f) = frames.get_mut(&*change.dataset) else {
+            Notification::Data(changes) => {
+                let Some(key) = changes.first().map(|c| c.dataset.to_string()) else {
                     continue;
                 };
-                f.frames.update(
-                    &change.data_point,
-                    DataPointValue {
-                        value: change.value,
-                        source_timestamp: change.source_timestamp,
-                        status: change.status,
-                    },
-                );
-                if !touched.iter().any(|t| **t == *change.dataset) {
-                    touched.push(change.dataset.to_string());
+                let Some(f) = frames.get_mut(&key) else {
+                    continue;
+                };
+                for change in changes {
+                    f.frames.update(
+                        &change.data_point,
+                        DataPointValue {
+                            value: change.value,
+                            source_timestamp: change.source_timestamp,
+                            status: change.status,
+                        },
+                    );
+                }
+                if let Some(message) = f.frames.next_message() {
+                    let publish = dataset_publish(&f.plan, message);
+                    out.push((key, f.plan.asset.clone(), publish));
                 }
             }
             Notification::Event(event) => {
                 if let Some(plan) = events.get(&*event.source) {
-                    out.push((plan.asset.clone(), event_publish(plan, event, source)));
+                    let key = event.source.to_string();
+                    out.push((key, plan.asset.clone(), event_publish(plan, event, source)));
                 }
             }
         }
     }
-    for key in touched {
-        let Some(f) = frames.get_mut(&key) else {
-            continue;
-        };
-        if let Some(message) = f.frames.next_message() {
-            let publish = dataset_publish(&f.plan, message);
-            out.push((f.plan.asset.clone(), publish));
+    while !out.is_empty() {
+        let (assets, publishes): (Vec<String>, Vec<Publish>) = take_wave(&mut out)
+            .into_iter()
+            .map(|(_, asset, publish)| (asset, publish))
+            .unzip();
+        let results =
+            futures_util::future::join_all(publishes.into_iter().map(|p| client.publish(p))).await;
+        for (asset, result) in assets.iter().zip(results) {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "opc ua connector cannot publish; stopping the session");
+                return false;
+            }
+            registry.count_published(asset, 1);
         }
-    }
-    for (asset, publish) in out {
-        if let Err(e) = client.publish(publish).await {
-            tracing::warn!(error = %e, "opc ua connector cannot publish; stopping the session");
-            return false;
-        }
-        registry.count_published(&asset, 1);
     }
     true
+}
+
+/// Removes and returns the first message of each key, keeping the rest in order.
+fn take_wave<T>(out: &mut Vec<(String, String, T)>) -> Vec<(String, String, T)> {
+    let mut wave = Vec::new();
+    let mut rest = Vec::new();
+    for item in out.drain(..) {
+        if wave
+            .iter()
+            .any(|(k, _, _): &(String, String, T)| *k == item.0)
+        {
+            rest.push(item);
+        } else {
+            wave.push(item);
+        }
+    }
+    *out = rest;
+    wave
 }
 
 fn properties(target: &MqttTarget, user: Vec<(String, String)>) -> Properties {

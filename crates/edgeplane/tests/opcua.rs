@@ -29,6 +29,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
 /// Upper bound of a wait for the connector (connects, reconnects with backoff up to 10 s).
 const SLOW: Duration = Duration::from_secs(45);
 
+/// How long the outage test keeps the server down (issue 9: 30 s).
+const OUTAGE: Duration = Duration::from_secs(30);
+
 // ---------------------------------------------------------------------------------------
 // Certificates: RSA key generation takes seconds in debug builds, so the simulator's and the
 // connector's application certificates are made once and copied into each test's folders.
@@ -304,6 +307,24 @@ async fn key_frame_with_all(c: &mut Client, points: &[&str]) -> Publish {
     panic!("no key frame with all of {points:?} in 50 messages");
 }
 
+/// The AIO `sequence` of an asset message.
+fn sequence(p: &Publish) -> u64 {
+    user_property(p, "sequence")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no sequence in {:?}", p.properties.user_properties))
+}
+
+/// Throw away what arrived so far, returning the sequence numbers it carried.
+async fn drain_sequences(c: &mut Client) -> Vec<u64> {
+    let mut seen = Vec::new();
+    while let Some(packet) = c.recv_within(QUIET).await {
+        if let edgeplane_codec::Packet::Publish(p) = packet {
+            seen.push(sequence(&p));
+        }
+    }
+    seen
+}
+
 /// Throw away what arrived so far.
 async fn drain(c: &mut Client) {
     while c.recv_within(QUIET).await.is_some() {}
@@ -508,7 +529,11 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
     assert_eq!(user_property(&event, "type"), Some("ua-event"));
     assert_eq!(user_property(&event, "subject"), Some("oven"));
 
-    // Outage: the status says so, in words.
+    // Outage of 30 s: the status says so, in words, and keeps saying so while the
+    // connector retries with backoff; no asset data arrives meanwhile.
+    let before = drain_sequences(&mut sub).await;
+    let last_before = before.last().copied().unwrap_or(0);
+    let stopped = tokio::time::Instant::now();
     sim.shutdown().await;
     let down = wait_status(ep.http, "/api/v1/devices/plc/status", "the outage", |s| {
         state(s, Some("opc-ua")) == "error"
@@ -526,9 +551,24 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
     })
     .await;
     assert!(asset_down["error"].as_str().is_some());
-    drain(&mut sub).await;
+    let late = drain_sequences(&mut sub).await;
+    assert!(
+        late.iter().all(|s| *s > last_before),
+        "messages during the outage repeat sequences: {late:?} after {last_before}"
+    );
+    let last_before = late.last().copied().unwrap_or(last_before);
+    while stopped.elapsed() < OUTAGE {
+        let (_, s) = call(ep.http, "GET", "/api/v1/devices/plc/status", "").await;
+        assert_eq!(state(&s, Some("opc-ua")), "error", "during the outage: {s}");
+        assert!(
+            sub.recv_within(Duration::from_secs(1)).await.is_none(),
+            "asset data while the server is down"
+        );
+    }
 
-    // The server comes back on the same port: the connector recovers by itself.
+    // The server comes back on the same port: the connector recovers by itself, the
+    // dataset's stream continues where it stopped (sequence numbers go on, none twice) and
+    // every data point and event has exactly one monitored item again.
     let sim = start_sim(&dir, &bind).await;
     let again = next_publish(&mut sub).await;
     assert_aio_message(&again, "oven", &[], &url);
@@ -537,11 +577,21 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
             && s["endpoints"]["opc-ua"]["lastError"].as_str().is_some()
     })
     .await;
+    let mut after = vec![sequence(&again)];
+    for _ in 0..5 {
+        after.push(sequence(&next_publish(&mut sub).await));
+    }
+    assert!(
+        after[0] > last_before && after.windows(2).all(|w| w[1] > w[0]),
+        "sequences after recovery {after:?} do not continue {last_before}"
+    );
     assert_eq!(
         one_each(&sim),
         [1, 1, 1],
         "subscriptions recreated without duplicates"
     );
+    let event = next_publish(&mut event_sub).await;
+    assert_eq!(user_property(&event, "type"), Some("ua-event"));
     sim.shutdown().await;
 }
 

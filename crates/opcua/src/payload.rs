@@ -15,7 +15,7 @@
 //! N ≤ 0 every message is a delta frame. Nothing here does I/O: the caller decides when to
 //! ask for a message (typically once per publishing interval) and where to send it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -92,8 +92,10 @@ impl DatasetMessage {
 #[derive(Debug)]
 pub struct DatasetFrames {
     settings: FrameSettings,
-    last: BTreeMap<String, DataPointValue>,
-    changed: BTreeSet<String>,
+    /// Every data point's last value, and whether it changed since the previous message.
+    last: BTreeMap<String, (DataPointValue, bool)>,
+    /// How many entries of `last` are marked changed.
+    changed: usize,
     sequence: u64,
 }
 
@@ -103,26 +105,39 @@ impl DatasetFrames {
         DatasetFrames {
             settings,
             last: BTreeMap::new(),
-            changed: BTreeSet::new(),
+            changed: 0,
             sequence: 0,
         }
     }
 
     /// Records a new value for `data_point`.
     pub fn update(&mut self, data_point: &str, value: DataPointValue) {
-        self.last.insert(data_point.to_owned(), value);
-        self.changed.insert(data_point.to_owned());
+        // Allocates the name only the first time a data point is seen (this runs for every
+        // value the server reports).
+        match self.last.get_mut(data_point) {
+            Some((last, changed)) => {
+                *last = value;
+                if !*changed {
+                    *changed = true;
+                    self.changed += 1;
+                }
+            }
+            None => {
+                self.last.insert(data_point.to_owned(), (value, true));
+                self.changed += 1;
+            }
+        }
     }
 
     /// The last known value of `data_point`.
     pub fn last_value(&self, data_point: &str) -> Option<&DataPointValue> {
-        self.last.get(data_point)
+        self.last.get(data_point).map(|(v, _)| v)
     }
 
     /// The next message, or `None` when nothing changed since the previous one.
     /// `now` and `id` become the CloudEvents `time` and `id`.
     pub fn next_message_with(&mut self, now: DateTime<Utc>, id: String) -> Option<DatasetMessage> {
-        if self.changed.is_empty() {
+        if self.changed == 0 {
             return None;
         }
         let sequence = self.sequence;
@@ -133,12 +148,13 @@ impl DatasetFrames {
             FrameKind::Delta
         };
         let mut payload = Map::new();
-        for (name, value) in &self.last {
-            if kind == FrameKind::Key || self.changed.contains(name) {
+        for (name, (value, changed)) in &mut self.last {
+            if kind == FrameKind::Key || *changed {
                 payload.insert(name.clone(), data_point_json(value));
             }
+            *changed = false;
         }
-        self.changed.clear();
+        self.changed = 0;
         self.sequence += 1;
         Some(DatasetMessage {
             kind,
@@ -197,6 +213,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use opcua_types::StatusCode;
+    use std::collections::BTreeSet;
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + secs, 180_000_000)

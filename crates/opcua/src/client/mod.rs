@@ -119,8 +119,9 @@ pub struct EndpointConfig {
     pub keep_alive_interval: Duration,
     /// Timeout of each request.
     pub request_timeout: Duration,
-    /// Capacity of the notification channel; notifications beyond it are dropped and
-    /// counted ([`Connection::dropped_notifications`]).
+    /// Capacity of the notification channel, in [`Notification`]s (a data notification
+    /// holds one server notification message of a dataset); notifications beyond it are
+    /// dropped and counted ([`Connection::dropped_notifications`]).
     pub channel_capacity: usize,
 }
 
@@ -142,7 +143,7 @@ impl EndpointConfig {
             },
             keep_alive_interval: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
-            channel_capacity: 10_000,
+            channel_capacity: 1_024,
         }
     }
 }
@@ -214,8 +215,9 @@ pub struct Event {
 /// What the connection delivers.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Notification {
-    /// A data point changed.
-    Data(DataChange),
+    /// Data points of one dataset changed: the data changes of one notification message
+    /// of the server (one publishing interval), in the server's order.
+    Data(Vec<DataChange>),
     /// An event happened.
     Event(Event),
 }

@@ -13,12 +13,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opcua_client::{DataChangeCallback, EventCallback, MonitoredItem, Session};
+use opcua_client::{
+    EventCallback, MonitoredItem, MonitoredItemMap, OnSubscriptionNotificationCore, Session,
+};
 use opcua_types::{
-    AttributeId, ContentFilter, DataValue, EventFilter, ExtensionObject, Identifier,
-    MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NamespaceMap, NodeId,
-    NumericRange, ObjectTypeId, QualifiedName, ReadValueId, SimpleAttributeOperand, StatusCode,
-    TimestampsToReturn, Variant,
+    AttributeId, ContentFilter, DataChangeNotification, DataValue, EventFilter, ExtensionObject,
+    Identifier, MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NamespaceMap,
+    NodeId, NotificationMessage, NumericRange, ObjectTypeId, QualifiedName, ReadValueId,
+    SimpleAttributeOperand, StatusCode, TimestampsToReturn, Variant,
 };
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -256,14 +258,11 @@ async fn create_dataset_chunk(
     if requests.is_empty() {
         return Ok(());
     }
-    let dataset = ds.name.clone();
-    let cb_sink = sink.clone();
-    let cb_names = names.clone();
-    let callback = DataChangeCallback::new(move |dv: DataValue, item: &MonitoredItem| {
-        if let Some(point) = cb_names.get(&item.client_handle()) {
-            cb_sink.send(Notification::Data(data_change(&dataset, point, dv)));
-        }
-    });
+    let callback = DatasetCallback {
+        dataset: ds.name.clone(),
+        names: names.clone(),
+        sink: sink.clone(),
+    };
     let sub = session
         .create_subscription(ds.publishing_interval, 60, 10, 0, 0, true, callback)
         .await?;
@@ -279,6 +278,41 @@ async fn create_dataset_chunk(
         }
     }
     Ok(())
+}
+
+/// A dataset subscription's callback: each notification message of the server becomes one
+/// [`Notification::Data`], so the connector publishes what the server grouped together and
+/// the channel carries one entry per publishing interval, not one per value.
+struct DatasetCallback {
+    dataset: Arc<str>,
+    names: HashMap<u32, Arc<str>>,
+    sink: Sink,
+}
+
+impl OnSubscriptionNotificationCore for DatasetCallback {
+    fn on_subscription_notification(
+        &mut self,
+        notification: NotificationMessage,
+        _items: MonitoredItemMap<'_>,
+    ) {
+        let Some(data) = notification.notification_data else {
+            return;
+        };
+        let mut changes = Vec::new();
+        for obj in data {
+            let Some(v) = obj.into_inner_as::<DataChangeNotification>() else {
+                continue;
+            };
+            for item in v.monitored_items.into_iter().flatten() {
+                if let Some(point) = self.names.get(&item.client_handle) {
+                    changes.push(data_change(&self.dataset, point, item.value));
+                }
+            }
+        }
+        if !changes.is_empty() {
+            self.sink.send(Notification::Data(changes));
+        }
+    }
 }
 
 async fn create_event_subscription(
@@ -373,13 +407,13 @@ fn event_filter() -> EventFilter {
 
 fn refuse(sink: &Sink, dataset: &Arc<str>, point: &Arc<str>, status: StatusCode) {
     tracing::warn!(%dataset, data_point = %point, %status, "server refused data point");
-    sink.send(Notification::Data(DataChange {
+    sink.send(Notification::Data(vec![DataChange {
         dataset: dataset.clone(),
         data_point: point.clone(),
         value: Value::Null,
         source_timestamp: None,
         status: status.into(),
-    }));
+    }]));
 }
 
 fn data_change(dataset: &Arc<str>, point: &Arc<str>, dv: DataValue) -> DataChange {

@@ -42,6 +42,10 @@ pub use self::nodes::NAMESPACE_URI;
 /// The simulator's application URI (its certificate and namespace 1 carry it).
 pub const APPLICATION_URI: &str = "urn:edgeplane:opcua-sim";
 
+/// How often the server looks at its subscriptions, in ms; also the shortest publishing
+/// interval it grants.
+const SUBSCRIPTION_TICK_MS: u64 = 10;
+
 /// Errors starting the simulator.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -279,7 +283,20 @@ fn server_builder(cfg: &SimConfig, host: &str, port: u16, endpoint_url: &str) ->
         .trust_client_certs(cfg.trust_client_certs)
         .host(host.trim_start_matches('[').trim_end_matches(']'))
         .port(port)
-        .discovery_urls(vec![endpoint_url.to_owned()]);
+        .discovery_urls(vec![endpoint_url.to_owned()])
+        // The library checks subscriptions every 100 ms and refuses faster sampling and
+        // publishing, so a value waited up to 100 ms before it was even looked at. Like
+        // OPC PLC, serve what clients ask for: publishing from 10 ms, sampling interval 0
+        // meaning every change as it happens.
+        .subscription_poll_interval_ms(SUBSCRIPTION_TICK_MS);
+    let limits = builder.limits_mut();
+    limits.subscriptions.min_publishing_interval_ms = SUBSCRIPTION_TICK_MS as f64;
+    limits.subscriptions.min_sampling_interval_ms = 0.0;
+    // Clients keep more publish requests waiting when their round trip is long compared
+    // to the publishing interval (async-opcua: round trip / interval × 2 per
+    // subscription); refusing them with BadTooManyPublishRequests stalls their publishing.
+    limits.subscriptions.max_pending_publish_requests = 500;
+    limits.subscriptions.max_publish_requests_per_subscription = 50;
     for (i, user) in cfg.users.iter().enumerate() {
         let id = format!("user-{i}");
         builder = builder.add_user_token(
