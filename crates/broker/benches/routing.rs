@@ -118,12 +118,19 @@ fn bench_routing(c: &mut Criterion) {
         ("qos0_1_subscriber", 1, 0, QoS::AtMostOnce),
         ("qos1_1_subscriber", 1, 0, QoS::AtLeastOnce),
         ("qos0_10_subscribers", 10, 0, QoS::AtMostOnce),
-        ("qos0_1_subscriber_10k_other_filters", 1, 10_000, QoS::AtMostOnce),
+        (
+            "qos0_1_subscriber_10k_other_filters",
+            1,
+            10_000,
+            QoS::AtMostOnce,
+        ),
     ];
     for (name, subscribers, filters, qos) in cases {
         let mut s = rt.block_on(setup(subscribers, filters, qos));
         g.throughput(Throughput::Elements(subscribers as u64));
-        g.bench_function(name, |b| b.iter_custom(|n| rt.block_on(run(&mut s, n, qos))));
+        g.bench_function(name, |b| {
+            b.iter_custom(|n| rt.block_on(run(&mut s, n, qos)))
+        });
     }
     g.finish();
 }

@@ -38,11 +38,31 @@ fn bench_decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(1));
     let cases = [
-        ("publish_qos0_64B_v311", Packet::Publish(publish(QoS::AtMostOnce, 64, false)), ProtocolVersion::V311),
-        ("publish_qos1_64B_v311", Packet::Publish(publish(QoS::AtLeastOnce, 64, false)), ProtocolVersion::V311),
-        ("publish_qos1_64B_v5_props", Packet::Publish(publish(QoS::AtLeastOnce, 64, true)), ProtocolVersion::V5),
-        ("publish_qos1_4KB_v311", Packet::Publish(publish(QoS::AtLeastOnce, 4096, false)), ProtocolVersion::V311),
-        ("puback_v5", Packet::PubAck(Ack::new(42, ReasonCode::SUCCESS)), ProtocolVersion::V5),
+        (
+            "publish_qos0_64B_v311",
+            Packet::Publish(publish(QoS::AtMostOnce, 64, false)),
+            ProtocolVersion::V311,
+        ),
+        (
+            "publish_qos1_64B_v311",
+            Packet::Publish(publish(QoS::AtLeastOnce, 64, false)),
+            ProtocolVersion::V311,
+        ),
+        (
+            "publish_qos1_64B_v5_props",
+            Packet::Publish(publish(QoS::AtLeastOnce, 64, true)),
+            ProtocolVersion::V5,
+        ),
+        (
+            "publish_qos1_4KB_v311",
+            Packet::Publish(publish(QoS::AtLeastOnce, 4096, false)),
+            ProtocolVersion::V311,
+        ),
+        (
+            "puback_v5",
+            Packet::PubAck(Ack::new(42, ReasonCode::SUCCESS)),
+            ProtocolVersion::V5,
+        ),
         (
             "connect_v5",
             Packet::Connect(Box::new(Connect {
@@ -75,9 +95,21 @@ fn bench_encode(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode");
     g.throughput(Throughput::Elements(1));
     let cases = [
-        ("publish_qos0_64B_v311", publish(QoS::AtMostOnce, 64, false), ProtocolVersion::V311),
-        ("publish_qos1_64B_v5_props", publish(QoS::AtLeastOnce, 64, true), ProtocolVersion::V5),
-        ("publish_qos1_4KB_v311", publish(QoS::AtLeastOnce, 4096, false), ProtocolVersion::V311),
+        (
+            "publish_qos0_64B_v311",
+            publish(QoS::AtMostOnce, 64, false),
+            ProtocolVersion::V311,
+        ),
+        (
+            "publish_qos1_64B_v5_props",
+            publish(QoS::AtLeastOnce, 64, true),
+            ProtocolVersion::V5,
+        ),
+        (
+            "publish_qos1_4KB_v311",
+            publish(QoS::AtLeastOnce, 4096, false),
+            ProtocolVersion::V311,
+        ),
     ];
     for (name, p, v) in cases {
         let packet = Packet::Publish(p);
