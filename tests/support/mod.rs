@@ -517,3 +517,32 @@ pub async fn edgeplane_start_failure(bin: &str, dir: &std::path::Path) -> String
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `BIN passwd FILE USER` with `password` typed at its prompt (standard input), as a user
+/// adds an entry to a password Secret. Panics unless it succeeds, or if it echoes the
+/// password on either output.
+pub async fn passwd(bin: &str, file: &std::path::Path, user: &str, password: &str) {
+    let mut child = tokio::process::Command::new(bin)
+        .arg("passwd")
+        .arg(file)
+        .arg(user)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run passwd");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{password}\n").as_bytes())
+        .await
+        .expect("write password");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("passwd finished");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains(password), "passwd must not echo the password");
+}

@@ -4,12 +4,10 @@
 //! grant, a policy change applied to connected clients, and no password in the logs.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use edgeplane_tests::codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 use edgeplane_tests::*;
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
@@ -17,36 +15,6 @@ const SECRET_PASSWORD: &str = "correct-horse-battery-staple";
 
 fn temp_dir(name: &str) -> TempDir {
     TempDir::new(&format!("auth-{name}"))
-}
-
-async fn passwd(file: &Path, user: &str, password: &str) {
-    let mut child = Command::new(BIN)
-        .arg("passwd")
-        .arg(file)
-        .arg(user)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run passwd");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(format!("{password}\n").as_bytes())
-        .await
-        .expect("write password");
-    drop(stdin);
-    let out = child.wait_with_output().await.expect("passwd finished");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!all.contains(password), "passwd must not echo the password");
 }
 
 const POLICY: &str = r#"
@@ -109,7 +77,7 @@ async fn try_connect(addr: std::net::SocketAddr, c: Connect) -> (Client, u8) {
 #[tokio::test]
 async fn refusals_use_the_specified_codes_and_never_log_passwords() {
     let dir = temp_dir("refusals");
-    passwd(&dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
+    passwd(BIN, &dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
     config(&dir, POLICY);
     let log = dir.join("broker.log");
     let (child, addrs) = start_edgeplane_logging(&dir, &log).await;
@@ -179,7 +147,7 @@ async fn refusals_use_the_specified_codes_and_never_log_passwords() {
 async fn publish_and_subscribe_follow_the_rules() {
     let dir = temp_dir("rules");
     let file = dir.join("passwords.yaml");
-    passwd(&file, "alice", SECRET_PASSWORD).await;
+    passwd(BIN, &file, "alice", SECRET_PASSWORD).await;
     config(&dir, POLICY);
     let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
     let a = addrs[0];
@@ -237,7 +205,7 @@ async fn publish_and_subscribe_follow_the_rules() {
 #[tokio::test]
 async fn injected_characters_never_widen_a_grant() {
     let dir = temp_dir("injection");
-    passwd(&dir.join("passwords.yaml"), "mallory", SECRET_PASSWORD).await;
+    passwd(BIN, &dir.join("passwords.yaml"), "mallory", SECRET_PASSWORD).await;
     config(&dir, POLICY);
     let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
     for id in ["+", "#", "*", "?", "[a-z]", "a/b", "dev1/+"] {
@@ -282,7 +250,7 @@ async fn injected_characters_never_widen_a_grant() {
 #[tokio::test]
 async fn changed_policy_applies_to_connected_clients() {
     let dir = temp_dir("reload");
-    passwd(&dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
+    passwd(BIN, &dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
     config(&dir, POLICY);
     let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
     let (mut c, _) = try_connect(
@@ -329,7 +297,7 @@ async fn changed_policy_applies_to_connected_clients() {
 async fn added_user_can_connect_without_restart() {
     let dir = temp_dir("passwd-reload");
     let file = dir.join("passwords.yaml");
-    passwd(&file, "alice", SECRET_PASSWORD).await;
+    passwd(BIN, &file, "alice", SECRET_PASSWORD).await;
     config(&dir, POLICY);
     let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
     let (_c, code) = try_connect(
@@ -338,7 +306,7 @@ async fn added_user_can_connect_without_restart() {
     )
     .await;
     assert_eq!(code, 0x86, "mallory does not exist yet");
-    passwd(&file, "mallory", "new-password-m").await;
+    passwd(BIN, &file, "mallory", "new-password-m").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut attempt = 0;
     loop {

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use edgeplane_broker::tls::{issue_ca, issue_leaf};
 use edgeplane_tests::codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 use edgeplane_tests::*;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
@@ -160,25 +160,6 @@ spec:
     std::fs::write(dir.join("config.yaml"), text).expect("write config");
 }
 
-async fn passwd(file: &Path, user: &str, password: &str) {
-    let mut child = Command::new(BIN)
-        .arg("passwd")
-        .arg(file)
-        .arg(user)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run passwd");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(format!("{password}\n").as_bytes())
-        .await
-        .expect("write password");
-    drop(stdin);
-    assert!(child.wait().await.expect("passwd").success());
-}
-
 fn login(id: &str, v: ProtocolVersion, user: &str, password: &str) -> Connect {
     let mut c = connect(id, v);
     c.username = Some(user.into());
@@ -203,8 +184,14 @@ async fn custom_webhook_decides_with_the_aio_api() {
     let dir = TempDir::new("auth-custom");
     let work = TempDir::new("auth-custom-webhook");
     let (_webhook, port, manifests) = start_webhook(&work).await;
-    passwd(&dir.join("passwords.yaml"), "old-carol", CAROL_PASSWORD).await;
-    passwd(&dir.join("passwords.yaml"), "carol", CAROL_PASSWORD).await;
+    passwd(
+        BIN,
+        &dir.join("passwords.yaml"),
+        "old-carol",
+        CAROL_PASSWORD,
+    )
+    .await;
+    passwd(BIN, &dir.join("passwords.yaml"), "carol", CAROL_PASSWORD).await;
     config(&dir, port, closed_port(), &manifests);
     let log = dir.join("broker.log");
     let (child, addrs, http) = start_logging(&dir, &log, 3).await;

@@ -280,31 +280,6 @@ async fn readyz_turns_not_ready_on_a_full_disk_and_back() {
 
 const SECRET_PASSWORD: &str = "correct-horse-battery-staple";
 
-/// `edgeplane passwd file user`, the password on standard input.
-async fn passwd(file: &Path, user: &str, password: &str) {
-    let mut child = Command::new(BIN)
-        .arg("passwd")
-        .arg(file)
-        .arg(user)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run passwd");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(format!("{password}\n").as_bytes())
-        .await
-        .expect("write password");
-    drop(stdin);
-    let out = child.wait_with_output().await.expect("passwd finished");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// An anonymous listener and one with user names and passwords and a policy that lets
 /// only alice connect.
 const TWO_LISTENERS: &str = r##"
@@ -377,8 +352,8 @@ async fn mosquitto_pub(addr: SocketAddr, args: &[&str]) -> bool {
 #[tokio::test]
 async fn metrics_by_protocol_version_qos_category_and_auth_outcome() {
     let dir = TempDir::new("obs-breakdown");
-    passwd(&dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
-    passwd(&dir.join("passwords.yaml"), "bob", SECRET_PASSWORD).await;
+    passwd(BIN, &dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
+    passwd(BIN, &dir.join("passwords.yaml"), "bob", SECRET_PASSWORD).await;
     std::fs::write(dir.join("broker.yaml"), TWO_LISTENERS).expect("write config");
     let ep = start(&dir, &[], 2).await;
     let addr_of = |prefix: &str| {
@@ -604,8 +579,8 @@ async fn log_level_follows_the_broker_resource_without_restart() {
 #[tokio::test]
 async fn refusals_leave_one_rate_limited_line_per_cause() {
     let dir = TempDir::new("obs-why");
-    passwd(&dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
-    passwd(&dir.join("passwords.yaml"), "bob", SECRET_PASSWORD).await;
+    passwd(BIN, &dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
+    passwd(BIN, &dir.join("passwords.yaml"), "bob", SECRET_PASSWORD).await;
     std::fs::write(dir.join("broker.yaml"), TWO_LISTENERS).expect("write config");
     let mut ep = start(&dir, &[], 2).await;
     let secured = ep

@@ -8,13 +8,10 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edgeplane_tests::codec::{Ack, Packet, Properties, Publish, QoS, ReasonCode};
 use edgeplane_tests::*;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
 const PASSWORD: &str = "state-store-authz-password";
@@ -80,33 +77,9 @@ spec:
     std::fs::write(dir.join("policy.yaml"), policy).expect("write policy");
 }
 
-async fn passwd(file: &Path, user: &str) {
-    let mut child = Command::new(BIN)
-        .arg("passwd")
-        .arg(file)
-        .arg(user)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run passwd");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .await
-        .expect("write password");
-    drop(stdin);
-    let out = child.wait_with_output().await.expect("passwd finished");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 async fn start(name: &str) -> (TempDir, tokio::process::Child, SocketAddr, SocketAddr) {
     let dir = TempDir::new(&format!("ss-authz-{name}"));
-    passwd(&dir.join("passwords.yaml"), "app").await;
+    passwd(BIN, &dir.join("passwords.yaml"), "app", PASSWORD).await;
     config(&dir, POLICY);
     let (child, addrs) = start_edgeplane(BIN, &dir, 2).await;
     (dir, child, addrs[0], addrs[1])
@@ -394,7 +367,7 @@ async fn will_to_the_state_store_is_refused() {
 #[tokio::test]
 async fn invalid_state_store_resources_refuse_to_start() {
     let dir = TempDir::new("ss-authz-invalid");
-    passwd(&dir.join("passwords.yaml"), "app").await;
+    passwd(BIN, &dir.join("passwords.yaml"), "app", PASSWORD).await;
     config(
         &dir,
         &POLICY
