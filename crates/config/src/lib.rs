@@ -39,6 +39,7 @@
 //! location for the first error of a serde deserialisation, which is exactly the
 //! stop-at-first-error behaviour we avoid by walking the tree ourselves.
 
+mod asset;
 mod auth;
 mod broker;
 mod dataflow;
