@@ -1,9 +1,13 @@
 //! Sign-in for the portal and the REST API: local users, sessions, CSRF.
 //!
-//! - **Users** live in `<data-dir>/portal-users`, one `name:argon2id-PHC` line each (the
-//!   broker's password-file format, hashed and verified by the same code), or in memory
-//!   without a data folder. While there is none, `POST /api/v1/setup` creates the first
-//!   (admin) user; afterwards it refuses.
+//! - **Users** live in `<data-dir>/portal-users`, one `name:argon2id-PHC[:role]` line each
+//!   (the broker's password-file format, hashed and verified by the same code, plus the
+//!   [`Role`]; a line without one is an administrator, as every user was before roles), or
+//!   in memory without a data folder. While there is none, `POST /api/v1/setup` creates
+//!   the first user, an administrator; afterwards it refuses.
+//! - **Roles**: an administrator may do everything; a viewer may read every page and
+//!   stream, sign out, and use the two calls that change nothing (`/api/v1/parse`,
+//!   `/api/v1/dataflows/dry-run`); every other state-changing request answers 403.
 //! - **Sessions**: `POST /api/v1/login` checks the password on the blocking pool and sets
 //!   the `edgeplane_session` cookie (`HttpOnly; SameSite=Strict; Path=/; Max-Age`), a
 //!   256-bit random token kept in memory with its expiry ([`SESSION_LIFETIME`]); a restart
@@ -52,11 +56,54 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct Principal(pub String);
 
+/// What a portal user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything: create, change and delete resources, manage users.
+    Admin,
+    /// Read-only: every page and stream, no change.
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Role> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// POST calls a viewer may make: they change nothing on the site.
+const VIEWER_POSTS: [&str; 3] = [
+    "/api/v1/logout",
+    "/api/v1/parse",
+    "/api/v1/dataflows/dry-run",
+];
+
 #[derive(Debug, Clone)]
 struct Session {
     user: String,
+    role: Role,
     csrf: String,
     expires: Instant,
+}
+
+/// One line of the users file.
+#[derive(Debug, Clone)]
+struct User {
+    name: String,
+    /// The argon2id PHC string.
+    hash: String,
+    role: Role,
 }
 
 /// Users and sessions; cheap to clone.
@@ -68,8 +115,8 @@ pub struct Auth {
 
 #[derive(Default)]
 struct Inner {
-    /// User name to PHC hash, in file order.
-    users: Vec<(String, String)>,
+    /// In file order.
+    users: Vec<User>,
     sessions: HashMap<String, Session>,
     /// User name to (failed sign-ins, first failure of the window).
     failures: HashMap<String, (u32, Instant)>,
@@ -82,7 +129,7 @@ impl Auth {
         let mut inner = Inner::default();
         if let Some(f) = &file {
             match std::fs::read_to_string(f) {
-                Ok(text) => inner.users = parse_users(&text),
+                Ok(text) => inner.users = parse_users(&text, f),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
                     tracing::error!(file = %f.display(), error = %e, "cannot read portal users; nobody can sign in until it is readable")
@@ -95,17 +142,29 @@ impl Auth {
         }
     }
 
-    fn user_names(&self) -> Vec<String> {
+    /// Every user's name and role, in file order.
+    fn user_names(&self) -> Vec<(String, Role)> {
         self.inner
             .lock()
             .users
             .iter()
-            .map(|(n, _)| n.clone())
+            .map(|u| (u.name.clone(), u.role))
             .collect()
     }
 
+    fn role_of(&self, name: &str) -> Option<Role> {
+        let inner = self.inner.lock();
+        inner.users.iter().find(|u| u.name == name).map(|u| u.role)
+    }
+
     /// Add a user (the password hashed here); refuses a taken name.
-    async fn add_user(&self, name: &str, password: &str, only_first: bool) -> Result<(), Response> {
+    async fn add_user(
+        &self,
+        name: &str,
+        password: &str,
+        role: Role,
+        only_first: bool,
+    ) -> Result<(), Response> {
         check_user_name(name)?;
         if password.chars().count() < MIN_PASSWORD {
             return Err(message(
@@ -127,14 +186,18 @@ impl Auth {
                 "set-up is done already; sign in instead".into(),
             ));
         }
-        if inner.users.iter().any(|(n, _)| n == name) {
+        if inner.users.iter().any(|u| u.name == name) {
             return Err(message(
                 StatusCode::CONFLICT,
                 "user",
                 format!("user `{name}` exists already; choose another name"),
             ));
         }
-        inner.users.push((name.to_owned(), hash));
+        inner.users.push(User {
+            name: name.to_owned(),
+            hash,
+            role,
+        });
         if let Err(e) = self.save(&inner) {
             inner.users.pop();
             return Err(e);
@@ -144,18 +207,19 @@ impl Auth {
 
     fn remove_user(&self, name: &str) -> Result<(), Response> {
         let mut inner = self.inner.lock();
-        let Some(at) = inner.users.iter().position(|(n, _)| n == name) else {
+        let Some(at) = inner.users.iter().position(|u| u.name == name) else {
             return Err(message(
                 StatusCode::NOT_FOUND,
                 "",
                 format!("user `{name}` not found"),
             ));
         };
-        if inner.users.len() == 1 {
+        let admins = inner.users.iter().filter(|u| u.role == Role::Admin).count();
+        if inner.users[at].role == Role::Admin && admins == 1 {
             return Err(message(
                 StatusCode::CONFLICT,
                 "",
-                "the last user cannot be deleted; add another user first".into(),
+                "the last administrator cannot be deleted; add another administrator first".into(),
             ));
         }
         let removed = inner.users.remove(at);
@@ -174,7 +238,7 @@ impl Auth {
         let text: String = inner
             .users
             .iter()
-            .map(|(n, h)| format!("{n}:{h}\n"))
+            .map(|u| format!("{}:{}:{}\n", u.name, u.hash, u.role.as_str()))
             .collect();
         let tmp = file.with_extension("tmp");
         let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file));
@@ -197,7 +261,7 @@ impl Auth {
             .lock()
             .users
             .iter()
-            .map(|(n, h)| format!("{n}:{h}\n"))
+            .map(|u| format!("{}:{}\n", u.name, u.hash))
             .collect();
         let (name, password) = (name.to_owned(), password.to_owned());
         tokio::task::spawn_blocking(move || {
@@ -233,7 +297,7 @@ impl Auth {
     }
 
     /// A new session for `user`: (cookie token, CSRF token).
-    fn open_session(&self, user: &str) -> (String, String) {
+    fn open_session(&self, user: &str, role: Role) -> (String, String) {
         let (token, csrf) = (random_token(), random_token());
         let mut inner = self.inner.lock();
         let now = Instant::now();
@@ -242,6 +306,7 @@ impl Auth {
             token.clone(),
             Session {
                 user: user.to_owned(),
+                role,
                 csrf: csrf.clone(),
                 expires: now + SESSION_LIFETIME,
             },
@@ -262,12 +327,34 @@ impl Auth {
     }
 }
 
-fn parse_users(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, h)| (n.to_owned(), h.trim().to_owned()))
-        .collect()
+/// The users file's lines; a line with an unknown role is left out (that user cannot sign
+/// in) and logged with its line number, so a typo never grants more than intended.
+fn parse_users(text: &str, file: &std::path::Path) -> Vec<User> {
+    let mut users = Vec::new();
+    for (at, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, rest)) = line.split_once(':') else {
+            tracing::error!(file = %file.display(), line = at + 1, "portal user line without `name:hash`; that line is ignored");
+            continue;
+        };
+        // The PHC hash has no ':'; a role, when given, follows the last one.
+        let (hash, role) = match rest.trim().rsplit_once(':') {
+            Some((hash, role)) => (hash, Role::parse(role.trim())),
+            None => (rest.trim(), Some(Role::Admin)),
+        };
+        let Some(role) = role else {
+            tracing::error!(file = %file.display(), line = at + 1, user = name, "unknown portal role; use `admin` or `viewer`; that user cannot sign in until it is fixed");
+            continue;
+        };
+        users.push(User {
+            name: name.to_owned(),
+            hash: hash.to_owned(),
+            role,
+        });
+    }
+    users
 }
 
 fn check_user_name(name: &str) -> Result<(), Response> {
@@ -336,6 +423,17 @@ pub async fn require_session(State(auth): State<Auth>, mut req: Request, next: N
         );
     };
     let safe = method == Method::GET || method == Method::HEAD;
+    let harmless = method == Method::POST && VIEWER_POSTS.contains(&req.uri().path());
+    if !safe && !harmless && session.role == Role::Viewer {
+        return message(
+            StatusCode::FORBIDDEN,
+            "",
+            format!(
+                "user `{}` has the viewer role, which can look but not change; ask an administrator",
+                session.user
+            ),
+        );
+    }
     if !safe {
         let sent = req
             .headers()
@@ -389,13 +487,14 @@ fn credentials(headers: &HeaderMap, body: &str) -> Result<(String, String), Resp
     Ok((field("user"), field("password")))
 }
 
-fn signed_in(auth: &Auth, user: &str, status: StatusCode) -> Response {
-    let (token, csrf) = auth.open_session(user);
+fn signed_in(auth: &Auth, user: &str, role: Role, status: StatusCode) -> Response {
+    let (token, csrf) = auth.open_session(user, role);
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
         SESSION_LIFETIME.as_secs()
     );
-    let mut resp = json_response(status, &json!({ "user": user, "csrf": csrf }));
+    let body = json!({ "user": user, "role": role.as_str(), "csrf": csrf });
+    let mut resp = json_response(status, &body);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -408,7 +507,7 @@ pub(crate) async fn session(State(s): State<AuthState>, headers: HeaderMap) -> R
     match cookie_token(&headers).and_then(|t| s.auth.session(&t)) {
         Some(sess) => json_response(
             StatusCode::OK,
-            &json!({ "user": sess.user, "csrf": sess.csrf }),
+            &json!({ "user": sess.user, "role": sess.role.as_str(), "csrf": sess.csrf }),
         ),
         None => json_response(
             StatusCode::UNAUTHORIZED,
@@ -427,11 +526,11 @@ pub(crate) async fn setup(
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = s.auth.add_user(&user, &password, true).await {
+    if let Err(r) = s.auth.add_user(&user, &password, Role::Admin, true).await {
         return r;
     }
     s.activity.record(&user, "set up", &format!("User/{user}"));
-    signed_in(&s.auth, &user, StatusCode::CREATED)
+    signed_in(&s.auth, &user, Role::Admin, StatusCode::CREATED)
 }
 
 /// `POST /api/v1/login` `{"user","password"}`.
@@ -453,15 +552,16 @@ pub(crate) async fn login(
     }
     let ok = s.auth.verify(&user, &password).await;
     s.auth.count_failure(&user, !ok);
-    if !ok {
+    let role = s.auth.role_of(&user);
+    let Some(role) = role.filter(|_| ok) else {
         return message(
             StatusCode::UNAUTHORIZED,
             "",
             "wrong user name or password".into(),
         );
-    }
+    };
     s.activity.record(&user, "signed in", "");
-    signed_in(&s.auth, &user, StatusCode::OK)
+    signed_in(&s.auth, &user, role, StatusCode::OK)
 }
 
 /// `POST /api/v1/logout`: ends the session and clears the cookie.
@@ -483,12 +583,13 @@ pub(crate) async fn list_users(State(s): State<AuthState>) -> Response {
         .auth
         .user_names()
         .into_iter()
-        .map(|n| json!({ "name": n }))
+        .map(|(n, role)| json!({ "name": n, "role": role.as_str() }))
         .collect();
     json_response(StatusCode::OK, &json!({ "items": items }))
 }
 
-/// `POST /api/v1/users` `{"user","password"}`: another user (any signed-in user may add).
+/// `POST /api/v1/users` `{"user","password","role"}`: another user (administrators only,
+/// as for every change); `role` is `admin` or `viewer`, `viewer` when left out.
 pub(crate) async fn add_user(
     State(s): State<AuthState>,
     axum::Extension(who): axum::Extension<Principal>,
@@ -502,12 +603,32 @@ pub(crate) async fn add_user(
             .to_owned()
     };
     let user = field("user");
-    if let Err(r) = s.auth.add_user(&user, &field("password"), false).await {
+    let role = match field("role").as_str() {
+        "" => Role::Viewer,
+        r => match Role::parse(r) {
+            Some(role) => role,
+            None => {
+                return message(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "role",
+                    format!("unknown role `{r}`; use admin or viewer"),
+                )
+            }
+        },
+    };
+    if let Err(r) = s
+        .auth
+        .add_user(&user, &field("password"), role, false)
+        .await
+    {
         return r;
     }
     s.activity
         .record(&who.0, "created", &format!("User/{user}"));
-    json_response(StatusCode::CREATED, &json!({ "name": user }))
+    json_response(
+        StatusCode::CREATED,
+        &json!({ "name": user, "role": role.as_str() }),
+    )
 }
 
 /// `DELETE /api/v1/users/{name}`.

@@ -95,16 +95,21 @@ impl Http {
 
     /// The first user (`admin` / `correct horse`): set up and signed in.
     pub async fn set_up(addr: SocketAddr) -> Http {
-        Self::sign(addr, "/api/v1/setup", 201).await
+        Self::sign(addr, "/api/v1/setup", "admin", "correct horse", 201).await
     }
 
     /// Sign in as `admin` / `correct horse`.
     pub async fn sign_in(addr: SocketAddr) -> Http {
-        Self::sign(addr, "/api/v1/login", 200).await
+        Self::sign_in_as(addr, "admin", "correct horse").await
     }
 
-    async fn sign(addr: SocketAddr, path: &str, expected: u16) -> Http {
-        let body = json!({"user": "admin", "password": "correct horse"}).to_string();
+    /// Sign in as `user`.
+    pub async fn sign_in_as(addr: SocketAddr, user: &str, password: &str) -> Http {
+        Self::sign(addr, "/api/v1/login", user, password, 200).await
+    }
+
+    async fn sign(addr: SocketAddr, path: &str, user: &str, password: &str, expected: u16) -> Http {
+        let body = json!({"user": user, "password": password}).to_string();
         let a = Http::anonymous(addr)
             .send("POST", path, &body, &["Content-Type: application/json"])
             .await;
