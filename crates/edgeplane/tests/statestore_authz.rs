@@ -2,9 +2,9 @@
 //! the AIO state store protocol (RESP3 requests with `__ts`, response topic and correlation
 //! data) to a port whose `BrokerAuthorization` has `stateStoreResources`, and to a port
 //! without one. Read/Write methods, Pattern/String/Binary keys, `{principal.clientId}`
-//! prefixes, glob injection through the client id, and a policy change applied to a
-//! connected client are each checked by what the client gets back: the value, `+OK`, or
-//! `-ERR not authorized`.
+//! prefixes, glob injection through the client id, a policy change applied to a connected
+//! client, and wills addressed to the state store are each checked by what the client gets
+//! back: the value, `+OK`, or `-ERR not authorized`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -335,31 +335,47 @@ async fn changed_policy_applies_to_connected_clients() {
     }
 }
 
-/// A will addressed to the state store has no known publisher when it fires: it is answered
-/// `-ERR not authorized` and changes nothing, even on a port without a policy.
+/// A will addressed to the state store carries its client's principal and port, like the
+/// client's PUBLISH: it is refused only where that port's `stateStoreResources` refuse it.
 #[tokio::test]
-async fn will_to_the_state_store_is_refused() {
-    let (_dir, _child, _secured, open) = start("will").await;
-    let mut watcher = App::connect(open, "watcher").await;
-    let request = String::from_utf8(encode(&[b"SET", b"willed", b"v"])).expect("ascii");
-    let mut w = will(REQUEST_TOPIC, &request, QoS::AtLeastOnce, false);
-    w.properties.response_topic = Some(watcher.response_topic.clone());
-    w.properties.correlation_data = Some(b"will".to_vec().into());
-    w.properties.user_properties = vec![("__ts".to_owned(), now_hlc())];
-    let mut dying = Client::open(open, V5).await;
-    let mut c = connect("dying", V5);
-    c.username = Some("app".into());
-    c.password = Some(PASSWORD.to_owned().into());
-    c.will = Some(w);
-    assert_eq!(dying.connect(c).await.code, 0);
-    dying.drop_connection();
-    let answer = watcher.client.receive_and_ack().await;
-    assert_eq!(
-        answer.properties.correlation_data.as_deref(),
-        Some(&b"will"[..])
-    );
-    assert_eq!(&answer.payload[..], DENIED);
-    assert_eq!(watcher.call(&[b"GET", b"willed"]).await, b"$-1\r\n");
+async fn will_to_the_state_store_follows_the_policy_of_its_port() {
+    let (_dir, _child, secured, open) = start("will").await;
+    for (addr, id, key, answer) in [
+        (open, "dying", &b"willed"[..], OK),
+        (secured, "dying", b"clients/dying/willed", OK),
+        (secured, "dying", b"sensor/willed", DENIED),
+    ] {
+        let mut watcher = App::connect(addr, "watcher").await;
+        let request = String::from_utf8(encode(&[b"SET", key, b"v"])).expect("ascii");
+        let mut w = will(REQUEST_TOPIC, &request, QoS::AtLeastOnce, false);
+        w.properties.response_topic = Some(watcher.response_topic.clone());
+        w.properties.correlation_data = Some(b"will".to_vec().into());
+        w.properties.user_properties = vec![("__ts".to_owned(), now_hlc())];
+        let mut dying = Client::open(addr, V5).await;
+        let mut c = connect(id, V5);
+        c.username = Some("app".into());
+        c.password = Some(PASSWORD.to_owned().into());
+        c.will = Some(w);
+        assert_eq!(dying.connect(c).await.code, 0);
+        dying.drop_connection();
+        let reply = watcher.client.receive_and_ack().await;
+        assert_eq!(
+            reply.properties.correlation_data.as_deref(),
+            Some(&b"will"[..])
+        );
+        assert_eq!(&reply.payload[..], answer, "will SET {key:?}");
+        let mut admin = App::connect(open, "admin").await;
+        let stored = if answer == OK {
+            bulk(b"v")
+        } else {
+            b"$-1\r\n".to_vec()
+        };
+        assert_eq!(
+            admin.call(&[b"GET", key]).await,
+            stored,
+            "{key:?} after the will"
+        );
+    }
 }
 
 /// A malformed `stateStoreResources` entry stops the start with the field named, rather

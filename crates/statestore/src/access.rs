@@ -4,9 +4,10 @@
 //! a replaced policy applies to the next request.
 //!
 //! As for topics: a port without a policy allows everything, a port with one allows only
-//! what a rule grants (allow-only). In-process services are trusted. A request whose
-//! publisher is unknown (a will, a message read back from the store after a restart) is
-//! refused whatever the policies, since nothing says which port's rules would apply.
+//! what a rule grants (allow-only). In-process services are trusted. A will carries its
+//! client's principal and port like the client's PUBLISH. A request whose publisher is
+//! unknown (a message or will read back from the store after a restart) is refused whatever
+//! the policies, since nothing says which port's rules would apply.
 
 use std::sync::Arc;
 

@@ -269,4 +269,32 @@ impl ListenerAuth {
     pub fn authorization(&self) -> Option<Arc<Authorization>> {
         self.authorization.as_ref().map(|a| Arc::clone(&a.read()))
     }
+
+    /// May a client with `principal` leave a will on `topic`? Checked at CONNECT with the
+    /// rules a PUBLISH to the topic would meet (reserved `$SYS` and `$share` topics, then the
+    /// port's Publish grants), so a will never publishes what its client could not: a refused
+    /// will refuses the connection (0x87, 3.1.1: 5), as Mosquitto does.
+    pub fn allows_will(&self, principal: &Principal, topic: &str) -> bool {
+        !topic.starts_with("$SYS")
+            && !topic.starts_with("$share")
+            && self
+                .authorization()
+                .is_none_or(|a| a.allows_publish(principal, topic))
+    }
+
+    /// Who a will on `topic` is from, for the services that authorize requests by their
+    /// publisher (the state store): the client's principal and this port, as for its
+    /// PUBLISH packets. `None` on other topics.
+    pub fn will_publisher(
+        self: &Arc<Self>,
+        principal: &Principal,
+        topic: &str,
+    ) -> Option<Arc<crate::message::Publisher>> {
+        crate::message::carries_publisher(topic).then(|| {
+            Arc::new(crate::message::Publisher::Client {
+                principal: principal.clone(),
+                auth: Arc::clone(self),
+            })
+        })
+    }
 }

@@ -114,7 +114,7 @@ pub struct Attachment<'a> {
     pub conn_id: u64,
     pub tx: mpsc::Sender<Outgoing>,
     pub signals: Arc<ConnSignals>,
-    pub auth: &'a ListenerAuth,
+    pub auth: &'a Arc<ListenerAuth>,
     pub certs: Option<ClientCerts>,
 }
 
@@ -180,7 +180,7 @@ pub async fn attach<S: AsyncWrite + Unpin>(
             if let Some(more) = ctx.stats.why(cause) {
                 let why = match cause {
                     Refusal::Authentication => "credentials not accepted",
-                    _ => "not authorized to connect",
+                    _ => "not authorized to connect (or to publish its will)",
                 };
                 tracing::info!(cause = cause.as_str(), %client_id, code = format!("0x{code:02X}"), more_since_last_line = more, "connection refused: {why}");
             }
@@ -242,7 +242,12 @@ pub async fn attach<S: AsyncWrite + Unpin>(
             properties,
             payload: w.payload,
         };
-        WillMsg { publish, delay }
+        let publisher = auth.will_publisher(&principal, &publish.topic);
+        WillMsg {
+            publish,
+            delay,
+            publisher,
+        }
     });
 
     let window = c
@@ -350,6 +355,10 @@ async fn authenticate(
         }
     }
     if let Some(authz) = auth.authorization() {
+    if c.will.as_ref().is_some_and(|w| !auth.allows_will(&principal, &w.topic)) {
+        outcomes.authz_denied.add(c.protocol);
+        return Err((code::NOT_AUTHORIZED, Refusal::ConnectDenied));
+    }
         if !authz.allows_connect(&principal) {
             outcomes.authz_denied.add(c.protocol);
             return Err((code::NOT_AUTHORIZED, Refusal::ConnectDenied));

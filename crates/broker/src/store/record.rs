@@ -232,7 +232,12 @@ impl Record {
                     _ => {
                         let delay = get_u32(r)?;
                         let publish = get_publish(r)?;
-                        Some(WillMsg { publish, delay })
+                        // Its publisher is not stored: the state store refuses it.
+                        Some(WillMsg {
+                            publish,
+                            delay,
+                            publisher: None,
+                        })
                     }
                 };
                 Record::Session(Box::new(SessionMeta {

@@ -253,12 +253,9 @@ impl Partition {
 
     pub(super) fn publish_will(&mut self, client: &Arc<str>, will: super::super::WillMsg) {
         let max = self.router.settings.clients.max_message_expiry_secs;
-        let msg = Arc::new(Message::from_publish(
-            will.publish,
-            Some(Arc::clone(client)),
-            max,
-        ));
-        self.publish_from_partition(msg);
+        let mut msg = Message::from_publish(will.publish, Some(Arc::clone(client)), max);
+        msg.publisher = will.publisher;
+        self.publish_from_partition(Arc::new(msg));
     }
 
     /// Route a message that originates inside the router (wills).
