@@ -16,10 +16,11 @@ use edgeplane_codec::{
     ConnAck, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubOptions, Subscribe,
     Unsubscribe,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::connection::Context;
 use crate::message::Message;
+use crate::router::mailbox::{mailbox, MailboxRx};
 use crate::router::{
     AckKind, Cmd, ConnSignals, ConnectRequest, Delivery, Ending, Outgoing, Ticket,
 };
@@ -91,7 +92,7 @@ pub struct LocalClient {
     client_id: Arc<str>,
     conn_id: u64,
     partition: usize,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: MailboxRx<Outgoing>,
     signals: Arc<ConnSignals>,
     /// Deliveries that arrived while waiting for a SUBACK/UNSUBACK.
     pending: VecDeque<Received>,
@@ -106,7 +107,7 @@ impl LocalClient {
     ) -> Result<LocalClient, LocalError> {
         let client_id: Arc<str> = o.client_id.into();
         let conn_id = ctx.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(CAPACITY);
+        let (tx, rx) = mailbox(CAPACITY);
         let signals = Arc::new(ConnSignals::default());
         let (reply, reply_rx) = oneshot::channel();
         let request = ConnectRequest {

@@ -10,10 +10,11 @@ use edgeplane_codec::{
     ConnAck, Connect, Packet, Properties, ProtocolError, ProtocolVersion, Publish,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::Context;
 use crate::auth::{code, ClientCerts, Credentials, ListenerAuth, Principal, Verdict};
+use crate::router::mailbox::MailboxTx;
 use crate::router::{Cmd, ConnSignals, ConnectRequest, Outgoing, WillMsg};
 use crate::stats::{ConnectOutcomes, Refusal};
 
@@ -112,7 +113,7 @@ fn peek_level(buf: &[u8]) -> Option<u8> {
 /// the shared signals, and what authentication needs to know about the transport.
 pub struct Attachment<'a> {
     pub conn_id: u64,
-    pub tx: mpsc::Sender<Outgoing>,
+    pub tx: MailboxTx<Outgoing>,
     pub signals: Arc<ConnSignals>,
     pub auth: &'a Arc<ListenerAuth>,
     pub certs: Option<ClientCerts>,

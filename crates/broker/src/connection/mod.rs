@@ -17,9 +17,10 @@ use std::time::Instant;
 use bytes::BytesMut;
 use edgeplane_codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 
 use crate::auth::{ClientCerts, DecisionCache, ListenerAuth, Principal};
+use crate::router::mailbox::{mailbox, MailboxRx};
 use crate::router::{Cmd, ConnSignals, Ending, Outgoing, Router, Ticket};
 use crate::settings::Settings;
 use crate::stats::Stats;
@@ -183,7 +184,7 @@ pub async fn serve<S>(
         Ok(c) => c,
         Err(_) => return,
     };
-    let (tx, mut rx) = mpsc::channel(OUTGOING_CAPACITY);
+    let (tx, mut rx) = mailbox(OUTGOING_CAPACITY);
     let signals = Arc::new(ConnSignals::default());
     let attachment = handshake::Attachment {
         conn_id,
@@ -268,7 +269,7 @@ pub async fn serve<S>(
             Box::pin(settle_acks(&mut conn)).await;
             conn.acks.clear();
             conn.disconnect(ReasonCode::SERVER_SHUTTING_DOWN);
-            while let Ok(item) = rx.try_recv() {
+            while let Some(item) = rx.try_recv() {
                 Box::pin(outbound::write_outgoing(&mut conn, item, &ctx)).await;
             }
         }
@@ -304,7 +305,7 @@ async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
 async fn run<S>(
     stream: &mut S,
     rbuf: &mut BytesMut,
-    rx: &mut mpsc::Receiver<Outgoing>,
+    rx: &mut MailboxRx<Outgoing>,
     conn: &mut Conn,
     ctx: &Context,
     signals: &ConnSignals,

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use edgeplane_codec::{Packet, Publish, QoS};
-use tokio::sync::mpsc;
 
 use super::{Conn, Context};
+use crate::router::mailbox::MailboxRx;
 use crate::router::{AckKind, Cmd, Delivery, Outgoing};
 use crate::stats::Stats;
 
@@ -18,15 +18,15 @@ const OUT_BATCH: usize = 256;
 /// Encode `first` and whatever else is ready in the channel into the write buffer.
 pub(super) async fn write_batch(
     first: Outgoing,
-    rx: &mut mpsc::Receiver<Outgoing>,
+    rx: &mut MailboxRx<Outgoing>,
     conn: &mut Conn,
     ctx: &Context,
 ) {
     write_outgoing(conn, first, ctx).await;
     for _ in 1..OUT_BATCH {
         match rx.try_recv() {
-            Ok(item) => write_outgoing(conn, item, ctx).await,
-            Err(_) => break,
+            Some(item) => write_outgoing(conn, item, ctx).await,
+            None => break,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! partition. Partitions never block on connections (they `try_send` and queue), so
 //! connections may block on partitions for backpressure without risk of deadlock.
 
+pub(crate) mod mailbox;
 mod partition;
 mod queue;
 mod session;
@@ -199,7 +200,7 @@ pub struct ConnectRequest {
     pub opted_in: bool,
     /// How many QoS 1/2 messages we may have in flight towards the client.
     pub window: u16,
-    pub tx: mpsc::Sender<Outgoing>,
+    pub tx: mailbox::MailboxTx<Outgoing>,
     pub signals: Arc<ConnSignals>,
     /// CONNACK to send once the session is attached; the partition fills Session Present.
     pub connack: ConnAck,

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use edgeplane_codec::{ProtocolVersion, SubOptions};
-use tokio::sync::mpsc::{self, error::TrySendError};
 
+use super::mailbox::{MailboxTx, TrySendError};
 use super::queue::Queue;
 use super::{ConnSignals, Delivery, Outgoing, WillMsg};
 use crate::store::{Record, Store};
@@ -16,7 +16,7 @@ use crate::store::{Record, Store};
 /// The connection currently attached to a session.
 pub struct Conn {
     pub id: u64,
-    pub tx: mpsc::Sender<Outgoing>,
+    pub tx: MailboxTx<Outgoing>,
     pub signals: Arc<ConnSignals>,
     pub window: u16,
 }
