@@ -4,8 +4,8 @@
 //! its `authenticationRef` to authentication methods and its `authorizationRef` to a
 //! compiled policy; then keep Manual identities and policies current when the folder changes
 //! (a changed policy applies to connected clients at their next PUBLISH or SUBSCRIBE), and
-//! rebuild authentication methods whose spec, Secrets or ConfigMaps changed (new connections
-//! and re-authentication use them).
+//! rebuild authentication methods whose spec, Secrets or ConfigMaps changed, with the
+//! trusted client CAs of X509 ports (new connections and re-authentication use them).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,9 @@ pub struct Watched {
     policies: Vec<(String, SharedPolicy, Value)>,
     /// Authentications: resource name, methods in use, what they were built from.
     authentications: Vec<(String, Arc<Authentication>, String)>,
+    /// TLS ports with an `authenticationRef`: its name, and the identity whose trusted
+    /// client CAs follow the X509 method's ConfigMap.
+    client_cas: Vec<(String, Arc<ServerTls>)>,
 }
 
 /// The listeners a configuration declares, with their TLS identities and auth.
@@ -92,6 +95,9 @@ pub fn from_config(config: &Config, dir: &Path) -> anyhow::Result<(Vec<ListenerS
                 )
             })?),
         };
+        if let (Some(tls), Some(name)) = (&tls, &p.authentication_ref) {
+            watched.client_cas.push((name.clone(), Arc::clone(tls)));
+        }
         let authorization = match &p.authorization_ref {
             Some(name) => Some(match policies.get(name) {
                 Some(policy) => Arc::clone(policy),
@@ -433,10 +439,18 @@ pub fn spawn_reload(dir: PathBuf, mut watched: Watched) {
                     continue;
                 }
                 match authentication(&config, name) {
-                    Ok((methods, _)) => {
+                    Ok((methods, cas)) => {
+                        let ports = watched.client_cas.iter().filter(|(n, _)| n == name);
+                        if let Err(e) = ports
+                            .map(|(_, tls)| tls.set_client_cas(cas.as_deref()))
+                            .collect::<Result<Vec<()>, _>>()
+                        {
+                            tracing::warn!(authentication = %name, error = %e, "changed trusted client CAs are unusable; keeping the current authentication");
+                            continue;
+                        }
                         authn.replace(methods);
                         *current = inputs;
-                        tracing::info!(authentication = %name, "authentication methods reloaded; they apply to new connections and re-authentication (trusted client CAs of X509 at restart)");
+                        tracing::info!(authentication = %name, "authentication methods and trusted client CAs reloaded; they apply to new connections and re-authentication, connected clients stay");
                     }
                     Err(e) => {
                         tracing::warn!(authentication = %name, error = %e, "changed authentication is invalid; keeping the current one")

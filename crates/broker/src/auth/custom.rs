@@ -8,8 +8,9 @@
 //!
 //! The webhook's certificate is verified against the CAs of `caCertConfigMap`; the broker can
 //! present a client certificate (`auth.x509.secretRef`). One HTTP/1.1 connection per request
-//! (hyper's connection API over tokio-rustls): authentication is once per CONNECT, and no
-//! state is kept between clients. Credentials are never logged.
+//! (hyper's connection API over tokio-rustls): one request per CONNECT, and per AUTH of an
+//! MQTT 5 client re-authenticating (`{"type": "auth"}` with the packet's method and data);
+//! no state is kept between clients. Credentials are never logged.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,6 +64,9 @@ pub struct ConnectCredentials<'a> {
     pub username: Option<&'a str>,
     pub password: Option<&'a [u8]>,
     pub certs: Option<&'a [CertificateDer<'static>]>,
+    /// MQTT 5 enhanced authentication (Authentication Method and Data), which a client needs
+    /// on CONNECT to re-authenticate later.
+    pub enhanced: Option<(&'a str, &'a [u8])>,
 }
 
 /// Settings of one `Custom` method.
@@ -181,6 +185,22 @@ impl CustomSettings {
         if let Some(chain) = creds.certs.filter(|c| !c.is_empty()) {
             body.insert("certs".into(), pem_chain(chain).into());
         }
+        if let Some((method, data)) = creds.enhanced {
+            insert_enhanced(&mut body, method, data);
+        }
+        self.decide(body).await
+    }
+
+    /// Ask the webhook about an AUTH packet re-authenticating a connected MQTT 5 client
+    /// (`{"type": "auth"}`, with the packet's method and data).
+    pub async fn reauthenticate(&self, method: &str, data: &[u8]) -> Outcome {
+        let mut body = serde_json::Map::new();
+        body.insert("type".into(), "auth".into());
+        insert_enhanced(&mut body, method, data);
+        self.decide(body).await
+    }
+
+    async fn decide(&self, body: serde_json::Map<String, Value>) -> Outcome {
         let body = Value::Object(body).to_string();
         match tokio::time::timeout(self.timeout, self.post(body)).await {
             Ok(Ok((status, bytes))) => interpret(status, &bytes),
@@ -237,6 +257,14 @@ impl CustomSettings {
         driver.abort();
         result
     }
+}
+
+/// The Authentication Method and Data of CONNECT or AUTH. API 0.5.0 names no fields for
+/// them (its AUTH request is `{"type": "auth"}`); these are Edgeplane's, which servers
+/// written for 0.5.0 ignore.
+fn insert_enhanced(body: &mut serde_json::Map<String, Value>, method: &str, data: &[u8]) {
+    body.insert("authenticationMethod".into(), method.into());
+    body.insert("authenticationData".into(), STANDARD.encode(data).into());
 }
 
 fn host_header(host: &str) -> String {

@@ -5,8 +5,9 @@
 //!
 //! A CONNECT's credentials enter as [`Credentials`]; what leaves is a [`Verdict`]: a
 //! [`Grant`] (user name and attributes for authorization, and when the credentials expire)
-//! or the CONNACK reason code. MQTT 5 enhanced authentication (`K8S-SAT`) decides on the
-//! CONNECT alone and can be renewed with AUTH ([`Authentication::reauthenticate`]).
+//! or the CONNACK reason code. MQTT 5 enhanced authentication (`K8S-SAT`, or any other
+//! method name for the webhook) decides on the CONNECT alone and can be renewed with AUTH
+//! ([`Authentication::reauthenticate`]).
 
 mod authz;
 mod cache;
@@ -64,7 +65,8 @@ pub enum Method {
     /// Method is `K8S-SAT` (the token is the Authentication Data), or, as older AIO clients
     /// do, when the user name starts with `K8S-SAT` (the token is the password).
     ServiceAccountToken(SatSettings),
-    /// The custom authentication webhook: relevant whenever it answers.
+    /// The custom authentication webhook: relevant whenever it answers. It also speaks MQTT 5
+    /// enhanced authentication under any method name but `K8S-SAT` (and AUTH re-authentication).
     Custom(CustomSettings),
 }
 
@@ -128,16 +130,32 @@ impl Authentication {
     pub async fn authenticate(&self, creds: Credentials) -> Verdict {
         let methods = self.methods();
         if let Some(method) = &creds.method {
-            // Enhanced authentication: only a method speaking it can decide [MQTT-4.12.0-1].
-            let sat = methods.iter().find_map(|m| match m {
-                Method::ServiceAccountToken(s) if method == SAT_METHOD => Some(s),
-                _ => None,
-            });
-            return match sat {
-                Some(s) => {
-                    sat_verdict(s, creds.data.as_deref().unwrap_or_default(), creds.username)
+            // Enhanced authentication: only a method speaking it can decide [MQTT-4.12.0-1]:
+            // `K8S-SAT` for service account tokens, any other name for the webhook.
+            let data = creds.data.as_deref().unwrap_or_default();
+            return match speaker(&methods, method) {
+                Some(Method::ServiceAccountToken(s)) => sat_verdict(s, data, creds.username),
+                Some(Method::Custom(settings)) => {
+                    let asked = custom::ConnectCredentials {
+                        username: creds.username.as_deref(),
+                        password: creds.password.as_deref(),
+                        certs: creds.certs.as_deref().map(Vec::as_slice),
+                        enhanced: Some((method, data)),
+                    };
+                    match settings.authenticate(&asked).await {
+                        Outcome::Allowed { attributes, expiry } => Verdict::Allowed(Grant {
+                            username: creds.username,
+                            attributes,
+                            expiry,
+                        }),
+                        Outcome::Denied(reason) => Verdict::Refused(reason),
+                        Outcome::Unavailable(why) => {
+                            tracing::warn!(reason = %why, "custom authentication server gave no answer to an enhanced authentication CONNECT");
+                            Verdict::Refused(code::NOT_AUTHORIZED)
+                        }
+                    }
                 }
-                None => Verdict::Refused(code::BAD_AUTHENTICATION_METHOD),
+                _ => Verdict::Refused(code::BAD_AUTHENTICATION_METHOD),
             };
         }
         for (index, method) in methods.iter().enumerate() {
@@ -192,6 +210,7 @@ impl Authentication {
                         username: creds.username.as_deref(),
                         password: creds.password.as_deref(),
                         certs: creds.certs.as_deref().map(Vec::as_slice),
+                        enhanced: None,
                     };
                     match settings.authenticate(&asked).await {
                         Outcome::Allowed { attributes, expiry } => {
@@ -213,24 +232,69 @@ impl Authentication {
     }
 
     /// Re-authentication with AUTH (reason 0x19) under the CONNECT's Authentication Method:
-    /// the new expiry, or the DISCONNECT reason code.
-    pub fn reauthenticate(&self, method: &str, data: &[u8]) -> Result<Option<SystemTime>, u8> {
+    /// what is renewed, or the DISCONNECT reason code. `K8S-SAT` verifies the fresh token;
+    /// another method asks the webhook (`type: auth`), whose answer also replaces the
+    /// attributes.
+    pub async fn reauthenticate(&self, method: &str, data: &[u8]) -> Result<Renewal, u8> {
         let methods = self.methods();
-        let sat = methods.iter().find_map(|m| match m {
-            Method::ServiceAccountToken(s) if method == SAT_METHOD => Some(s),
-            _ => None,
-        });
-        let Some(sat) = sat else {
-            return Err(code::NOT_AUTHORIZED);
-        };
-        match sat.verify(data, SystemTime::now()) {
-            Ok(t) => Ok(Some(t.expiry)),
-            Err(e) => {
-                tracing::info!(reason = %e, "re-authentication refused");
-                Err(code::NOT_AUTHORIZED)
-            }
+        match speaker(&methods, method) {
+            Some(Method::ServiceAccountToken(sat)) => match sat.verify(data, SystemTime::now()) {
+                Ok(t) => Ok(Renewal {
+                    expiry: Some(t.expiry),
+                    attributes: None,
+                }),
+                Err(e) => {
+                    tracing::info!(reason = %e, "re-authentication refused");
+                    Err(code::NOT_AUTHORIZED)
+                }
+            },
+            Some(Method::Custom(settings)) => match settings.reauthenticate(method, data).await {
+                Outcome::Allowed { attributes, expiry } => {
+                    if expiry.is_some_and(|t| t <= SystemTime::now()) {
+                        tracing::info!(
+                            "re-authentication refused: the webhook's expiry has passed"
+                        );
+                        return Err(code::NOT_AUTHORIZED);
+                    }
+                    Ok(Renewal {
+                        expiry,
+                        attributes: Some(attributes),
+                    })
+                }
+                Outcome::Denied(reason) => {
+                    tracing::info!(
+                        code = format!("0x{reason:02X}"),
+                        "re-authentication refused by the webhook"
+                    );
+                    Err(code::NOT_AUTHORIZED)
+                }
+                Outcome::Unavailable(why) => {
+                    tracing::warn!(reason = %why, "custom authentication server gave no answer to a re-authentication");
+                    Err(code::NOT_AUTHORIZED)
+                }
+            },
+            _ => Err(code::NOT_AUTHORIZED),
         }
     }
+}
+
+/// What a successful re-authentication renews.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Renewal {
+    /// The new expiry (`None`: the credentials no longer expire).
+    pub expiry: Option<SystemTime>,
+    /// New attributes for authorization, when the method gives them (the webhook).
+    pub attributes: Option<BTreeMap<String, String>>,
+}
+
+/// The method that speaks enhanced authentication method `name`: `K8S-SAT` service account
+/// tokens, or the first `Custom` webhook for any other name.
+fn speaker<'a>(methods: &'a [Method], name: &str) -> Option<&'a Method> {
+    methods.iter().find(|m| match m {
+        Method::ServiceAccountToken(_) => name == SAT_METHOD,
+        Method::Custom(_) => name != SAT_METHOD,
+        _ => false,
+    })
 }
 
 fn sat_verdict(settings: &SatSettings, token: &[u8], username: Option<String>) -> Verdict {

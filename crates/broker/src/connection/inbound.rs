@@ -153,7 +153,7 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
                 "second CONNECT [MQTT-3.1.0-2]",
             )
         }
-        Packet::Auth(a) => return reauthenticate(a, conn),
+        Packet::Auth(a) => return Box::pin(reauthenticate(a, conn)).await,
         other => {
             let why = format!("{} is never sent by a client", other.name());
             return violation(conn, ReasonCode::PROTOCOL_ERROR, &why);
@@ -178,9 +178,10 @@ fn denied_filters(s: &edgeplane_codec::Subscribe, conn: &Conn) -> Vec<bool> {
 }
 
 /// Re-authentication (§4.12.1): AUTH with reason 0x19 and CONNECT's Authentication Method
-/// carrying fresh credentials. Success answers AUTH 0x00 and moves the expiry; failure
-/// disconnects with 0x87 (DISCONNECT has no code for a bad method).
-fn reauthenticate(a: edgeplane_codec::Auth, conn: &mut Conn) -> Option<Stop> {
+/// carrying fresh credentials. Success answers AUTH 0x00 and moves the expiry (and takes
+/// the webhook's new attributes); failure disconnects with 0x87 (DISCONNECT has no code for
+/// a bad method).
+async fn reauthenticate(a: edgeplane_codec::Auth, conn: &mut Conn) -> Option<Stop> {
     let Some(method) = conn.auth_method.clone() else {
         return violation(
             conn,
@@ -203,16 +204,18 @@ fn reauthenticate(a: edgeplane_codec::Auth, conn: &mut Conn) -> Option<Stop> {
         );
     }
     let data = a.properties.authentication_data.unwrap_or_default();
-    let result = conn
-        .auth
-        .authentication
-        .as_ref()
-        .map_or(Err(ReasonCode::NOT_AUTHORIZED.0), |authn| {
-            authn.reauthenticate(&method, &data)
-        });
+    let result = match conn.auth.authentication.clone() {
+        Some(authn) => authn.reauthenticate(&method, &data).await,
+        None => Err(ReasonCode::NOT_AUTHORIZED.0),
+    };
     match result {
-        Ok(expiry) => {
-            conn.expiry = expiry;
+        Ok(renewal) => {
+            conn.expiry = renewal.expiry;
+            if let Some(attributes) = renewal.attributes {
+                // Cached decisions were for the old principal.
+                conn.principal.attributes = attributes;
+                conn.authz_cache = crate::auth::DecisionCache::default();
+            }
             let mut ok = edgeplane_codec::Auth {
                 reason: ReasonCode::SUCCESS,
                 properties: Default::default(),

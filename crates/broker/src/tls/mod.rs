@@ -2,7 +2,8 @@
 //! PEM (a `kubernetes.io/tls` Secret's `tls.crt` and `tls.key`), swappable at run time so a
 //! renewed certificate applies to new connections without dropping connected clients, and,
 //! for ports with X509 authentication, client certificates verified against trusted CAs
-//! (chain and validity; a client without a certificate may still try other methods).
+//! (chain and validity; a client without a certificate may still try other methods), which
+//! can be replaced at run time the same way.
 
 mod issue;
 
@@ -29,9 +30,18 @@ pub enum TlsError {
     Identity(#[from] rustls::Error),
 }
 
-/// A listener's server identity; [`ServerTls::reload`] swaps it for new connections.
+/// A listener's server identity and trusted client CAs; [`ServerTls::reload`] and
+/// [`ServerTls::set_client_cas`] swap them for new connections (established sessions keep
+/// what they were made with).
 pub struct ServerTls {
-    current: RwLock<Arc<ServerConfig>>,
+    state: RwLock<State>,
+}
+
+/// What the current configuration was built from, so either half can be replaced alone.
+struct State {
+    config: Arc<ServerConfig>,
+    /// PEM certificate chain and key of the identity.
+    identity: (Vec<u8>, Vec<u8>),
     /// CAs that client certificates must chain to (X509 authentication), if any.
     client_roots: Option<Arc<RootCertStore>>,
 }
@@ -55,39 +65,54 @@ impl ServerTls {
         key: &[u8],
         client_cas: Option<&[u8]>,
     ) -> Result<Arc<ServerTls>, TlsError> {
-        let client_roots = match client_cas {
-            None => None,
-            Some(pem) => {
-                let mut roots = RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(pem) {
-                    let cert = cert.map_err(|e| TlsError::BadCertificate(e.to_string()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
-                }
-                if roots.is_empty() {
-                    return Err(TlsError::NoCertificate);
-                }
-                Some(Arc::new(roots))
-            }
-        };
-        let current = RwLock::new(server_config(cert_chain, key, client_roots.as_ref())?);
+        let client_roots = client_cas.map(roots).transpose()?;
+        let config = server_config(cert_chain, key, client_roots.as_ref())?;
         Ok(Arc::new(ServerTls {
-            current,
-            client_roots,
+            state: RwLock::new(State {
+                config,
+                identity: (cert_chain.to_vec(), key.to_vec()),
+                client_roots,
+            }),
         }))
     }
 
     /// Replace the identity; connections already established keep theirs.
     pub fn reload(&self, cert_chain: &[u8], key: &[u8]) -> Result<(), TlsError> {
-        let config = server_config(cert_chain, key, self.client_roots.as_ref())?;
-        *self.current.write() = config;
+        let mut state = self.state.write();
+        state.config = server_config(cert_chain, key, state.client_roots.as_ref())?;
+        state.identity = (cert_chain.to_vec(), key.to_vec());
+        Ok(())
+    }
+
+    /// Replace the trusted client CAs (`None`: stop asking for client certificates), for
+    /// new handshakes; connected clients stay. Nothing changes if the PEM is unusable.
+    pub fn set_client_cas(&self, client_cas: Option<&[u8]>) -> Result<(), TlsError> {
+        let client_roots = client_cas.map(roots).transpose()?;
+        let mut state = self.state.write();
+        let (cert, key) = &state.identity;
+        state.config = server_config(cert, key, client_roots.as_ref())?;
+        state.client_roots = client_roots;
         Ok(())
     }
 
     pub(crate) fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(Arc::clone(&self.current.read()))
+        TlsAcceptor::from(Arc::clone(&self.state.read().config))
     }
+}
+
+/// The CAs of a PEM bundle (at least one).
+fn roots(pem: &[u8]) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| TlsError::BadCertificate(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    Ok(Arc::new(roots))
 }
 
 fn server_config(
