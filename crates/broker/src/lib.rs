@@ -7,6 +7,7 @@
 //! for connections to close.
 
 pub mod auth;
+mod client_events;
 mod connection;
 mod listener;
 mod local;
@@ -31,7 +32,7 @@ use tokio::sync::watch;
 pub use edgeplane_config::Protocol;
 pub use listener::{BoundListener, ConnectionLimits, ListenerSpec};
 pub use local::{LocalClient, LocalError, LocalFactory, LocalOptions, Received};
-pub use router::ClientEvent;
+pub use client_events::{ClientEvent, ClientEventReceiver};
 pub use settings::Settings;
 pub use stats::Stats;
 
@@ -154,9 +155,9 @@ impl Broker {
     }
 
     /// Client lifecycle events (disconnections) from now on, for in-process services that
-    /// keep per-client state. A listener that falls more than 4096 events behind gets
-    /// `RecvError::Lagged` and should treat every client as possibly gone.
-    pub fn client_events(&self) -> tokio::sync::broadcast::Receiver<ClientEvent> {
+    /// keep per-client state. Lossless: the listener has its own queue, so none is missed
+    /// however many clients go at once; read it continuously.
+    pub fn client_events(&self) -> ClientEventReceiver {
         self.router.events.subscribe()
     }
 

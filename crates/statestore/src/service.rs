@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use edgeplane_broker::auth::{glob, KeyAccess};
 use edgeplane_broker::message::Message;
-use edgeplane_broker::{ClientEvent, LocalClient};
+use edgeplane_broker::{ClientEvent, ClientEventReceiver, LocalClient};
 use edgeplane_codec::{Properties, Publish, QoS};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::access::Access;
 use crate::command::{self, Limits, Request, TIMESTAMP_PROPERTY};
@@ -58,7 +58,8 @@ pub(crate) struct StoreTask {
     pub publisher: LocalClient,
     pub requests: mpsc::Receiver<Arc<Message>>,
     pub calls: mpsc::Receiver<Call>,
-    pub events: broadcast::Receiver<ClientEvent>,
+    /// Disconnections, lossless: each one drops that client's KEYNOTIFY registrations.
+    pub events: ClientEventReceiver,
     pub limits: Limits,
     /// With a data folder: changes are written here before answers go out.
     pub journal: Option<Journal>,
@@ -78,14 +79,7 @@ impl StoreTask {
             let deadline = self.store.next_expiry();
             tokio::select! {
                 biased;
-                event = self.events.recv() => match event {
-                    Ok(ClientEvent::Disconnected { client_id }) => self.store.drop_client(&client_id),
-                    Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!(
-                        missed = n,
-                        "state store missed client disconnections; their key notifications stay registered"
-                    ),
-                    Err(broadcast::error::RecvError::Closed) => {}
-                },
+                Some(event) = self.events.recv() => self.on_event(event),
                 Some(call) = self.calls.recv() => {
                     let reply = call(&mut self.store, Instant::now());
                     self.replies.push(reply);
@@ -102,9 +96,20 @@ impl StoreTask {
         self.publisher.disconnect().await;
     }
 
-    /// Execute what else is waiting, up to a batch, without waiting.
+    fn on_event(&mut self, event: ClientEvent) {
+        match event {
+            ClientEvent::Disconnected { client_id } => self.store.drop_client(&client_id),
+        }
+    }
+
+    /// Execute what else is waiting, up to a batch, without waiting. Disconnections are
+    /// taken first each round: a client's disconnection is queued before anything it sends
+    /// on a new connection, so a KEYNOTIFY made after reconnecting is never dropped.
     fn take_ready(&mut self) {
         for _ in 0..BATCH {
+            while let Some(event) = self.events.try_recv() {
+                self.on_event(event);
+            }
             let mut progressed = false;
             if let Ok(call) = self.calls.try_recv() {
                 let reply = call(&mut self.store, Instant::now());

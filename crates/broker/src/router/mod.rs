@@ -24,7 +24,7 @@ use std::sync::Arc;
 use edgeplane_codec::{
     ConnAck, Packet, ProtocolVersion, Publish, QoS, SubOptions, Subscribe, Unsubscribe,
 };
-use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::message::Message;
 use crate::retain::RetainStore;
@@ -35,16 +35,7 @@ use crate::store::{Record, State, Store};
 /// Capacity of a partition's inbox from connections: a full inbox slows publishers down.
 const INBOX_CAPACITY: usize = 4096;
 
-/// Client lifecycle events kept for a slow [`ClientEvent`] listener before it lags.
-const EVENTS_CAPACITY: usize = 4096;
-
-/// A change in a client's connection, for in-process services that keep per-client state
-/// (the state store drops a client's key notifications when it disconnects).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientEvent {
-    /// The client's connection ended (normally, abnormally, or taken over by a new one).
-    Disconnected { client_id: Arc<str> },
-}
+pub use crate::client_events::ClientEvent;
 
 /// What a partition hands to a connection to write.
 #[derive(Debug)]
@@ -312,7 +303,8 @@ pub struct Router {
     pub retain: Arc<RetainStore>,
     pub stats: Arc<Stats>,
     pub settings: Arc<Settings>,
-    pub events: broadcast::Sender<ClientEvent>,
+    /// Connections that ended, for in-process services (lossless, one queue per listener).
+    pub events: crate::client_events::ClientEvents,
     /// The durable store, when the broker runs with a data folder.
     pub store: Option<Arc<Store>>,
 }
@@ -343,7 +335,7 @@ impl Router {
             retain: Arc::default(),
             stats,
             settings,
-            events: broadcast::channel(EVENTS_CAPACITY).0,
+            events: crate::client_events::ClientEvents::default(),
             store,
         });
         if let Some(store) = &router.store {
