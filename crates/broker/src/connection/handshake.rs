@@ -355,11 +355,14 @@ async fn authenticate(
             }
         }
     }
-    if let Some(authz) = auth.authorization() {
-    if c.will.as_ref().is_some_and(|w| !auth.allows_will(&principal, &w.topic)) {
+    if c.will
+        .as_ref()
+        .is_some_and(|w| !auth.allows_will(&principal, &w.topic))
+    {
         outcomes.authz_denied.add(c.protocol);
         return Err((code::NOT_AUTHORIZED, Refusal::ConnectDenied));
     }
+    if let Some(authz) = auth.authorization() {
         if !authz.allows_connect(&principal) {
             outcomes.authz_denied.add(c.protocol);
             return Err((code::NOT_AUTHORIZED, Refusal::ConnectDenied));

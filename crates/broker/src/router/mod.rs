@@ -152,9 +152,6 @@ pub struct ConnSignals {
     /// Wakes the connection to close it (takeover, protocol error, shutdown).
     pub kill: Notify,
     /// The reason code of the DISCONNECT to send when killed (MQTT 5 only).
-    /// Who left it, on topics whose messages carry their publisher (the state store's);
-    /// `None` elsewhere and for wills read back from the store after a restart.
-    pub publisher: Option<Arc<crate::message::Publisher>>,
     pub kill_reason: AtomicU8,
 }
 
@@ -163,6 +160,9 @@ pub struct ConnSignals {
 pub struct WillMsg {
     pub publish: Publish,
     pub delay: u32,
+    /// Who left it, on topics whose messages carry their publisher (the state store's);
+    /// `None` elsewhere and for wills read back from the store after a restart.
+    pub publisher: Option<Arc<crate::message::Publisher>>,
 }
 
 /// How a connection ended, as the session needs to know.
