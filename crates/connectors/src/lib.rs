@@ -26,10 +26,11 @@ use std::time::Duration;
 use edgeplane_broker::{LocalError, LocalFactory, LocalOptions};
 use edgeplane_opcua::client::Backoff;
 use edgeplane_registry::{ConnectionState, Registry};
+use edgeplane_statestore::StateStoreHandle;
 use tokio::task::JoinHandle;
 
 use crate::plan::Plans;
-use crate::session::Running;
+use crate::session::{Running, Sinks};
 
 /// The in-process client id of the OPC UA connector.
 pub const CLIENT_ID: &str = "$edgeplane-opcua-connector";
@@ -77,9 +78,11 @@ impl OpcUaConnector {
         registry: Registry,
         broker: &LocalFactory,
         settings: OpcUaSettings,
+        state_store: Option<StateStoreHandle>,
     ) -> Result<OpcUaConnector, LocalError> {
         let client = Arc::new(broker.attach(LocalOptions::new(CLIENT_ID)).await?);
-        let task = tokio::spawn(supervise(registry, client, settings));
+        let sinks = Sinks::new(client, state_store);
+        let task = tokio::spawn(supervise(registry, sinks, settings));
         Ok(OpcUaConnector { task })
     }
 }
@@ -91,11 +94,7 @@ impl Drop for OpcUaConnector {
 }
 
 /// Reconcile the running sessions with the registry after every change.
-async fn supervise(
-    registry: Registry,
-    client: Arc<edgeplane_broker::LocalClient>,
-    settings: OpcUaSettings,
-) {
+async fn supervise(registry: Registry, sinks: Sinks, settings: OpcUaSettings) {
     let mut changes = registry.changes();
     let mut running: BTreeMap<(String, String), Running> = BTreeMap::new();
     loop {
@@ -125,7 +124,7 @@ async fn supervise(
                 slot.insert(Running::start(
                     p,
                     &settings,
-                    Arc::clone(&client),
+                    sinks.clone(),
                     registry.clone(),
                 ));
             }

@@ -23,7 +23,18 @@ const DEFAULT_SAMPLING_MS: i64 = 500;
 const DEFAULT_QUEUE_SIZE: i64 = 1;
 const DEFAULT_KEY_FRAME_COUNT: i64 = 0;
 
-/// Where messages go.
+/// Where a dataset's messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An MQTT topic of the local broker.
+    Mqtt(MqttTarget),
+    /// A state store key (`target: BrokerStateStore`): it holds the dataset's last known
+    /// value of every data point, rewritten with each message (every message is a key
+    /// frame), so a reader always finds the whole dataset under one key.
+    StateStore { key: String },
+}
+
+/// An MQTT destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttTarget {
     pub topic: String,
@@ -51,7 +62,7 @@ pub struct DatasetPlan {
     pub publishing_interval: Duration,
     pub key_frame_count: i32,
     pub points: Vec<PointPlan>,
-    pub target: MqttTarget,
+    pub target: Target,
     /// CloudEvents `subject`.
     pub subject: String,
     pub external_asset_id: Option<String>,
@@ -303,7 +314,7 @@ fn asset_plan(
             key_frame_count: i32::try_from(value("keyFrameCount", DEFAULT_KEY_FRAME_COUNT))
                 .unwrap_or(0),
             points,
-            target: target(destination, &default_topic, &format!("dataset {}", ds.name))?,
+            target: dataset_target(destination, &default_topic, &format!("dataset {}", ds.name))?,
             subject: name.to_owned(),
             external_asset_id: asset.external_asset_id.clone(),
         });
@@ -335,6 +346,26 @@ fn asset_plan(
     Ok((datasets, events))
 }
 
+/// A dataset's destination: MQTT or a state store key.
+fn dataset_target(
+    destination: Option<&Destination>,
+    default_topic: &str,
+    what: &str,
+) -> Result<Target, String> {
+    match destination {
+        Some(d) if d.target == "BrokerStateStore" => match d.configuration.key.as_deref() {
+            Some(key) if !key.is_empty() => Ok(Target::StateStore {
+                key: key.to_owned(),
+            }),
+            _ => Err(format!(
+                "the BrokerStateStore destination of {what} needs `configuration: {{key: NAME}}`"
+            )),
+        },
+        _ => target(destination, default_topic, what).map(Target::Mqtt),
+    }
+}
+
+/// An MQTT destination (events always go to MQTT).
 fn target(
     destination: Option<&Destination>,
     default_topic: &str,
@@ -350,7 +381,7 @@ fn target(
     };
     if d.target != "Mqtt" {
         return Err(format!(
-            "the {} destination of {what} is not supported by the connector yet; use Mqtt",
+            "the {} destination of {what} is not supported by the connector yet; use Mqtt or, for a dataset, BrokerStateStore",
             d.target
         ));
     }
@@ -401,6 +432,9 @@ spec:
     datasetConfiguration: '{"publishingInterval": 1000}'
     dataPoints: [{name: p, dataSource: ns=2;s=P}]
     destinations: [{target: Mqtt, configuration: {topic: custom/b, qos: Qos0, retain: Keep}}]
+  - name: c
+    dataPoints: [{name: q, dataSource: ns=2;s=Q}]
+    destinations: [{target: BrokerStateStore, configuration: {key: oven/latest}}]
 ---
 apiVersion: edgeplane.io/v1
 kind: Asset
@@ -436,8 +470,11 @@ spec:
         );
         assert_eq!(p.assets, ["oven"]);
         let a = &p.datasets[0];
-        assert_eq!(a.target.topic, "plant/data/oven");
-        assert_eq!((a.target.qos, a.target.retain), (1, false));
+        let Target::Mqtt(t) = &a.target else {
+            panic!("dataset a goes to MQTT: {:?}", a.target)
+        };
+        assert_eq!(t.topic, "plant/data/oven");
+        assert_eq!((t.qos, t.retain), (1, false));
         assert_eq!(a.publishing_interval, Duration::from_millis(250));
         assert_eq!(a.points[0].sampling_interval, Duration::from_millis(50));
         assert_eq!(a.points[0].queue_size, 4);
@@ -445,11 +482,17 @@ spec:
         assert_eq!(b.publishing_interval, Duration::from_millis(1000));
         assert_eq!(
             b.target,
-            MqttTarget {
+            Target::Mqtt(MqttTarget {
                 topic: "custom/b".into(),
                 qos: 0,
                 retain: true,
                 ttl: None
+            })
+        );
+        assert_eq!(
+            p.datasets[2].target,
+            Target::StateStore {
+                key: "oven/latest".into()
             }
         );
         assert_eq!(plans.idle_assets.get("idle"), Some(&None));

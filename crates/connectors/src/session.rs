@@ -19,11 +19,12 @@ use edgeplane_opcua::client::{
 };
 use edgeplane_opcua::payload::{DataPointValue, DatasetFrames, DatasetMessage, FrameSettings};
 use edgeplane_registry::{ConnectionState, Registry};
+use edgeplane_statestore::{SetOptions, StateStoreHandle};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::plan::{DatasetPlan, EndpointPlan, EventPlan, MqttTarget};
+use crate::plan::{DatasetPlan, EndpointPlan, EventPlan, MqttTarget, Target};
 use crate::OpcUaSettings;
 
 /// A session task and how to stop it.
@@ -37,14 +38,14 @@ impl Running {
     pub(crate) fn start(
         plan: EndpointPlan,
         settings: &OpcUaSettings,
-        client: Arc<LocalClient>,
+        sinks: Sinks,
         registry: Registry,
     ) -> Running {
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(run(
             plan.clone(),
             settings.clone(),
-            client,
+            sinks,
             registry,
             stopped,
         ));
@@ -93,10 +94,30 @@ struct Frames {
     plan: DatasetPlan,
 }
 
+/// Where a session's messages go: the broker, and the state store for datasets whose
+/// destination is `BrokerStateStore` (absent when the state store is not running).
+#[derive(Clone)]
+pub(crate) struct Sinks {
+    client: Arc<LocalClient>,
+    state_store: Option<StateStoreHandle>,
+    /// Keys whose last write failed (their failure was logged).
+    failing: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// One message to deliver.
+enum Out {
+    Publish(Publish),
+    /// A state store write: the dataset's whole last known values under `key`.
+    Set {
+        key: String,
+        value: Vec<u8>,
+    },
+}
+
 async fn run(
     plan: EndpointPlan,
     settings: OpcUaSettings,
-    client: Arc<LocalClient>,
+    sinks: Sinks,
     registry: Registry,
     mut stopped: oneshot::Receiver<()>,
 ) {
@@ -161,7 +182,11 @@ async fn run(
             let settings = FrameSettings {
                 source: plan.url.clone(),
                 subject: d.subject.clone(),
-                key_frame_count: d.key_frame_count,
+                // A state store key holds the whole dataset: every message a key frame.
+                key_frame_count: match d.target {
+                    Target::Mqtt(_) => d.key_frame_count,
+                    Target::StateStore { .. } => 1,
+                },
             };
             (
                 dataset_key(d),
@@ -195,7 +220,7 @@ async fn run(
                 while let Ok(n) = notifications.try_recv() {
                     batch.push(n);
                 }
-                if !publish_batch(batch, &mut frames, &events, &client, &registry, &plan.url).await {
+                if !publish_batch(batch, &mut frames, &events, &sinks, &registry, &plan.url).await {
                     break;
                 }
             }
@@ -225,11 +250,11 @@ async fn publish_batch(
     batch: Vec<Notification>,
     frames: &mut HashMap<String, Frames>,
     events: &HashMap<String, EventPlan>,
-    client: &LocalClient,
+    sinks: &Sinks,
     registry: &Registry,
     source: &str,
 ) -> bool {
-    let mut out: Vec<(String, String, Publish)> = Vec::new();
+    let mut out: Vec<(String, String, Out)> = Vec::new();
     for n in batch {
         match n {
             Notification::Data(changes) => {
@@ -250,34 +275,111 @@ async fn publish_batch(
                     );
                 }
                 if let Some(message) = f.frames.next_message() {
-                    let publish = dataset_publish(&f.plan, message);
-                    out.push((key, f.plan.asset.clone(), publish));
+                    let item = match &f.plan.target {
+                        Target::Mqtt(target) => {
+                            Out::Publish(dataset_publish(&f.plan, target, message))
+                        }
+                        Target::StateStore { key } => Out::Set {
+                            key: key.clone(),
+                            value: message.payload_bytes(),
+                        },
+                    };
+                    out.push((key, f.plan.asset.clone(), item));
                 }
             }
             Notification::Event(event) => {
                 if let Some(plan) = events.get(&*event.source) {
                     let key = event.source.to_string();
-                    out.push((key, plan.asset.clone(), event_publish(plan, event, source)));
+                    let publish = event_publish(plan, event, source);
+                    out.push((key, plan.asset.clone(), Out::Publish(publish)));
                 }
             }
         }
     }
     while !out.is_empty() {
-        let (assets, publishes): (Vec<String>, Vec<Publish>) = take_wave(&mut out)
+        let (assets, items): (Vec<String>, Vec<Out>) = take_wave(&mut out)
             .into_iter()
-            .map(|(_, asset, publish)| (asset, publish))
+            .map(|(_, asset, item)| (asset, item))
             .unzip();
         let results =
-            futures_util::future::join_all(publishes.into_iter().map(|p| client.publish(p))).await;
+            futures_util::future::join_all(items.into_iter().map(|i| deliver(sinks, i))).await;
         for (asset, result) in assets.iter().zip(results) {
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "opc ua connector cannot publish; stopping the session");
-                return false;
+            match result {
+                Delivered::Yes => registry.count_published(asset, 1),
+                Delivered::Dropped => {}
+                Delivered::BrokerGone => return false,
             }
-            registry.count_published(asset, 1);
         }
     }
     true
+}
+
+enum Delivered {
+    Yes,
+    /// Not delivered and not retried (the state store refused or is not running); logged.
+    Dropped,
+    BrokerGone,
+}
+
+async fn deliver(sinks: &Sinks, item: Out) -> Delivered {
+    match item {
+        Out::Publish(p) => match sinks.client.publish(p).await {
+            Ok(_) => Delivered::Yes,
+            Err(e) => {
+                tracing::warn!(error = %e, "opc ua connector cannot publish; stopping the session");
+                Delivered::BrokerGone
+            }
+        },
+        Out::Set { key, value } => {
+            let Some(store) = &sinks.state_store else {
+                sinks.set_failed(&key, "the state store is not running");
+                return Delivered::Dropped;
+            };
+            match store.set(key.clone(), value, SetOptions::default()).await {
+                Ok(_) => {
+                    sinks.set_succeeded(&key);
+                    Delivered::Yes
+                }
+                Err(e) => {
+                    sinks.set_failed(&key, &e.to_string());
+                    Delivered::Dropped
+                }
+            }
+        }
+    }
+}
+
+impl Sinks {
+    pub(crate) fn new(client: Arc<LocalClient>, state_store: Option<StateStoreHandle>) -> Self {
+        Sinks {
+            client,
+            state_store,
+            failing: Arc::default(),
+        }
+    }
+
+    /// A state store write failed: logged once per key until a write to it succeeds again.
+    fn set_failed(&self, key: &str, why: &str) {
+        let first = self
+            .failing
+            .lock()
+            .map(|mut f| f.insert(key.to_owned()))
+            .unwrap_or(true);
+        if first {
+            tracing::warn!(key, error = why, "opc ua connector cannot write a dataset to the state store; its values are dropped until it can");
+        }
+    }
+
+    fn set_succeeded(&self, key: &str) {
+        if let Ok(mut f) = self.failing.lock() {
+            if f.remove(key) {
+                tracing::info!(
+                    key,
+                    "opc ua connector writes the dataset to the state store again"
+                );
+            }
+        }
+    }
 }
 
 /// Removes and returns the first message of each key, keeping the rest in order.
@@ -324,14 +426,14 @@ fn publish(target: &MqttTarget, properties: Properties, payload: Vec<u8>) -> Pub
     }
 }
 
-fn dataset_publish(plan: &DatasetPlan, message: DatasetMessage) -> Publish {
+fn dataset_publish(plan: &DatasetPlan, target: &MqttTarget, message: DatasetMessage) -> Publish {
     let payload = message.payload_bytes();
     let mut user = message.properties;
     if let Some(id) = &plan.external_asset_id {
         user.push(("externalAssetId".into(), id.clone()));
     }
     user.push(("dataset".into(), plan.name.clone()));
-    publish(&plan.target, properties(&plan.target, user), payload)
+    publish(target, properties(target, user), payload)
 }
 
 /// An event as one message: its fields as the JSON payload, CloudEvents properties with

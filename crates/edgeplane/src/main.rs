@@ -347,7 +347,7 @@ fn run(
             dataflows,
         );
         let (registry, _connector) =
-            opcua::start(&broker, config_dir, registry_dir.as_deref()).await?;
+            opcua::start(&broker, &state, config_dir, registry_dir.as_deref()).await?;
         if let Some(dir) = config_dir {
             listeners::spawn_reload(dir.to_path_buf(), watched);
             log_level.follow_config(dir.to_path_buf());

@@ -231,6 +231,7 @@ pub fn pki_dir(data_dir: Option<&Path>) -> PathBuf {
 /// it and keep them current, and start the OPC UA connector over it.
 pub async fn start(
     broker: &Broker,
+    state_store: &edgeplane_statestore::StateStoreHandle,
     config_dir: Option<&Path>,
     data_dir: Option<&Path>,
 ) -> anyhow::Result<(Registry, OpcUaConnector)> {
@@ -253,9 +254,14 @@ pub async fn start(
         },
         ..OpcUaSettings::new(pki_dir(data_dir))
     };
-    let connector = OpcUaConnector::start(registry.clone(), &broker.local_factory(), settings)
-        .await
-        .context("starting the opc ua connector")?;
+    let connector = OpcUaConnector::start(
+        registry.clone(),
+        &broker.local_factory(),
+        settings,
+        Some(state_store.clone()),
+    )
+    .await
+    .context("starting the opc ua connector")?;
     Ok((registry, connector))
 }
 

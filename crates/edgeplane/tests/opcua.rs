@@ -379,3 +379,83 @@ async fn asyncua_server_data_reaches_mqtt_and_errors_are_clear() {
     .await;
     drop(server);
 }
+
+/// A dataset whose destination is `BrokerStateStore`: the key holds every data point's
+/// last known value (each write a whole key frame), read back with `edgeplane state get`
+/// like any state store client; the values move on as the server's do.
+#[tokio::test]
+async fn dataset_to_a_state_store_key_holds_the_whole_dataset() {
+    let dir = TempDir::new("opcua-sim-statestore");
+    let sim = start_sim(&dir, "127.0.0.1:0").await;
+    let url = sim.endpoint_url().to_owned();
+    write(&dir, "listener.yaml", LISTENER);
+    write(
+        &dir,
+        "secret.yaml",
+        &secret("plc-user", "operator", "secret"),
+    );
+    let none = r#"{"security":{"securityMode":"None"}}"#;
+    write(&dir, "device.yaml", &device("plc", &url, "plc-user", none));
+    let points = [
+        ("sine", format!("{SIM_NS}Fast.Sine.0")),
+        ("counter", "ns=2;s=Fast.Counter.0".to_owned()),
+    ];
+    let refs: Vec<(&str, &str)> = points.iter().map(|(n, id)| (*n, id.as_str())).collect();
+    let asset = asset("oven", "plc", &refs)
+        + "    destinations: [{target: BrokerStateStore, configuration: {key: oven/telemetry}}]\n";
+    write(&dir, "asset.yaml", &asset);
+    let ep = start_edgeplane(&dir).await;
+    let mut sub = subscriber(ep.mqtt, "azure-iot-operations/data/#").await;
+
+    let read = || async {
+        let out = Command::new(BIN)
+            .args([
+                "state",
+                "--broker",
+                &ep.mqtt.to_string(),
+                "get",
+                "oven/telemetry",
+            ])
+            .output()
+            .await
+            .expect("edgeplane state get");
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+            .flatten()
+    };
+    let counter = |v: &serde_json::Value| v["counter"]["Value"].as_f64();
+    let deadline = tokio::time::Instant::now() + SLOW;
+    let first = loop {
+        if let Some(v) = read().await {
+            if v["sine"]["Value"].is_number() && counter(&v).is_some() {
+                break v;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key never held both data points"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        first["counter"]["SourceTimestamp"].as_str().is_some(),
+        "AIO value shape: {first}"
+    );
+    // Later writes replace the whole value: still both points, the counter moved on.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let later = read().await.expect("the key still exists");
+    assert!(later["sine"]["Value"].is_number(), "{later}");
+    assert!(
+        counter(&later) > counter(&first),
+        "the counter moved on: {first} then {later}"
+    );
+    // Nothing of this dataset went to MQTT.
+    assert!(
+        sub.recv_within(Duration::from_millis(500)).await.is_none(),
+        "a BrokerStateStore dataset was also published"
+    );
+    let (_, status) = call(ep.http, "GET", "/api/v1/assets/oven/status", "").await;
+    assert_eq!(state(&status, None), "connected", "{status}");
+    sim.shutdown().await;
+}
