@@ -61,7 +61,17 @@ pub(crate) fn router(live: Live) -> Router {
 
 fn counters(stats: &Stats) -> Value {
     let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    // The broker counts connections by protocol version; it keeps no client table the
+    // portal can read (see docs/PORTAL.md, "Not done yet").
+    let by_version: serde_json::Map<String, Value> = stats
+        .connects
+        .accepted
+        .samples()
+        .iter()
+        .map(|(v, n)| ((*v).to_owned(), json!(n)))
+        .collect();
     json!({
+        "connectionsAcceptedByVersion": by_version,
         "clientsConnected": g(&stats.clients_connected),
         "clientsTotal": g(&stats.clients_total),
         "clientsMaximum": g(&stats.clients_maximum),

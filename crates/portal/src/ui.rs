@@ -23,6 +23,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../ui/registry.js"),
     ),
     (
+        "assets.js",
+        "text/javascript",
+        include_str!("../ui/assets.js"),
+    ),
+    (
         "flows.js",
         "text/javascript",
         include_str!("../ui/flows.js"),

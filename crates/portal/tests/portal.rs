@@ -394,4 +394,14 @@ async fn topic_stream_and_state_store() {
         seen.contains("event: message") && seen.contains("plant/oven"),
         "{seen}"
     );
+    // The broker page counts that MQTT 5 connection (the stream's in-process session is
+    // no MQTT connection).
+    let (code, broker) = call(&http, "GET", "/api/v1/broker", "").await;
+    assert_eq!(code, 200);
+    let by_version = &broker["counters"]["connectionsAcceptedByVersion"];
+    assert_eq!(
+        (by_version["5"].as_u64(), by_version["3.1.1"].as_u64()),
+        (Some(1), Some(0)),
+        "{broker}"
+    );
 }

@@ -2,10 +2,11 @@
 // the sign-in / first-run set-up page. Pages live in their own modules.
 
 import { api, session, h, field, errorBox, showErrors, leave, page } from './core.js';
-import { devicesPage, assetsPage, assetPage } from './registry.js';
+import { devicesPage } from './registry.js';
+import { assetsPage, assetPage } from './assets.js';
 import { flowsPage, flowPage } from './flows.js';
 import { brokerPage } from './broker.js';
-import { activityPage, exportPage } from './admin.js';
+import { activityPage, exportPage, usersPage } from './admin.js';
 
 const routes = [
   [/^\/devices$/, devicesPage],
@@ -16,6 +17,7 @@ const routes = [
   [/^\/broker$/, brokerPage],
   [/^\/activity$/, activityPage],
   [/^\/export$/, exportPage],
+  [/^\/users$/, usersPage],
 ];
 
 const main = document.getElementById('main');
@@ -41,6 +43,7 @@ async function signInPage() {
     try {
       const r = await api('POST', setup ? '/api/v1/setup' : '/api/v1/login', { user: user.control.value, password: pass.control.value });
       session.user = r.user;
+      session.role = r.role;
       session.csrf = r.csrf;
       if (location.hash === '#/devices') render(); else location.hash = '#/devices';
     } catch (e) { showErrors(form, box, e); }
@@ -55,6 +58,7 @@ async function ensureSession() {
   try {
     const s = await api('GET', '/api/v1/session');
     session.user = s.user;
+    session.role = s.role;
     session.csrf = s.csrf;
     return true;
   } catch (_) { return false; }
@@ -67,7 +71,7 @@ async function render() {
   document.getElementById('nav').hidden = !signedIn;
   document.getElementById('who').hidden = !signedIn;
   if (!signedIn) return signInPage();
-  document.getElementById('user').textContent = session.user;
+  document.getElementById('user').textContent = `${session.user} (${session.role})`;
   document.querySelectorAll('#nav a').forEach((a) => {
     const current = path.startsWith(a.getAttribute('href').slice(1));
     if (current) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');

@@ -1,7 +1,7 @@
 // The broker page: counters, message rates over time (an SVG chart drawn here), retained
 // messages, the live topic explorer (Server-Sent Events) and the state store browser.
 
-import { api, h, field, errorBox, showErrors, notice, table, page, every, stream, time } from './core.js';
+import { api, h, field, errorBox, showErrors, notice, table, page, every, stream, time, canEdit } from './core.js';
 
 const MAX_SHOWN = 200;
 
@@ -32,7 +32,8 @@ function chart(history) {
 function counters(c) {
   const items = [['Clients connected', c.clientsConnected], ['Clients (max)', c.clientsMaximum], ['Messages received', c.messagesReceived],
     ['Messages sent', c.messagesSent], ['Subscriptions', c.subscriptions], ['Retained', c.retained], ['Queued', c.queuedMessages],
-    ['Dropped (queue full)', c.droppedQueueFull], ['Uptime', `${Math.floor(c.uptimeSeconds / 60)} min`]];
+    ['Dropped (queue full)', c.droppedQueueFull], ['Uptime', `${Math.floor(c.uptimeSeconds / 60)} min`],
+    ...Object.entries(c.connectionsAcceptedByVersion || {}).map(([v, n]) => [`Connections accepted, MQTT ${v}`, n])];
   return h('dl', { class: 'stats' }, items.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, String(v)))));
 }
 
@@ -85,7 +86,7 @@ function stateStore() {
       const r = await api('GET', `/api/v1/state?pattern=${encodeURIComponent(pattern.control.value || '*')}`);
       out.replaceChildren(h('p', { class: 'hint' }, `${r.total} keys${r.total > r.items.length ? `, first ${r.items.length} shown` : ''}.`),
         table('State store keys', ['Key', 'Value', 'Version', ''], r.items.map((k) => [k.key, h('code', {}, k.value.slice(0, 200)), k.version,
-          h('button', { type: 'button', class: 'danger', onclick: async () => { try { await api('DELETE', `/api/v1/state/${encodeURIComponent(k.key)}`); load(); } catch (e) { alert(e.message); } } }, 'Delete')]), { empty: 'No keys match.' }));
+          !canEdit() ? '' : h('button', { type: 'button', class: 'danger', onclick: async () => { try { await api('DELETE', `/api/v1/state/${encodeURIComponent(k.key)}`); load(); } catch (e) { alert(e.message); } } }, 'Delete')]), { empty: 'No keys match.' }));
     } catch (e) { out.replaceChildren(h('p', { class: 'error', role: 'alert' }, e.message)); }
   };
   const find = h('form', { class: 'inline', 'aria-label': 'Find state store keys' }, pattern, h('button', { type: 'submit' }, 'List'));
@@ -99,7 +100,7 @@ function stateStore() {
     try { await api('PUT', `/api/v1/state/${encodeURIComponent(key.control.value)}`, value.control.value); notice('Key set.'); load(); } catch (e) { showErrors(set, box, e); }
   });
   load();
-  return h('section', { 'aria-labelledby': 'state-title' }, h('h2', { id: 'state-title' }, 'State store'), find, out, set);
+  return h('section', { 'aria-labelledby': 'state-title' }, h('h2', { id: 'state-title' }, 'State store'), find, out, canEdit() ? set : null);
 }
 
 export async function brokerPage() {
@@ -110,5 +111,5 @@ export async function brokerPage() {
   };
   await refresh();
   every(2000, () => refresh().catch(() => {}));
-  return page('Broker', h('p', { class: 'hint' }, 'Client counts and rates; a per-client list is not available yet.'), top, explorer(), retained(), stateStore());
+  return page('Broker', h('p', { class: 'hint' }, 'Counts and rates since the broker started; the broker does not list its clients one by one yet.'), top, explorer(), retained(), stateStore());
 }

@@ -2,7 +2,10 @@
 // building, forms with labelled fields and per-field errors, a YAML writer, CSV, and live
 // topic streams (Server-Sent Events). Every page gets its data from /api/v1/ only.
 
-export const session = { user: null, csrf: null };
+export const session = { user: null, role: null, csrf: null };
+
+/** Whether the signed-in user may change things (viewers only look; the API refuses them). */
+export function canEdit() { return session.role === 'admin'; }
 
 export class ApiError extends Error {
   constructor(status, errors) {

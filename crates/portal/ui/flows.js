@@ -2,7 +2,7 @@
 // form and a YAML view kept in sync (the form writes YAML; edited YAML is parsed by
 // POST /api/v1/parse and fills the form), plus the "try it" panel (POST .../dry-run).
 
-import { api, h, field, errorBox, showErrors, notice, table, badge, page, every, toYaml } from './core.js';
+import { api, h, field, errorBox, showErrors, notice, table, badge, page, every, toYaml, canEdit } from './core.js';
 
 const FLOW_API = 'connectivity.iotoperations.azure.com/v1';
 
@@ -34,7 +34,7 @@ export async function flowsPage() {
       const enabled = st.mode !== 'Disabled';
       return [h('a', { href: `#/dataflows/${encodeURIComponent(name)}` }, name), badge(st.health), st.problem || '',
         `${m.received ?? 0} in / ${m.sent ?? 0} out`, `${(m.filtered ?? 0) + (m.unroutable ?? 0) + (m.failed ?? 0)} dropped`,
-        portal ? h('span', { class: 'row-actions' },
+        portal && canEdit() ? h('span', { class: 'row-actions' },
           h('button', {
             type: 'button', onclick: async () => {
               try { await api('POST', `/api/v1/dataflows/${encodeURIComponent(name)}/${enabled ? 'disable' : 'enable'}`); notice(`${name} ${enabled ? 'disabled' : 'enabled'}; applied within 5 s.`); refresh(); } catch (e) { alert(e.message); }
@@ -46,14 +46,14 @@ export async function flowsPage() {
               try { await api('DELETE', `/api/v1/dataflows/${encodeURIComponent(name)}`); refresh(); } catch (e) { alert(e.message); }
             },
           }, 'Delete'))
-          : h('span', { class: 'hint' }, `read-only (${st.origin?.file || 'config'})`)];
+          : h('span', { class: 'hint' }, portal ? 'read-only: viewer' : `read-only (${st.origin?.file || 'config'})`)];
     });
     list.replaceChildren(table('Dataflows', ['Name', 'Health', 'Problem', 'Messages', 'Dropped', 'Actions'], rows, { empty: 'No dataflows yet.' }));
   }
   await refresh();
   // Redraw only while the keyboard is elsewhere, so a focused button is not replaced.
   every(3000, () => { if (!list.contains(document.activeElement)) refresh().catch(() => {}); });
-  return page('Dataflows', h('p', {}, h('a', { href: '#/dataflows/new', class: 'button primary' }, 'New dataflow')), list);
+  return page('Dataflows', canEdit() ? h('p', {}, h('a', { href: '#/dataflows/new', class: 'button primary' }, 'New dataflow')) : null, list);
 }
 
 export async function flowPage(name) {
@@ -151,7 +151,8 @@ export async function flowPage(name) {
     h('div', { class: 'split' },
       h('fieldset', {}, h('legend', {}, 'Form'), Object.values(f)),
       h('fieldset', {}, h('legend', {}, 'YAML'), yaml, yamlErr)),
-    readOnly ? h('p', { class: 'hint' }, 'This dataflow comes from a configuration file: edit it there.')
+    !canEdit() ? h('p', { class: 'hint' }, 'You have the viewer role: you can try this dataflow but not save it.')
+      : readOnly ? h('p', { class: 'hint' }, 'This dataflow comes from a configuration file: edit it there.')
       : h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, isNew ? 'Create dataflow' : 'Save dataflow')));
   form.addEventListener('input', (ev) => { if (ev.target !== yaml.control) fromForm(); });
   form.addEventListener('change', (ev) => { if (ev.target !== yaml.control) fromForm(); });
