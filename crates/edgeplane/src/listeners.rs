@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use edgeplane_broker::auth::{
     Authentication, Authorization, CustomSettings, ListenerAuth, Method, PasswordFile, SatSettings,
-    X509Settings,
+    TokenReview, X509Settings, SERVICE_ACCOUNT_DIR,
 };
 use edgeplane_broker::tls::{issue_leaf, Issued, ServerTls};
 use edgeplane_broker::{ConnectionLimits, ListenerSpec};
@@ -348,7 +348,7 @@ fn custom(config: &Config, m: &Value, at: &str) -> anyhow::Result<CustomSettings
 
 /// `serviceAccountTokenSettings`: `audiences` as in AIO, and (standalone, our extension)
 /// `jwksSecretRef`, a Secret whose entries are JWKS documents with the token issuer's public
-/// keys (a cluster's are at `/openid/v1/jwks`).
+/// keys (a cluster's are at `/openid/v1/jwks`); without it, in a cluster, TokenReview.
 fn service_account_token(config: &Config, m: &Value, at: &str) -> anyhow::Result<SatSettings> {
     let at = format!("{at}.serviceAccountTokenSettings");
     let settings = m
@@ -365,16 +365,30 @@ fn service_account_token(config: &Config, m: &Value, at: &str) -> anyhow::Result
                 .ok_or_else(|| anyhow!("{at}.audiences: expected strings"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let name = settings
-        .get("jwksSecretRef")
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("{at}.jwksSecretRef: missing; without a cluster, name a Secret holding the issuer's JWKS (kubectl get --raw /openid/v1/jwks)"))?;
+    let Some(name) = settings.get("jwksSecretRef").and_then(Value::as_str) else {
+        return in_cluster(audiences, &at);
+    };
     let secret = config
         .secrets
         .get(name)
         .ok_or_else(|| anyhow!("{at}.jwksSecretRef: Secret/{name} not found"))?;
     let docs: Vec<&[u8]> = secret.data.values().map(Vec::as_slice).collect();
     SatSettings::new(audiences, &docs).map_err(|e| anyhow!("{at} (Secret/{name}): {e}"))
+}
+
+/// In a Kubernetes pod (`KUBERNETES_SERVICE_HOST` set), tokens are reviewed by the API
+/// server with the pod's service account (`EDGEPLANE_SERVICE_ACCOUNT_DIR` overrides the
+/// standard mount point, for running outside a pod against a cluster).
+fn in_cluster(audiences: Vec<String>, at: &str) -> anyhow::Result<SatSettings> {
+    let Ok(host) = std::env::var("KUBERNETES_SERVICE_HOST") else {
+        anyhow::bail!("{at}.jwksSecretRef: missing; outside a cluster, name a Secret holding the issuer's JWKS (kubectl get --raw /openid/v1/jwks)");
+    };
+    let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+    let dir = std::env::var_os("EDGEPLANE_SERVICE_ACCOUNT_DIR")
+        .map_or_else(|| PathBuf::from(SERVICE_ACCOUNT_DIR), PathBuf::from);
+    let review = TokenReview::in_cluster(&host, &port, &dir)
+        .map_err(|e| anyhow!("{at}: TokenReview in the cluster: {e}"))?;
+    SatSettings::with_token_review(audiences, review).map_err(|e| anyhow!("{at}: {e}"))
 }
 
 fn secret_pem(

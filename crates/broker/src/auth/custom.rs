@@ -71,12 +71,9 @@ pub struct ConnectCredentials<'a> {
 
 /// Settings of one `Custom` method.
 pub struct CustomSettings {
-    host: String,
-    port: u16,
+    https: Https,
     /// Path and query of the request, `api-version` included.
     target: String,
-    server_name: ServerName<'static>,
-    tls: tokio_rustls::TlsConnector,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
 }
@@ -85,8 +82,8 @@ impl std::fmt::Debug for CustomSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Header values may be API keys: not shown.
         f.debug_struct("CustomSettings")
-            .field("host", &self.host)
-            .field("port", &self.port)
+            .field("host", &self.https.host)
+            .field("port", &self.https.port)
             .field("target", &self.target)
             .finish_non_exhaustive()
     }
@@ -162,11 +159,13 @@ impl CustomSettings {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            host,
-            port,
+            https: Https {
+                host,
+                port,
+                server_name,
+                tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            },
             target,
-            server_name,
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             headers,
             timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
         })
@@ -202,7 +201,8 @@ impl CustomSettings {
 
     async fn decide(&self, body: serde_json::Map<String, Value>) -> Outcome {
         let body = Value::Object(body).to_string();
-        match tokio::time::timeout(self.timeout, self.post(body)).await {
+        let post = self.https.post(&self.target, &self.headers, body);
+        match tokio::time::timeout(self.timeout, post).await {
             Ok(Ok((status, bytes))) => interpret(status, &bytes),
             Ok(Err(why)) => Outcome::Unavailable(why),
             Err(_) => {
@@ -210,8 +210,25 @@ impl CustomSettings {
             }
         }
     }
+}
 
-    async fn post(&self, body: String) -> Result<(u16, Bytes), String> {
+/// An HTTPS endpoint (host, port, verified server name, TLS client settings), asked with one
+/// HTTP/1.1 connection per request.
+pub(crate) struct Https {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) server_name: ServerName<'static>,
+    pub(crate) tls: tokio_rustls::TlsConnector,
+}
+
+impl Https {
+    /// POST `body` (JSON) to `target` with `headers`: the status and body of the answer.
+    pub(crate) async fn post(
+        &self,
+        target: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: String,
+    ) -> Result<(u16, Bytes), String> {
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
@@ -232,12 +249,12 @@ impl CustomSettings {
         } else {
             format!("{}:{}", host_header(&self.host), self.port)
         };
-        let mut request = hyper::Request::post(&self.target)
+        let mut request = hyper::Request::post(target)
             .header(hyper::header::HOST, authority)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| format!("request: {e}"))?;
-        for (k, v) in &self.headers {
+        for (k, v) in headers {
             request.headers_mut().insert(k.clone(), v.clone());
         }
         let result = async {

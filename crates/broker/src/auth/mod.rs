@@ -16,6 +16,7 @@ pub mod glob;
 mod keys;
 mod password;
 mod sat;
+mod tokenreview;
 mod x509;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ pub use custom::{parse_rfc3339, CustomConfigError, CustomSettings, Outcome, API_
 pub use keys::KeyAccess;
 pub use password::{hash_password, PasswordFile, PasswordFileError};
 pub use sat::{SatConfigError, SatSettings, TokenError, VerifiedToken, SAT_METHOD};
+pub use tokenreview::{ClusterConfigError, ReviewError, TokenReview, SERVICE_ACCOUNT_DIR};
 pub use x509::{X509Error, X509Settings};
 
 /// The certificate chain a client presented over TLS (leaf first), already verified.
@@ -134,7 +136,7 @@ impl Authentication {
             // `K8S-SAT` for service account tokens, any other name for the webhook.
             let data = creds.data.as_deref().unwrap_or_default();
             return match speaker(&methods, method) {
-                Some(Method::ServiceAccountToken(s)) => sat_verdict(s, data, creds.username),
+                Some(Method::ServiceAccountToken(s)) => sat_verdict(s, data, creds.username).await,
                 Some(Method::Custom(settings)) => {
                     let asked = custom::ConnectCredentials {
                         username: creds.username.as_deref(),
@@ -203,7 +205,7 @@ impl Authentication {
                         continue;
                     }
                     let token = creds.password.as_deref().unwrap_or_default();
-                    return sat_verdict(settings, token, creds.username);
+                    return sat_verdict(settings, token, creds.username).await;
                 }
                 Method::Custom(settings) => {
                     let asked = custom::ConnectCredentials {
@@ -238,16 +240,18 @@ impl Authentication {
     pub async fn reauthenticate(&self, method: &str, data: &[u8]) -> Result<Renewal, u8> {
         let methods = self.methods();
         match speaker(&methods, method) {
-            Some(Method::ServiceAccountToken(sat)) => match sat.verify(data, SystemTime::now()) {
-                Ok(t) => Ok(Renewal {
-                    expiry: Some(t.expiry),
-                    attributes: None,
-                }),
-                Err(e) => {
-                    tracing::info!(reason = %e, "re-authentication refused");
-                    Err(code::NOT_AUTHORIZED)
+            Some(Method::ServiceAccountToken(sat)) => {
+                match sat.check(data, SystemTime::now()).await {
+                    Ok(t) => Ok(Renewal {
+                        expiry: Some(t.expiry),
+                        attributes: None,
+                    }),
+                    Err(e) => {
+                        tracing::info!(reason = %e, "re-authentication refused");
+                        Err(code::NOT_AUTHORIZED)
+                    }
                 }
-            },
+            }
             Some(Method::Custom(settings)) => match settings.reauthenticate(method, data).await {
                 Outcome::Allowed { attributes, expiry } => {
                     if expiry.is_some_and(|t| t <= SystemTime::now()) {
@@ -297,8 +301,8 @@ fn speaker<'a>(methods: &'a [Method], name: &str) -> Option<&'a Method> {
     })
 }
 
-fn sat_verdict(settings: &SatSettings, token: &[u8], username: Option<String>) -> Verdict {
-    match settings.verify(token, SystemTime::now()) {
+async fn sat_verdict(settings: &SatSettings, token: &[u8], username: Option<String>) -> Verdict {
+    match settings.check(token, SystemTime::now()).await {
         Ok(t) => Verdict::Allowed(Grant {
             // As in AIO, the user name is the client's (unverified) one.
             username,

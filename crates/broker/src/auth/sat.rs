@@ -1,4 +1,5 @@
-//! `ServiceAccountToken` (Azure IoT Operations' `K8S-SAT` enhanced authentication), standalone:
+//! `ServiceAccountToken` (Azure IoT Operations' `K8S-SAT` enhanced authentication). In a
+//! cluster the API server reviews the token (`tokenreview.rs`). Standalone,
 //! the JWT a client sends as MQTT 5 Authentication Data is verified here, without a cluster,
 //! against public keys from a JWKS document (RS256 and ES256, via `ring`, the crypto provider
 //! rustls already uses), then its `aud` against the configured audiences and its `exp` / `nbf`
@@ -47,6 +48,8 @@ pub enum TokenError {
     NotYetValid,
     #[error("token audience is not one of the configured audiences")]
     Audience,
+    #[error("TokenReview: {0}")]
+    Review(#[from] super::tokenreview::ReviewError),
 }
 
 #[derive(Debug)]
@@ -74,7 +77,16 @@ pub struct VerifiedToken {
 #[derive(Debug)]
 pub struct SatSettings {
     audiences: Vec<String>,
-    keys: Vec<Key>,
+    verifier: Verifier,
+}
+
+/// Who checks a token's signature.
+#[derive(Debug)]
+enum Verifier {
+    /// Public keys from JWKS documents (standalone).
+    Keys(Vec<Key>),
+    /// The cluster's API server (TokenReview).
+    Cluster(super::tokenreview::TokenReview),
 }
 
 impl SatSettings {
@@ -102,7 +114,50 @@ impl SatSettings {
         if keys.is_empty() {
             return Err(SatConfigError::NoKeys);
         }
-        Ok(Self { audiences, keys })
+        Ok(Self {
+            audiences,
+            verifier: Verifier::Keys(keys),
+        })
+    }
+
+    /// In a cluster: tokens are reviewed by the API server (TokenReview) for `audiences`.
+    pub fn with_token_review(
+        audiences: Vec<String>,
+        review: super::tokenreview::TokenReview,
+    ) -> Result<Self, SatConfigError> {
+        if audiences.is_empty() {
+            return Err(SatConfigError::NoAudiences);
+        }
+        Ok(Self {
+            audiences,
+            verifier: Verifier::Cluster(review),
+        })
+    }
+
+    /// Check a token as configured: against the keys, or, in a cluster, its claims' `exp`
+    /// and `nbf` here (a token that has expired costs the API server nothing) and then the
+    /// signature and audiences by TokenReview. The reviewed user name is the subject.
+    pub async fn check(&self, token: &[u8], now: SystemTime) -> Result<VerifiedToken, TokenError> {
+        let review = match &self.verifier {
+            Verifier::Keys(_) => return self.verify(token, now),
+            Verifier::Cluster(review) => review,
+        };
+        let text = std::str::from_utf8(token)
+            .map_err(|_| TokenError::Malformed)?
+            .trim();
+        let mut parts = text.split('.');
+        let (Some(_), Some(c), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let claims: Value = decode_json(c)?;
+        let expiry = times(&claims, now)?;
+        let user = review.review(text, &self.audiences).await?;
+        Ok(VerifiedToken {
+            expiry,
+            subject: Some(user),
+        })
     }
 
     /// Verify a compact JWT: signature, then `exp`, `nbf` and `aud` at `now`.
@@ -122,7 +177,10 @@ impl SatSettings {
         let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
         let kid = header.get("kid").and_then(Value::as_str);
         let signed = &text.trim().as_bytes()[..h.len() + 1 + c.len()];
-        let mut candidates = self.keys.iter().filter(|k| match (kid, &k.kid) {
+        let Verifier::Keys(keys) = &self.verifier else {
+            return Err(TokenError::UnknownKey);
+        };
+        let mut candidates = keys.iter().filter(|k| match (kid, &k.kid) {
             (Some(want), Some(have)) => want == have,
             _ => true,
         });
@@ -144,7 +202,7 @@ impl SatSettings {
             other => return Err(TokenError::Algorithm(other.to_owned())),
         };
         if !verified {
-            let any_key = self.keys.iter().any(|k| {
+            let any_key = keys.iter().any(|k| {
                 kid.is_none_or(|want| k.kid.as_deref() == Some(want))
                     && matches!(
                         (alg, &k.material),
@@ -157,21 +215,7 @@ impl SatSettings {
                 TokenError::UnknownKey
             });
         }
-        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .ok_or(TokenError::NoExpiry)?;
-        if exp <= now_secs {
-            return Err(TokenError::Expired);
-        }
-        if claims
-            .get("nbf")
-            .and_then(Value::as_u64)
-            .is_some_and(|nbf| nbf > now_secs)
-        {
-            return Err(TokenError::NotYetValid);
-        }
+        let expiry = times(&claims, now)?;
         let audience_ok = match claims.get("aud") {
             Some(Value::String(a)) => self.audiences.contains(a),
             Some(Value::Array(list)) => list
@@ -184,10 +228,30 @@ impl SatSettings {
             return Err(TokenError::Audience);
         }
         Ok(VerifiedToken {
-            expiry: UNIX_EPOCH + Duration::from_secs(exp),
+            expiry,
             subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
         })
     }
+}
+
+/// The claims' `exp` (required) and `nbf` checked at `now`: the expiry.
+fn times(claims: &Value, now: SystemTime) -> Result<SystemTime, TokenError> {
+    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_u64)
+        .ok_or(TokenError::NoExpiry)?;
+    if exp <= now_secs {
+        return Err(TokenError::Expired);
+    }
+    if claims
+        .get("nbf")
+        .and_then(Value::as_u64)
+        .is_some_and(|nbf| nbf > now_secs)
+    {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(UNIX_EPOCH + Duration::from_secs(exp))
 }
 
 fn decode_json(part: &str) -> Result<Value, TokenError> {
