@@ -318,7 +318,9 @@ async fn paho_client_with_service_account_tokens() {
         {"id": "paho-ok", "method": "K8S-SAT", "data": issuer.token("RS256", AUDIENCE, -5, 600)},
         {"id": "paho-expired", "method": "K8S-SAT", "data": issuer.token("ES256", AUDIENCE, -600, -1)},
         {"id": "paho-scram", "method": "SCRAM-SHA-1", "data": "x"},
-        {"id": "paho-lapse", "method": "K8S-SAT", "data": issuer.token("ES256", AUDIENCE, -5, 2), "wait": 6},
+        // Made before the cases run one after another: 6 s leaves room for the ones before
+        // it on a loaded machine (2 s did not).
+        {"id": "paho-lapse", "method": "K8S-SAT", "data": issuer.token("ES256", AUDIENCE, -5, 6), "wait": 12},
     ]);
     let r = paho(addrs[0], "sat/", cases).await;
     assert_eq!(
