@@ -11,7 +11,10 @@
 //! events; the reader only receives, forwards and acknowledges.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -183,9 +186,7 @@ impl StoreTask {
             }
             self.journal = Some(journal);
         }
-        for (topic, properties, payload) in std::mem::take(&mut self.answers) {
-            self.publish(topic, properties, payload).await;
-        }
+        publish_all(&self.publisher, std::mem::take(&mut self.answers)).await;
         for reply in std::mem::take(&mut self.replies) {
             reply();
         }
@@ -287,6 +288,29 @@ async fn publish(publisher: &LocalClient, topic: String, properties: Properties,
     if let Err(e) = publisher.publish(publish).await {
         tracing::debug!(error = %e, "state store could not publish");
     }
+}
+
+/// Publish a batch's answers together. With a durable broker each publish waits until every
+/// partition has routed it; awaited one by one, a batch of 256 answers was a chain of 256
+/// such round trips. They are polled in batch order, so the partitions receive them in that
+/// order unless an inbox is full. Notifications stay one at a time: their order per key is
+/// part of the protocol.
+async fn publish_all(publisher: &LocalClient, answers: Vec<(String, Properties, Bytes)>) {
+    let mut pending: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = answers
+        .into_iter()
+        .map(|(topic, properties, payload)| {
+            Box::pin(publish(publisher, topic, properties, payload)) as Pin<Box<_>>
+        })
+        .collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pending.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
