@@ -214,6 +214,7 @@ mod tests {
         let plain = future_size(serve::<tokio::net::TcpStream>);
         let conn = future_size5(connection::serve::<tokio::net::TcpStream>);
         eprintln!("serve future: {plain} B, connection::serve future: {conn} B");
-        assert!(plain <= 2560, "listener serve future is {plain} bytes");
+        // 2,112 B in a debug build and 2,088 B in a release build of 2026-12-02.
+        assert!(plain <= 2176, "listener serve future is {plain} bytes");
     }
 }

@@ -514,17 +514,17 @@ mod tests {
     }
 
     /// The main loop's future is held by every idle connection: rarely taken paths (closing,
-    /// expiry, paused reads) are boxed so they cost nothing until used. 984 bytes in a
-    /// release build of 2026-12-02 (2,040 before).
+    /// expiry, paused reads) are boxed so they cost nothing until used. 984 bytes in debug
+    /// and release builds of 2026-12-02 (2,040 before); `Conn` is 512 bytes.
     #[test]
     fn the_main_loop_future_stays_small() {
         let run = output_size(run::<tokio::net::TcpStream>);
         let conn = std::mem::size_of::<Conn>();
         eprintln!("run future {run} B, Conn {conn} B");
         assert!(
-            run <= 1280,
+            run <= 1024,
             "the connection main loop future is {run} bytes"
         );
-        assert!(conn <= 640, "Conn is {conn} bytes");
+        assert!(conn <= 544, "Conn is {conn} bytes");
     }
 }
