@@ -1,359 +1,31 @@
 //! The operations portal in headless Chromium, against a real `edgeplane run` and the
 //! OPC UA simulator: first-run set-up, a device, an asset made by CSV import of three data
 //! points whose values change on the page, a dataflow made in the form, and its output in
-//! the topic explorer; a rejected server certificate trusted from the devices page; a
-//! restart keeping it all. Screenshots of each page go to `docs/screenshots/`.
+//! the topic explorer; an asset with two datasets and an event group made with the form's
+//! add/remove rows; a rejected server certificate trusted from the devices page; a restart
+//! keeping it all; a viewer added on the users page who sees every page without its edit
+//! controls. Screenshots of each page go to `docs/screenshots/`.
 //!
 //! Chromium is driven over WebDriver by Debian's `chromedriver` (packages `chromium` and
 //! `chromium-driver`; `scripts/install-deps.sh` installs them). Without them the test fails
-//! and says so: it never passes silently. The WebDriver client is the few calls below over
-//! plain HTTP/1.1, so the suite needs no browser-automation crate.
+//! and says so: it never passes silently. The WebDriver client is in `portal_browser/`.
+
+mod portal_browser;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edgeplane_opcua::sim::{NodeRate, Sim, SimConfig, SimSecurity};
 use edgeplane_tests::*;
-use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use portal_browser::{Browser, SLOW};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// Bound of each wait for the page (the connector's first session, dataflow reload: 5 s).
-const SLOW: Duration = Duration::from_secs(60);
 const SIM_NS: &str = "nsu=http://edgeplane.io/opcua-sim;s=";
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-// ---------------------------------------------------------------------------------------
-// HTTP/1.1, one request per connection.
-
-async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    // Read the head, then Content-Length bytes (chromedriver may keep the connection
-    // open whatever `Connection: close` says), or to the end without one.
-    let exchange = async {
-        let mut s = TcpStream::connect(addr).await?;
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        let mut chunk = vec![0u8; 16384];
-        loop {
-            let n = s.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length = head.lines().find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                });
-                if length.is_some_and(|len| body.len() >= len) {
-                    break;
-                }
-            }
-        }
-        Ok::<_, std::io::Error>(buf)
-    };
-    let buf = tokio::time::timeout(SLOW, Box::pin(exchange))
-        .await
-        .expect("webdriver answers")
-        .expect("webdriver connection");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
-    for v in text.bytes().filter_map(value) {
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------
-// WebDriver.
-
-struct Browser {
-    _driver: Child,
-    addr: SocketAddr,
-    session: String,
-}
-
-impl Browser {
-    async fn start(profile: &Path) -> Browser {
-        for (bin, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
-            assert!(
-                Path::new(bin).exists(),
-                "{bin} is missing: the portal's browser tests need Debian's `{package}` package; run scripts/install-deps.sh (or apt-get install chromium chromium-driver)"
-            );
-        }
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("port").port()
-        };
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chromedriver");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + SLOW;
-        while TcpStream::connect(addr).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not listen on {addr}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                         "--disable-dev-shm-usage", "--window-size=1280,1000",
-                         format!("--user-data-dir={}", profile.display())],
-            },
-        }}});
-        let (code, body) = http(addr, "POST", "/session", Some(&caps)).await;
-        assert_eq!(code, 200, "new WebDriver session: {body}");
-        let session = body["value"]["sessionId"]
-            .as_str()
-            .expect("session id")
-            .to_owned();
-        Browser {
-            _driver: driver,
-            addr,
-            session,
-        }
-    }
-
-    async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let path = format!("/session/{}{path}", self.session);
-        let (code, v) = http(self.addr, method, &path, body.as_ref()).await;
-        assert_eq!(code, 200, "{method} {path}: {v}");
-        v["value"].clone()
-    }
-
-    async fn go(&self, url: &str) {
-        self.cmd("POST", "/url", Some(json!({ "url": url }))).await;
-    }
-
-    /// Run `script` (a function body; `arguments` as usual) and return its value.
-    async fn js(&self, script: &str, args: Value) -> Value {
-        self.cmd(
-            "POST",
-            "/execute/sync",
-            Some(json!({ "script": script, "args": args })),
-        )
-        .await
-    }
-
-    /// Wait until `script` returns a truthy value; return it.
-    async fn until(&self, what: &str, script: &str, args: Value) -> Value {
-        let deadline = Instant::now() + SLOW;
-        loop {
-            let v = self.js(script, args.clone()).await;
-            if !(v.is_null() || v == json!(false) || v == json!("")) {
-                return v;
-            }
-            if Instant::now() > deadline {
-                let text = self.js("return document.body.innerText", json!([])).await;
-                panic!("timed out waiting for {what}; the page says:\n{text}");
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// The element a CSS selector finds once it exists.
-    async fn find(&self, css: &str) -> String {
-        let deadline = Instant::now() + SLOW;
-        loop {
-            let path = format!("/session/{}/element", self.session);
-            let q = json!({"using": "css selector", "value": css});
-            let (code, v) = http(self.addr, "POST", &path, Some(&q)).await;
-            if code == 200 {
-                return v["value"][ELEMENT].as_str().expect("element id").to_owned();
-            }
-            assert!(Instant::now() < deadline, "no element {css}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// The DOM id of the control whose label reads `label` (as a screen reader finds it).
-    async fn control_id(&self, label: &str) -> String {
-        let id = self
-            .until(
-                &format!("a field labelled {label}"),
-                "const l = [...document.querySelectorAll('label')].find(l => l.textContent.trim() === arguments[0]); return l ? l.htmlFor : null;",
-                json!([label]),
-            )
-            .await;
-        id.as_str().unwrap_or_default().to_owned()
-    }
-
-    /// The labelled control's WebDriver element.
-    async fn by_label(&self, label: &str) -> String {
-        let id = self.control_id(label).await;
-        self.find(&format!("#{id}")).await
-    }
-
-    async fn type_into(&self, label: &str, text: &str) {
-        let el = self.by_label(label).await;
-        self.cmd("POST", &format!("/element/{el}/clear"), Some(json!({})))
-            .await;
-        self.cmd(
-            "POST",
-            &format!("/element/{el}/value"),
-            Some(json!({ "text": text })),
-        )
-        .await;
-    }
-
-    /// Choose `option` in the select labelled `label`, by typing it as a keyboard user does.
-    async fn choose(&self, label: &str, option: &str) {
-        let id = self.control_id(label).await;
-        let el = self.find(&format!("#{id}")).await;
-        self.cmd(
-            "POST",
-            &format!("/element/{el}/value"),
-            Some(json!({ "text": option })),
-        )
-        .await;
-        let chosen = self
-            .js(
-                "return document.getElementById(arguments[0]).value",
-                json!([id]),
-            )
-            .await;
-        assert_eq!(chosen, json!(option), "{label}");
-    }
-
-    async fn click_button(&self, text: &str) {
-        let id = self
-            .until(
-                &format!("a button {text}"),
-                "const b = [...document.querySelectorAll('button')].find(b => b.textContent.trim() === arguments[0]); if (!b) return null; b.id = b.id || ('b' + Math.random().toString(36).slice(2)); return b.id;",
-                json!([text]),
-            )
-            .await;
-        let el = self
-            .find(&format!("#{}", id.as_str().unwrap_or_default()))
-            .await;
-        self.cmd("POST", &format!("/element/{el}/click"), Some(json!({})))
-            .await;
-    }
-
-    /// A screenshot of the whole page at the desktop width.
-    async fn screenshot(&self, name: &str) {
-        self.screenshot_at(name, 1280).await;
-    }
-
-    /// A screenshot of the whole page `width` pixels wide (the window grown to the page's
-    /// height, then put back to the desktop size).
-    async fn screenshot_at(&self, name: &str, width: u64) {
-        self.cmd(
-            "POST",
-            "/window/rect",
-            Some(json!({"width": width, "height": 1000})),
-        )
-        .await;
-        let height = self
-            .js(
-                "window.scrollTo(0, 0); return document.documentElement.scrollHeight",
-                json!([]),
-            )
-            .await
-            .as_u64()
-            .unwrap_or(1000)
-            // The window is taller than the page area it shows (headless keeps room for
-            // its frame).
-            .saturating_add(200)
-            .clamp(1000, 4000);
-        self.cmd(
-            "POST",
-            "/window/rect",
-            Some(json!({"width": width, "height": height})),
-        )
-        .await;
-        let b64 = self.cmd("GET", "/screenshot", None).await;
-        self.cmd(
-            "POST",
-            "/window/rect",
-            Some(json!({"width": 1280, "height": 1000})),
-        )
-        .await;
-        let png = base64_decode(b64.as_str().expect("screenshot"));
-        let dir = screenshots();
-        std::fs::create_dir_all(&dir).expect("screenshot folder");
-        std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
-    }
-
-    async fn text(&self) -> String {
-        self.js("return document.body.innerText", json!([]))
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-}
-
-fn screenshots() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
-}
 
 // ---------------------------------------------------------------------------------------
 // Edgeplane and the simulator.
@@ -606,11 +278,58 @@ async fn walk_through() {
         )
         .await;
     browser.click_button("Import CSV").await;
+    // A second dataset and an event group, by adding rows (and removing one again).
+    browser.click_button("Add dataset").await;
+    browser
+        .type_at(
+            "input[aria-label='Name of data point 1 in dataset 2']",
+            "random",
+        )
+        .await;
+    browser
+        .type_at(
+            "input[aria-label='Node id of data point 1 in dataset 2']",
+            &format!("{SIM_NS}Fast.Random.1"),
+        )
+        .await;
+    browser
+        .type_at(
+            "[data-field='spec.datasets[1].destinations'] input",
+            "strict/second",
+        )
+        .await;
+    browser.click_button("Add dataset").await;
+    browser.click_button("Remove dataset 3").await;
+    browser.click_button("Add event group").await;
+    browser
+        .type_at(
+            "input[aria-label='Name of event 1 in event group 1']",
+            "tick",
+        )
+        .await;
+    browser
+        .type_at(
+            "input[aria-label='Notifier of event 1 in event group 1']",
+            &format!("{SIM_NS}Special.Events"),
+        )
+        .await;
+    let legends = browser
+        .js(
+            "return [...document.querySelectorAll('fieldset.item > legend')].map(l => l.textContent)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        legends,
+        json!(["Dataset 1", "Dataset 2", "Event group 1"]),
+        "the third dataset was removed"
+    );
+    browser.screenshot("12-asset-datasets").await;
     browser.click_button("Create asset").await;
     browser
         .until(
             "the strict asset's page",
-            "return location.hash === '#/assets/strict-asset';",
+            "return location.hash === '#/assets/strict-asset' && document.body.innerText.includes('Dataset dataset-2');",
             json!([]),
         )
         .await;
@@ -651,6 +370,15 @@ async fn walk_through() {
     browser
         .until("the export", "const p = document.querySelector('pre.export'); return p && p.innerText.includes('name: line-copy') && p.innerText.includes('name: line-1');", json!([]))
         .await;
+    let export = browser.text().await;
+    for what in [
+        "name: dataset-2",
+        "strict/second",
+        "name: tick",
+        "Special.Events",
+    ] {
+        assert!(export.contains(what), "{what} in the export:\n{export}");
+    }
     browser.screenshot("09-export").await;
 
     // What the portal made survives a restart on the same folders; set-up is not offered.
@@ -698,6 +426,64 @@ async fn walk_through() {
         )
         .await;
     browser.screenshot_at("10-tablet-asset", 768).await;
+
+    // A viewer, added on the users page, sees every page without its edit controls.
+    browser.go(&format!("{base}#/users")).await;
+    browser.type_into("New user name", "operator").await;
+    browser.type_into("Their password", "look-only-123").await;
+    browser.click_button("Add user").await;
+    browser
+        .until(
+            "the viewer in the users list",
+            "const t = document.querySelector('table'); return t && t.innerText.includes('operator') && t.innerText.includes('viewer');",
+            json!([]),
+        )
+        .await;
+    browser.screenshot("13-users").await;
+    browser.click_button("Sign out").await;
+    browser.type_into("User name", "operator").await;
+    browser.type_into("Password", "look-only-123\u{E007}").await;
+    browser
+        .until(
+            "the viewer signed in",
+            "const h = document.querySelector('h1'); return h && h.textContent === 'Devices' && document.body.innerText.includes('operator (viewer)') && !!document.querySelector('[data-status=\"press\"]');",
+            json!([]),
+        )
+        .await;
+    let buttons = "return [...document.querySelectorAll('main button, main a.button')].map(b => b.textContent.trim())";
+    let seen = browser.js(buttons, json!([])).await;
+    assert_eq!(seen, json!([]), "no edit control on the devices page");
+    assert!(browser.text().await.contains("read-only"));
+    browser.screenshot("14-viewer-devices").await;
+    for (route, ready) in [
+        ("dataflows", "line-copy"),
+        ("assets/line-1", "Dataset telemetry"),
+        ("broker", "State store"),
+    ] {
+        browser.go(&format!("{base}#/{route}")).await;
+        browser
+            .until(
+                &format!("the viewer's {route} page"),
+                "return document.body.innerText.includes(arguments[0]);",
+                json!([ready]),
+            )
+            .await;
+        let seen = browser.js(buttons, json!([])).await;
+        for edit in [
+            "New dataflow",
+            "Disable",
+            "Delete",
+            "Save asset",
+            "Delete asset",
+            "Set key",
+            "Add dataset",
+        ] {
+            assert!(
+                !seen.as_array().is_some_and(|b| b.iter().any(|t| t == edit)),
+                "{edit} shown to a viewer on {route}: {seen}"
+            );
+        }
+    }
     let _ = browser.cmd("DELETE", "", None).await;
     sim.shutdown().await;
 }
