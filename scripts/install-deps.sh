@@ -42,6 +42,11 @@ if ! python3 -c 'import pyarrow.parquet' 2>/dev/null; then
   python3 -m pip install --quiet 'pyarrow>=15'
 fi
 
+if ! python3 -c 'from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2' 2>/dev/null; then
+  echo "installing opentelemetry-proto (PyPI; the OpenTelemetry definitions the OTLP export test decodes with)"
+  python3 -m pip install --quiet 'opentelemetry-proto>=1.20,<2'
+fi
+
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   echo "installing chromium and chromium-driver (Debian packages, for the portal's browser tests)"
   $SUDO apt-get update -qq

@@ -144,6 +144,9 @@ pub struct BrokerSettings {
     pub clients: ClientLimits,
     /// `diagnostics.metrics.prometheusPort`, when set.
     pub prometheus_port: Option<u16>,
+    /// `diagnostics.metrics.otlp` (an Edgeplane extension): push the metrics to an
+    /// OpenTelemetry collector.
+    pub otlp: Option<OtlpExport>,
     pub memory_profile: MemoryProfile,
     /// `diagnostics.logs.level`, when set (a tracing filter such as `info`).
     pub log_level: Option<String>,
@@ -159,12 +162,22 @@ impl Default for BrokerSettings {
             name: DEFAULT_BROKER_NAME.to_owned(),
             clients: ClientLimits::default(),
             prometheus_port: None,
+            otlp: None,
             memory_profile: MemoryProfile::default(),
             log_level: None,
             persistence: None,
             raw_spec: serde_json::Value::Null,
         }
     }
+}
+
+/// `diagnostics.metrics.otlp`: OTLP/HTTP export of the metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OtlpExport {
+    /// The collector's base URL, `http://host:4318` (`/v1/metrics` is appended).
+    pub endpoint: String,
+    pub interval_seconds: u32,
 }
 
 pub(crate) static DOCUMENT: [Field; 5] = crd_document(false, Schema::Object(&SPEC));
@@ -275,7 +288,16 @@ static DIAGNOSTICS: [Field; 4] = [
     opt("logs", Schema::Object(&[opt("level", Schema::Str)])),
     opt(
         "metrics",
-        Schema::Object(&[opt("prometheusPort", Schema::Int(0, 65_535))]),
+        Schema::Object(&[
+            opt("prometheusPort", Schema::Int(0, 65_535)),
+            opt(
+                "otlp",
+                Schema::Object(&[
+                    req("endpoint", Schema::Str),
+                    opt("intervalSeconds", Schema::Int(1, 3600)),
+                ]),
+            ),
+        ]),
     ),
     opt(
         "selfCheck",
@@ -313,6 +335,7 @@ pub(crate) fn read(doc: &Node, name: &str, sink: &mut Sink) -> BrokerSettings {
     };
     check_internal_certs(spec, sink);
     persistence::check(spec, sink);
+    let otlp = read_otlp(spec, sink);
 
     let memory_profile = spec
         .get("memoryProfile")
@@ -323,6 +346,7 @@ pub(crate) fn read(doc: &Node, name: &str, sink: &mut Sink) -> BrokerSettings {
         name: name.to_owned(),
         clients: read_clients(spec.at(&["advanced", "clients"]), memory_profile),
         prometheus_port: int_at(spec, &["diagnostics", "metrics", "prometheusPort"]),
+        otlp,
         memory_profile,
         log_level: spec
             .at(&["diagnostics", "logs", "level"])
@@ -390,6 +414,28 @@ fn int_at<T: TryFrom<i64>>(node: &Node, keys: &[&str]) -> Option<T> {
 }
 
 /// cert-manager renews before expiry, so `renewBefore` must be shorter than `duration`.
+fn read_otlp(spec: &Node, sink: &mut Sink) -> Option<OtlpExport> {
+    let otlp = spec.at(&["diagnostics", "metrics", "otlp"])?;
+    let endpoint = otlp.get("endpoint")?;
+    let url = endpoint.as_str()?;
+    let host = url
+        .strip_prefix("http://")
+        .map(|rest| rest.split(['/', ':']).next().unwrap_or_default());
+    if host.is_none_or(str::is_empty) {
+        sink.error(
+            "spec.diagnostics.metrics.otlp.endpoint",
+            Some(endpoint.line),
+            "endpoint must be an http:// URL of an OTLP/HTTP collector, such as \
+             http://otel-collector:4318 (https is not supported yet)",
+        );
+        return None;
+    }
+    Some(OtlpExport {
+        endpoint: url.to_owned(),
+        interval_seconds: int_at(otlp, &["intervalSeconds"]).unwrap_or(30),
+    })
+}
+
 fn check_internal_certs(spec: &Node, sink: &mut Sink) {
     let Some(certs) = spec.at(&["advanced", "internalCerts"]) else {
         return;

@@ -106,7 +106,7 @@ pub(crate) struct Sinks {
 
 /// One message to deliver.
 enum Out {
-    Publish(Publish),
+    Publish(Box<Publish>),
     /// A state store write: the dataset's whole last known values under `key`.
     Set {
         key: String,
@@ -277,7 +277,7 @@ async fn publish_batch(
                 if let Some(message) = f.frames.next_message() {
                     let item = match &f.plan.target {
                         Target::Mqtt(target) => {
-                            Out::Publish(dataset_publish(&f.plan, target, message))
+                            Out::Publish(Box::new(dataset_publish(&f.plan, target, message)))
                         }
                         Target::StateStore { key } => Out::Set {
                             key: key.clone(),
@@ -291,7 +291,7 @@ async fn publish_batch(
                 if let Some(plan) = events.get(&*event.source) {
                     let key = event.source.to_string();
                     let publish = event_publish(plan, event, source);
-                    out.push((key, plan.asset.clone(), Out::Publish(publish)));
+                    out.push((key, plan.asset.clone(), Out::Publish(Box::new(publish))));
                 }
             }
         }
@@ -323,7 +323,7 @@ enum Delivered {
 
 async fn deliver(sinks: &Sinks, item: Out) -> Delivered {
     match item {
-        Out::Publish(p) => match sinks.client.publish(p).await {
+        Out::Publish(p) => match sinks.client.publish(*p).await {
             Ok(_) => Delivered::Yes,
             Err(e) => {
                 tracing::warn!(error = %e, "opc ua connector cannot publish; stopping the session");

@@ -19,6 +19,7 @@ mod dataflow;
 mod listeners;
 mod logging;
 mod opcua;
+mod otlp;
 mod passwd;
 mod state;
 mod status;
@@ -247,7 +248,8 @@ fn run(
     metrics: SocketAddr,
     log_level: logging::LevelControl,
 ) -> anyhow::Result<()> {
-    let (settings, listeners, prometheus_port, watched, self_check, flows) = match config_dir {
+    let (settings, listeners, prometheus_port, watched, self_check, flows, otlp) = match config_dir
+    {
         None => {
             let bind: SocketAddr = DEFAULT_LISTEN.parse()?;
             let spec = ListenerSpec {
@@ -265,6 +267,7 @@ fn run(
                 listeners::Watched::default(),
                 Some(SelfCheckSettings::default()),
                 Vec::new(),
+                otlp::settings(None)?,
             )
         }
         Some(dir) => {
@@ -297,6 +300,7 @@ fn run(
                 watched,
                 self_check,
                 flows,
+                otlp::settings(config.broker.otlp.as_ref())?,
             )
         }
     };
@@ -370,7 +374,7 @@ fn run(
             data_dir: state_data_dir.clone(),
             pki: Some(opcua::portal_pki(state_data_dir.as_deref())),
         };
-        let portal = Portal::start_with_services(
+        let mut portal = Portal::start_with_services(
             &http,
             &metrics,
             broker.stats_handle(),
@@ -381,6 +385,9 @@ fn run(
         portal.add_metrics(Arc::new(move |out: &mut String| {
             dataflow_board.render_metrics(out)
         }));
+        if let Some(otlp) = otlp {
+            portal.export_otlp(otlp);
+        }
         wait_for_signal().await;
         tracing::info!("shutting down");
         serving.not_ready("shutting down");

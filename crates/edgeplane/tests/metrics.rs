@@ -358,3 +358,121 @@ async fn prometheus_scrapes_the_broker() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// `diagnostics.metrics.otlp` pushes the same families to an OpenTelemetry collector: a
+/// receiver decoding with the OpenTelemetry project's protobuf definitions
+/// (`otlp_receiver.py`, PyPI `opentelemetry-proto`) accepts every request, and after
+/// traffic it holds the publish counter as a cumulative monotonic sum (OpenTelemetry names:
+/// no `_total`), the sessions gauge, labels as attributes and the service's resource.
+#[tokio::test]
+async fn metrics_reach_an_otlp_receiver() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp_receiver.py");
+    let mut receiver = Command::new("python3")
+        .arg(script)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 otlp_receiver.py");
+    let mut lines = BufReader::new(receiver.stdout.take().expect("stdout")).lines();
+    let ready = tokio::time::timeout(PROMETHEUS_WAIT, lines.next_line())
+        .await
+        .expect("the receiver starts")
+        .expect("read")
+        .unwrap_or_default();
+    let port: u16 = ready
+        .strip_prefix("READY ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("receiver said {ready:?}; is opentelemetry-proto installed (scripts/install-deps.sh)?")
+        });
+
+    let dir = temp_dir("otlp");
+    let broker = format!(
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata:\n  name: default\n\
+         spec:\n  diagnostics:\n    metrics:\n      otlp: {{endpoint: 'http://127.0.0.1:{port}', intervalSeconds: 1}}\n---\n{LISTENER}"
+    );
+    std::fs::write(dir.join("broker.yaml"), broker).expect("write config");
+    let ep = start(&dir, &EPHEMERAL).await;
+    let _clients = traffic(ep.mqtt, 5).await;
+
+    let metric = |request: &serde_json::Value, name: &str| -> Option<serde_json::Value> {
+        request["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+            .as_array()?
+            .iter()
+            .find(|m| m["name"] == name)
+            .cloned()
+    };
+    let int = |point: &serde_json::Value| -> i64 {
+        point["asInt"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1)
+    };
+    let found = tokio::time::timeout(PROMETHEUS_WAIT, async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("read receiver")
+                .expect("receiver running");
+            assert!(!line.starts_with("REJECTED"), "receiver: {line}");
+            let request: serde_json::Value =
+                serde_json::from_str(&line).expect("canonical JSON from the receiver");
+            let Some(received) = metric(&request, "aio_broker_publishes_received") else {
+                continue;
+            };
+            if int(&received["sum"]["dataPoints"][0]) >= 5 {
+                return (request, received);
+            }
+        }
+    })
+    .await;
+    let (request, received) = found.expect("an export with the traffic counted");
+    assert_eq!(received["sum"]["isMonotonic"], true, "{received}");
+    assert_eq!(
+        received["sum"]["aggregationTemporality"], "AGGREGATION_TEMPORALITY_CUMULATIVE",
+        "{received}"
+    );
+    let sessions = metric(&request, "aio_broker_connected_sessions").expect("sessions gauge");
+    assert_eq!(int(&sessions["gauge"]["dataPoints"][0]), 2, "{sessions}");
+    let by_version = metric(&request, "edgeplane_connections").expect("connections by version");
+    let points = by_version["sum"]["dataPoints"].as_array().expect("points");
+    assert!(
+        points
+            .iter()
+            .any(|p| p["attributes"][0]["key"] == "mqtt_version"
+                && p["attributes"][0]["value"]["stringValue"] == "5"
+                && int(p) >= 1),
+        "{by_version}"
+    );
+    let resource = &request["resourceMetrics"][0]["resource"]["attributes"];
+    assert!(
+        resource.as_array().is_some_and(|a| a
+            .iter()
+            .any(|kv| kv["key"] == "service.name" && kv["value"]["stringValue"] == "edgeplane")),
+        "{resource}"
+    );
+}
+
+/// An endpoint that is not an http:// URL is refused at start, naming the file's field.
+#[tokio::test]
+async fn otlp_endpoint_must_be_http() {
+    let dir = temp_dir("otlp-bad");
+    let broker = format!(
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata:\n  name: default\n\
+         spec:\n  diagnostics:\n    metrics:\n      otlp: {{endpoint: 'collector:4317'}}\n---\n{LISTENER}"
+    );
+    std::fs::write(dir.join("broker.yaml"), broker).expect("write config");
+    let out = Command::new(BIN)
+        .args(["validate"])
+        .arg(&dir)
+        .output()
+        .await
+        .expect("run edgeplane validate");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stderr.contains("broker.yaml") && stderr.contains("spec.diagnostics.metrics.otlp.endpoint"),
+        "{stderr}"
+    );
+}

@@ -36,6 +36,7 @@ mod flows;
 mod health;
 mod live;
 pub mod metrics;
+mod otlp;
 mod store;
 mod ui;
 mod yaml;
@@ -59,6 +60,7 @@ use tokio::task::JoinHandle;
 pub use auth::{COOKIE, CSRF_HEADER, SESSION_LIFETIME};
 pub use certs::{Pki, RejectedCertificate};
 pub use health::{Check, Readiness, Report};
+pub use otlp::OtlpSettings;
 pub use ui::first_load_bytes;
 
 /// What the API and the portal serve. Only the registry is required; a missing part makes
@@ -125,6 +127,7 @@ pub struct Portal {
     metrics_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
     sources: Arc<parking_lot::RwLock<Vec<MetricsSource>>>,
+    scrape: Scrape,
 }
 
 impl Portal {
@@ -197,14 +200,24 @@ impl Portal {
         tasks.push(tokio::spawn(serve(
             "metrics",
             metrics_listener,
-            metrics_router(scrape),
+            metrics_router(scrape.clone()),
         )));
         Ok(Portal {
             http_addr,
             metrics_addr,
             tasks,
             sources,
+            scrape,
         })
+    }
+
+    /// Push the `/metrics` families to an OpenTelemetry collector every interval (OTLP/HTTP),
+    /// until the portal is dropped.
+    pub fn export_otlp(&mut self, settings: OtlpSettings) {
+        tracing::info!(url = %settings.metrics_url, interval = ?settings.interval, "exporting metrics over otlp");
+        let scrape = self.scrape.clone();
+        self.tasks
+            .push(tokio::spawn(otlp::run(settings, move || scrape.render())));
     }
 
     /// Serve `source`'s metrics on `/metrics` (both addresses) from now on.
@@ -366,10 +379,20 @@ async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     (status, report.text)
 }
 
-async fn prometheus(State(scrape): State<Scrape>) -> impl IntoResponse {
-    let mut text = metrics::render(&scrape.stats);
-    for source in scrape.sources.read().iter() {
-        source(&mut text);
+impl Scrape {
+    /// The whole exposition: the broker's families, then each component's.
+    fn render(&self) -> String {
+        let mut text = metrics::render(&self.stats);
+        for source in self.sources.read().iter() {
+            source(&mut text);
+        }
+        text
     }
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
+}
+
+async fn prometheus(State(scrape): State<Scrape>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        scrape.render(),
+    )
 }
