@@ -29,15 +29,29 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use client_events::{ClientEvent, ClientEventReceiver};
 pub use edgeplane_config::Protocol;
 pub use listener::{BoundListener, ConnectionLimits, ListenerSpec};
 pub use local::{LocalClient, LocalError, LocalFactory, LocalOptions, Received};
-pub use client_events::{ClientEvent, ClientEventReceiver};
+pub use router::{ClientInfo, ClientList};
 pub use settings::Settings;
 pub use stats::Stats;
 
 use connection::Context;
 use router::Router;
+
+/// How long [`Broker::clients`] waits for the partitions' answers.
+pub const CLIENTS_WAIT: Duration = Duration::from_secs(2);
+
+/// Most entries [`Broker::clients`] callers should ask for (the portal's page shows this many).
+pub const CLIENTS_SHOWN: usize = 1000;
+
+impl LocalFactory {
+    /// The connected clients, as [`Broker::clients`], for services that hold a factory.
+    pub async fn clients(&self, limit: usize) -> ClientList {
+        self.0.router.clients(limit, CLIENTS_WAIT).await
+    }
+}
 
 /// A running broker.
 pub struct Broker {
@@ -87,6 +101,7 @@ impl Broker {
                 tls: spec.tls.is_some(),
             };
             let port = listener::Port {
+                name: spec.name.as_str().into(),
                 protocol: spec.protocol,
                 tls: spec.tls.clone(),
                 auth: Arc::clone(&spec.auth),
@@ -152,6 +167,13 @@ impl Broker {
     /// session like any other, reached through channels instead of a socket.
     pub async fn local_client(&self, options: LocalOptions) -> Result<LocalClient, LocalError> {
         LocalClient::connect(Arc::clone(&self.ctx), options).await
+    }
+
+    /// The connected clients (in-process services left out): at most `limit`, sorted by
+    /// client id, with the total count. Every partition is asked and the answers gathered
+    /// for at most [`CLIENTS_WAIT`]; `complete` is false if one did not answer in time.
+    pub async fn clients(&self, limit: usize) -> ClientList {
+        self.router.clients(limit, CLIENTS_WAIT).await
     }
 
     /// Client lifecycle events (disconnections) from now on, for in-process services that

@@ -36,6 +36,8 @@ pub struct ConnectionLimits {
 
 /// What an accept loop applies to each connection of its port.
 pub(crate) struct Port {
+    /// The listener's resource name, shown with each of its clients.
+    pub name: Arc<str>,
     pub protocol: Protocol,
     pub tls: Option<Arc<ServerTls>>,
     pub auth: Arc<ListenerAuth>,
@@ -83,6 +85,7 @@ pub(crate) async fn accept_loop(
     live: Arc<()>,
 ) {
     let Port {
+        name,
         protocol,
         tls,
         auth,
@@ -124,14 +127,15 @@ pub(crate) async fn accept_loop(
         let open = Arc::clone(&open);
         let tls = tls.as_ref().map(|t| t.acceptor());
         let auth = Arc::clone(&auth);
+        let name = Arc::clone(&name);
         tokio::spawn(async move {
             let _live = (live, open);
             match tls {
-                None => serve(tcp, protocol, peer, auth, None, ctx).await,
+                None => serve(tcp, protocol, (peer, name), auth, None, ctx).await,
                 // Boxed: a TLS session is several KB, and the task's future is as large as
                 // its largest state, so plain-TCP connections would pay for it too.
                 Some(acceptor) => {
-                    Box::pin(serve_tls(acceptor, tcp, protocol, peer, auth, ctx)).await
+                    Box::pin(serve_tls(acceptor, tcp, protocol, (peer, name), auth, ctx)).await
                 }
             }
         });
@@ -143,7 +147,7 @@ async fn serve_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: tokio::net::TcpStream,
     protocol: Protocol,
-    peer: SocketAddr,
+    (peer, name): (SocketAddr, Arc<str>),
     auth: Arc<ListenerAuth>,
     ctx: Arc<Context>,
 ) {
@@ -155,7 +159,7 @@ async fn serve_tls(
                 .1
                 .peer_certificates()
                 .map(|c| Arc::new(c.iter().map(|d| d.clone().into_owned()).collect()));
-            serve(stream, protocol, peer, auth, certs, ctx).await
+            serve(stream, protocol, (peer, name), auth, certs, ctx).await
         }
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -165,7 +169,7 @@ async fn serve_tls(
 async fn serve<S>(
     stream: S,
     protocol: Protocol,
-    peer: SocketAddr,
+    (peer, name): (SocketAddr, Arc<str>),
     auth: Arc<ListenerAuth>,
     certs: Option<ClientCerts>,
     ctx: Arc<Context>,
@@ -173,12 +177,12 @@ async fn serve<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     match protocol {
-        Protocol::Mqtt => connection::serve(stream, peer, auth, certs, ctx).await,
+        Protocol::Mqtt => connection::serve(stream, (peer, name), auth, certs, ctx).await,
         // Boxed for the same reason as TLS: WebSocket framing state would grow every task.
         Protocol::WebSockets => {
             Box::pin(async move {
                 match crate::ws::accept(stream).await {
-                    Ok(ws) => connection::serve(ws, peer, auth, certs, ctx).await,
+                    Ok(ws) => connection::serve(ws, (peer, name), auth, certs, ctx).await,
                     Err(e) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
                 }
             })

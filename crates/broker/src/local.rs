@@ -122,6 +122,7 @@ impl LocalClient {
             window: o.receive_maximum.max(1),
             tx,
             signals: Arc::clone(&signals),
+            details: None,
             connack: ConnAck {
                 session_present: false,
                 code: 0,

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::Context;
 use crate::auth::{code, ClientCerts, Credentials, ListenerAuth, Principal, Verdict};
 use crate::router::mailbox::MailboxTx;
-use crate::router::{Cmd, ConnSignals, ConnectRequest, Outgoing, WillMsg};
+use crate::router::{ClientDetails, Cmd, ConnSignals, ConnectRequest, Outgoing, WillMsg};
 use crate::stats::{ConnectOutcomes, Refusal};
 
 /// What the rest of the connection needs after a successful CONNECT.
@@ -117,6 +117,9 @@ pub struct Attachment<'a> {
     pub signals: Arc<ConnSignals>,
     pub auth: &'a Arc<ListenerAuth>,
     pub certs: Option<ClientCerts>,
+    /// The listener's name and the client's address, for the connected-clients snapshot.
+    pub listener: Arc<str>,
+    pub peer: std::net::SocketAddr,
 }
 
 /// Validate CONNECT, attach the session, and return the negotiated parameters.
@@ -132,6 +135,8 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         signals,
         auth,
         certs,
+        listener,
+        peer,
     } = a;
     let c = *connect;
     let v5 = c.protocol == ProtocolVersion::V5;
@@ -273,6 +278,12 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         window,
         tx,
         signals,
+        details: Some(Arc::new(ClientDetails {
+            username: principal.username.clone(),
+            listener,
+            remote: peer,
+            connected_at: SystemTime::now(),
+        })),
         connack: ConnAck {
             session_present: false,
             code: 0,

@@ -169,7 +169,7 @@ impl Conn {
 /// Serve one client connection until it ends.
 pub async fn serve<S>(
     mut stream: S,
-    peer: SocketAddr,
+    (peer, listener): (SocketAddr, Arc<str>),
     auth: Arc<ListenerAuth>,
     certs: Option<ClientCerts>,
     ctx: Arc<Context>,
@@ -192,6 +192,8 @@ pub async fn serve<S>(
         signals: Arc::clone(&signals),
         auth: &auth,
         certs,
+        listener,
+        peer,
     };
     let neg = match Box::pin(handshake::attach(&mut stream, connect, &ctx, attachment)).await {
         Ok(n) => n,

@@ -10,6 +10,7 @@
 //! partition. Partitions never block on connections (they `try_send` and queue), so
 //! connections may block on partitions for backpressure without risk of deadlock.
 
+mod clients;
 pub(crate) mod mailbox;
 mod partition;
 mod queue;
@@ -36,6 +37,7 @@ use crate::store::{Record, State, Store};
 const INBOX_CAPACITY: usize = 4096;
 
 pub use crate::client_events::ClientEvent;
+pub use clients::{ClientDetails, ClientInfo, ClientList};
 
 /// What a partition hands to a connection to write.
 #[derive(Debug)]
@@ -193,6 +195,8 @@ pub struct ConnectRequest {
     pub window: u16,
     pub tx: mailbox::MailboxTx<Outgoing>,
     pub signals: Arc<ConnSignals>,
+    /// What the connection knows of the client, for the connected-clients snapshot.
+    pub details: Option<Arc<ClientDetails>>,
     /// CONNACK to send once the session is attached; the partition fills Session Present.
     pub connack: ConnAck,
     pub reply: oneshot::Sender<ConnectReply>,
@@ -256,6 +260,11 @@ pub enum Cmd {
         client: Arc<str>,
         conn: u64,
         ending: Ending,
+    },
+    /// The partition's connected clients, for the snapshot (see `clients.rs`).
+    Clients {
+        limit: usize,
+        reply: oneshot::Sender<clients::PartitionClients>,
     },
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use edgeplane_codec::{Ack, Packet, QoS, ReasonCode};
 use tokio::sync::mpsc;
 
+mod clients;
 mod lifecycle;
 mod recovery;
 mod subscriptions;
@@ -184,6 +185,9 @@ impl Partition {
                 if let Some(idx) = self.attached(&client, conn) {
                     self.on_disconnected(idx, ending);
                 }
+            }
+            Cmd::Clients { limit, reply } => {
+                let _ = reply.send(self.connected_clients(limit));
             }
         }
     }

@@ -19,6 +19,8 @@ pub struct Conn {
     pub tx: MailboxTx<Outgoing>,
     pub signals: Arc<ConnSignals>,
     pub window: u16,
+    /// Who connected, through which listener, from where (none for in-process clients).
+    pub details: Option<Arc<super::clients::ClientDetails>>,
 }
 
 pub struct Inflight {

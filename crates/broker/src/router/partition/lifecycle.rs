@@ -87,6 +87,7 @@ impl Partition {
             tx: req.tx,
             signals: req.signals,
             window: req.window.max(1),
+            details: req.details,
         });
         let mut connack = req.connack;
         connack.session_present = session_present;
