@@ -4,6 +4,7 @@
 //! ```text
 //! GET /api/v1/broker                      counters now + one sample every 2 s for 5 minutes
 //! GET /api/v1/broker/retained?filter=F    retained messages matching F (at most 500)
+//! GET /api/v1/broker/clients?limit=N      connected clients by client id (at most 1,000)
 //! GET /api/v1/topics/stream?filter=F      Server-Sent Events: one `message` event per message
 //! ```
 //!
@@ -18,7 +19,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
@@ -26,8 +27,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use edgeplane_broker::{LocalFactory, LocalOptions, Stats};
-use edgeplane_codec::{QoS, SubOptions};
+use edgeplane_broker::{LocalFactory, LocalOptions, Stats, CLIENTS_SHOWN};
+use edgeplane_codec::{ProtocolVersion, QoS, SubOptions};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
@@ -55,14 +56,15 @@ pub(crate) fn router(live: Live) -> Router {
     Router::new()
         .route("/api/v1/broker", get(broker))
         .route("/api/v1/broker/retained", get(retained))
+        .route("/api/v1/broker/clients", get(clients))
         .route("/api/v1/topics/stream", get(stream))
         .with_state(live)
 }
 
 fn counters(stats: &Stats) -> Value {
     let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    // The broker counts connections by protocol version; it keeps no client table the
-    // portal can read (see docs/PORTAL.md, "Not done yet").
+    // Connections accepted so far by protocol version; the clients connected now are
+    // listed by `/api/v1/broker/clients`.
     let by_version: serde_json::Map<String, Value> = stats
         .connects
         .accepted
@@ -193,6 +195,72 @@ fn no_broker() -> Response {
         "",
         "this server has no broker attached".into(),
     )
+}
+
+/// `GET /api/v1/broker/clients`: the connected clients (in-process services left out),
+/// sorted by client id, at most `limit` (default and maximum [`CLIENTS_SHOWN`]), with the
+/// total count. `complete` is false when a router partition did not answer in time.
+async fn clients(State(live): State<Live>, uri: Uri) -> Response {
+    let Some(broker) = &live.broker else {
+        return no_broker();
+    };
+    let limit = match query_param(&uri, "limit").map(|v| v.parse::<usize>()) {
+        None => CLIENTS_SHOWN,
+        Some(Ok(n)) if n >= 1 => n.min(CLIENTS_SHOWN),
+        Some(_) => {
+            return message(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "limit",
+                format!("`limit` must be a whole number from 1 to {CLIENTS_SHOWN}"),
+            )
+        }
+    };
+    let list = broker.clients(limit).await;
+    let now = SystemTime::now();
+    let items: Vec<Value> = list
+        .clients
+        .iter()
+        .map(|c| {
+            let since_ms = c
+                .connected_since
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            json!({
+                "clientId": c.client_id,
+                "username": c.username,
+                "protocolVersion": match c.version {
+                    ProtocolVersion::V311 => "3.1.1",
+                    ProtocolVersion::V5 => "5",
+                },
+                "listener": c.listener,
+                "remoteAddress": c.remote.to_string(),
+                "connectedSinceMs": since_ms,
+                "connectedSeconds": now.duration_since(c.connected_since).map_or(0, |d| d.as_secs()),
+                "subscriptions": c.subscriptions,
+                "queuedMessages": c.queued_messages,
+                "queuedBytes": c.queued_bytes,
+                "inflight": c.inflight,
+            })
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "total": list.total,
+            "limit": limit,
+            "complete": list.complete,
+            "items": items,
+        }),
+    )
+}
+
+/// A query parameter's raw value.
+fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
+    uri.query()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 async fn retained(State(live): State<Live>, uri: Uri) -> Response {
