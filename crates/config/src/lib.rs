@@ -76,7 +76,7 @@ pub use device_spec::{
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use listener::{ListenerPort, Protocol, TlsSettings};
-pub use persistence::{PersistMode, PersistPolicy, Persistence};
+pub use persistence::{PersistMode, PersistPolicy, Persistence, StateStoreKey};
 pub use resource::{
     Kind, ResourceRef, AIO_BROKER_API_VERSIONS, AIO_CONNECTIVITY_API_VERSIONS,
     AIO_DEVICE_REGISTRY_API_VERSIONS, CORE_API_VERSION, EDGEPLANE_API_VERSION,

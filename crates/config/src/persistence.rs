@@ -113,6 +113,7 @@ pub(crate) fn check(spec: &Node, sink: &mut Sink) {
         }
     }
     check_access_modes(persistence, sink);
+    check_state_store_keys(persistence, sink);
 }
 
 /// AIO requires the persistence volume to be `ReadWriteOncePod` (one writer at a time).
@@ -201,10 +202,64 @@ pub struct PersistPolicy {
     pub topics: Vec<String>,
     /// Client id patterns with `*` (`subscriberQueueSettings.subscriberClientIds`).
     pub client_ids: Vec<String>,
-    /// State store key patterns (`stateStoreSettings.stateStoreResources[].keys`).
-    pub keys: Vec<String>,
+    /// State store keys (`stateStoreSettings.stateStoreResources[]`, by `keyType`).
+    pub keys: Vec<StateStoreKey>,
     /// `dynamic.mode: Enabled` (the default): the dynamic user property opts in.
     pub dynamic: bool,
+}
+
+/// One key of a `stateStoreResources` entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum StateStoreKey {
+    /// `keyType: Pattern`: a glob (`*`, `?`, `[a-z]`).
+    Pattern(String),
+    /// `keyType: String`: this UTF-8 key exactly.
+    String(String),
+    /// `keyType: Binary`: this key's raw bytes (given as base64).
+    Binary(Vec<u8>),
+}
+
+impl StateStoreKey {
+    fn parse(key_type: &str, text: &str) -> Option<Self> {
+        use base64::Engine as _;
+        match key_type {
+            "String" => Some(StateStoreKey::String(text.to_owned())),
+            "Binary" => base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()
+                .filter(|raw| !raw.is_empty())
+                .map(StateStoreKey::Binary),
+            _ => Some(StateStoreKey::Pattern(text.to_owned())),
+        }
+    }
+}
+
+/// `keyType: Binary` keys must be base64.
+fn check_state_store_keys(persistence: &Node, sink: &mut Sink) {
+    let path = "spec.persistence.stateStore.stateStoreSettings.stateStoreResources";
+    let Some(list) = persistence.at(&["stateStore", "stateStoreSettings", "stateStoreResources"])
+    else {
+        return;
+    };
+    for (i, resource) in list.as_seq().iter().enumerate() {
+        let Some(key_type) = resource.get("keyType").and_then(Node::as_str) else {
+            continue;
+        };
+        let Some(keys) = resource.get("keys") else {
+            continue;
+        };
+        for (j, key) in keys.as_seq().iter().enumerate() {
+            if let Some(text) = key.as_str() {
+                if StateStoreKey::parse(key_type, text).is_none() {
+                    sink.error(
+                        &index(&format!("{}.keys", index(path, i)), j),
+                        Some(key.line),
+                        "keyType Binary needs the base64 (standard alphabet) of the key's bytes",
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Read a Broker `spec.persistence` section; `None` when there is none.
@@ -236,7 +291,15 @@ pub(crate) fn read(spec: &Node) -> Option<Persistence> {
             .map(|r| {
                 r.as_seq()
                     .iter()
-                    .flat_map(|res| strings(res.get("keys")))
+                    .flat_map(|res| {
+                        let key_type = res
+                            .get("keyType")
+                            .and_then(Node::as_str)
+                            .unwrap_or("Pattern");
+                        strings(res.get("keys"))
+                            .into_iter()
+                            .filter_map(move |k| StateStoreKey::parse(key_type, &k))
+                    })
                     .collect()
             })
             .unwrap_or_default();

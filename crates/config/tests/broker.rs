@@ -262,3 +262,57 @@ fn queue_qos0_while_offline() {
         "{errors}"
     );
 }
+
+#[test]
+fn state_store_persistence_keys_follow_their_key_type() {
+    use edgeplane_config::StateStoreKey;
+    let spec = "persistence:
+  maxSize: 1G
+  stateStore:
+    mode: Custom
+    stateStoreSettings:
+      stateStoreResources:
+      - {keyType: Pattern, keys: ['config/*']}
+      - {keyType: String, keys: ['line[2]']}
+      - {keyType: Binary, keys: ['AP8=']}";
+    let config = load(&broker_with(spec));
+    let keys = &config
+        .broker
+        .persistence
+        .expect("persistence")
+        .state_store
+        .keys;
+    assert_eq!(
+        keys,
+        &[
+            StateStoreKey::Pattern("config/*".into()),
+            StateStoreKey::String("line[2]".into()),
+            StateStoreKey::Binary(vec![0x00, 0xff]),
+        ]
+    );
+    let bad = spec.replace("'AP8='", "'not base64!'");
+    let found = error_at(
+        &errors(&broker_with(&bad)),
+        "spec.persistence.stateStore.stateStoreSettings.stateStoreResources[2].keys[0]",
+    );
+    assert!(found.message.contains("base64"), "{}", found.message);
+}
+
+#[test]
+fn otlp_export_loads_and_a_bad_endpoint_names_the_field() {
+    let config = load(&broker_with(
+        "diagnostics: {metrics: {otlp: {endpoint: 'http://collector:4318', intervalSeconds: 15}}}",
+    ));
+    let otlp = config.broker.otlp.expect("otlp");
+    assert_eq!(
+        (otlp.endpoint.as_str(), otlp.interval_seconds),
+        ("http://collector:4318", 15)
+    );
+    let found = error_at(
+        &errors(&broker_with(
+            "diagnostics: {metrics: {otlp: {endpoint: 'grpc://collector:4317'}}}",
+        )),
+        "spec.diagnostics.metrics.otlp.endpoint",
+    );
+    assert!(found.message.contains("http://"), "{}", found.message);
+}

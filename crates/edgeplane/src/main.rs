@@ -398,13 +398,22 @@ fn run(
 
 /// The Broker's `persistence.stateStore` policy as the state store applies it.
 fn durable_keys(p: &edgeplane_config::Persistence) -> edgeplane_statestore::DurableKeys {
-    use edgeplane_config::PersistMode;
-    use edgeplane_statestore::DurableKeys;
+    use edgeplane_config::{PersistMode, StateStoreKey};
+    use edgeplane_statestore::{DurableKey, DurableKeys};
     match p.state_store.mode {
         PersistMode::All => DurableKeys::All,
         PersistMode::None => DurableKeys::None,
         PersistMode::Custom => DurableKeys::Matching {
-            patterns: p.state_store.keys.clone(),
+            keys: p
+                .state_store
+                .keys
+                .iter()
+                .map(|k| match k {
+                    StateStoreKey::Pattern(p) => DurableKey::Glob(p.clone().into_bytes()),
+                    StateStoreKey::String(s) => DurableKey::Exact(s.clone().into_bytes()),
+                    StateStoreKey::Binary(raw) => DurableKey::Exact(raw.clone()),
+                })
+                .collect(),
             dynamic: p
                 .state_store
                 .dynamic

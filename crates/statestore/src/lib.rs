@@ -98,12 +98,30 @@ pub enum DurableKeys {
     All,
     /// `mode: None`: the state store stays in memory.
     None,
-    /// `mode: Custom`: keys matching one of the glob `patterns`, and keys written by a
-    /// request carrying the user property `dynamic` (`aio-persistence=true`) when set.
+    /// `mode: Custom`: keys matching one of `keys`, and keys written by a request carrying
+    /// the user property `dynamic` (`aio-persistence=true`) when set.
     Matching {
-        patterns: Vec<String>,
+        keys: Vec<DurableKey>,
         dynamic: Option<(String, String)>,
     },
+}
+
+/// One `stateStoreResources` entry's key, by its `keyType`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DurableKey {
+    /// `Pattern`: a glob (`*`, `?`, `[a-z]`) over the key's bytes.
+    Glob(Vec<u8>),
+    /// `String` (the UTF-8 key) and `Binary` (the decoded base64): this key exactly.
+    Exact(Vec<u8>),
+}
+
+impl DurableKey {
+    pub fn matches(&self, key: &[u8]) -> bool {
+        match self {
+            DurableKey::Glob(pattern) => edgeplane_broker::auth::glob::matches(pattern, key),
+            DurableKey::Exact(exact) => exact.as_slice() == key,
+        }
+    }
 }
 
 impl Default for StateStoreSettings {

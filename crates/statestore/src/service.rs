@@ -18,7 +18,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edgeplane_broker::auth::{glob, KeyAccess};
+use edgeplane_broker::auth::KeyAccess;
 use edgeplane_broker::message::Message;
 use edgeplane_broker::{ClientEvent, ClientEventReceiver, LocalClient};
 use edgeplane_codec::{Properties, Publish, QoS};
@@ -133,11 +133,11 @@ impl StoreTask {
     /// write is retried (answers wait meanwhile): nothing is reported done that is not.
     async fn commit(&mut self) {
         let mut changes = self.store.take_changes();
-        if let DurableKeys::Matching { patterns, .. } = &self.durable_keys {
+        if let DurableKeys::Matching { keys, .. } = &self.durable_keys {
             let opted = &mut self.opted_in;
             changes.retain(|c| match c {
                 Change::Put { key, .. } => {
-                    opted.contains(key) || patterns.iter().any(|p| glob::matches(p.as_bytes(), key))
+                    opted.contains(key) || keys.iter().any(|k| k.matches(key))
                 }
                 Change::Remove { key } => {
                     opted.remove(key);

@@ -106,11 +106,14 @@ async fn a_custom_policy_keeps_matching_and_opted_in_keys() {
     use edgeplane_broker::LocalOptions;
     use edgeplane_codec::{Properties, Publish, QoS, SubOptions};
     use edgeplane_statestore::resp::encode_request;
-    use edgeplane_statestore::{DurableKeys, REQUEST_TOPIC};
+    use edgeplane_statestore::{DurableKey, DurableKeys, REQUEST_TOPIC};
 
     let dir = TempDir::new("statestore-custom");
     let policy = DurableKeys::Matching {
-        patterns: vec!["config/*".into()],
+        keys: vec![
+            DurableKey::Glob(b"config/*".to_vec()),
+            DurableKey::Exact(b"line[2]".to_vec()),
+        ],
         dynamic: Some(("aio-persistence".into(), "true".into())),
     };
     let start = |policy: DurableKeys| {
@@ -137,6 +140,13 @@ async fn a_custom_policy_keeps_matching_and_opted_in_keys() {
         .set("scratch", "b", SetOptions::default())
         .await
         .expect("set");
+    // keyType String / Binary: that key exactly, brackets and all; no glob.
+    for key in ["line[2]", "line2"] {
+        store
+            .set(key, "d", SetOptions::default())
+            .await
+            .expect("set");
+    }
     // An MQTT client opts one key in with the user property.
     let mut client = b
         .broker
@@ -188,4 +198,6 @@ async fn a_custom_policy_keeps_matching_and_opted_in_keys() {
     assert!(kept("config/line1").await, "matches config/*");
     assert!(kept("session/42").await, "opted in by the request");
     assert!(!kept("scratch").await, "memory only");
+    assert!(kept("line[2]").await, "an exact key");
+    assert!(!kept("line2").await, "an exact key is not a glob");
 }
