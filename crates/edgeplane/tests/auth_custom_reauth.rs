@@ -13,14 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use edgeplane_broker::tls::{issue_ca, issue_leaf};
 use edgeplane_tests::codec::{Auth, Packet, Properties, QoS, ReasonCode};
 use edgeplane_tests::*;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
+
+mod https_support;
+use https_support::{json_reply, serve_https};
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
 const METHOD: &str = "edgeplane-test-token";
@@ -76,47 +76,14 @@ fn decide(body: &Value) -> (u16, Value) {
 /// Serve the webhook on an ephemeral loopback port with a certificate from a fresh CA;
 /// returns its port, the CA's PEM and the log of request bodies.
 async fn start_webhook() -> (u16, String, Requests) {
-    let ca = issue_ca("re-auth webhook CA").expect("CA");
-    let names = ["127.0.0.1".to_owned()];
-    let leaf = issue_leaf(&ca, "webhook", &names, false).expect("server certificate");
-    let chain = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("chain");
-    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
     let requests = Requests::default();
     let log = Arc::clone(&requests);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            let log = Arc::clone(&log);
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(move |req| {
-                    let log = Arc::clone(&log);
-                    async move { Ok::<_, hyper::Error>(answer(req, &log).await) }
-                });
-                let io = hyper_util::rt::TokioIo::new(tls);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
-    (port, ca.cert_pem, requests)
+    let (port, ca) = serve_https("re-auth webhook CA", "webhook", move |req| {
+        let log = Arc::clone(&log);
+        async move { answer(req, &log).await }
+    })
+    .await;
+    (port, ca, requests)
 }
 
 /// One request as API 0.5.0 has it: POST `/?api-version=0.5.0` with a JSON body.
@@ -124,13 +91,7 @@ async fn answer(
     req: hyper::Request<hyper::body::Incoming>,
     log: &Requests,
 ) -> hyper::Response<Full<Bytes>> {
-    let reply = |status: u16, body: Value| {
-        hyper::Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .expect("response")
-    };
+    let reply = json_reply;
     if req.method() != hyper::Method::POST {
         return reply(405, json!("method not allowed"));
     }

@@ -15,14 +15,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use edgeplane_broker::tls::{issue_ca, issue_leaf};
 use edgeplane_tests::codec::{Auth, Packet, Properties, ReasonCode};
 use edgeplane_tests::*;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
+
+mod https_support;
+use https_support::{json_reply, serve_https};
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
 const AUDIENCE: &str = "edge-broker";
@@ -96,13 +96,7 @@ async fn answer(
     req: hyper::Request<hyper::body::Incoming>,
     cluster: &Mutex<Cluster>,
 ) -> hyper::Response<Full<Bytes>> {
-    let reply = |status: u16, body: Value| {
-        hyper::Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .expect("response")
-    };
+    let reply = json_reply;
     let failure = |code: u16, reason: &str| json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code});
     let bearer = req
         .headers()
@@ -136,43 +130,11 @@ async fn answer(
 
 /// Serve the API server on an ephemeral loopback port; returns the port and its CA (PEM).
 async fn start_api_server(cluster: Arc<Mutex<Cluster>>) -> (u16, String) {
-    let ca = issue_ca("kubernetes").expect("CA");
-    let leaf = issue_leaf(&ca, "kube-apiserver", &["127.0.0.1".to_owned()], false).expect("leaf");
-    let chain = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("chain");
-    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, cluster) = (acceptor.clone(), Arc::clone(&cluster));
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(move |req| {
-                    let cluster = Arc::clone(&cluster);
-                    async move { Ok::<_, hyper::Error>(answer(req, &cluster).await) }
-                });
-                let io = hyper_util::rt::TokioIo::new(tls);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
-    (port, ca.cert_pem)
+    serve_https("kubernetes", "kube-apiserver", move |req| {
+        let cluster = Arc::clone(&cluster);
+        async move { answer(req, &cluster).await }
+    })
+    .await
 }
 
 const CONFIG: &str = r#"
