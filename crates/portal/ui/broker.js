@@ -1,5 +1,5 @@
-// The broker page: counters, message rates over time (an SVG chart drawn here), retained
-// messages, the live topic explorer (Server-Sent Events) and the state store browser.
+// The broker page: counters, message rates over time (an SVG chart drawn here), the
+// connected clients, retained messages, the live topic explorer (Server-Sent Events) and the state store browser.
 
 import { api, h, field, errorBox, showErrors, notice, table, page, every, stream, time, canEdit } from './core.js';
 
@@ -35,6 +35,23 @@ function counters(c) {
     ['Dropped (queue full)', c.droppedQueueFull], ['Uptime', `${Math.floor(c.uptimeSeconds / 60)} min`],
     ...Object.entries(c.connectionsAcceptedByVersion || {}).map(([v, n]) => [`Connections accepted, MQTT ${v}`, n])];
   return h('dl', { class: 'stats' }, items.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, String(v)))));
+}
+
+function clients() {
+  const out = h('div', { 'aria-live': 'polite' });
+  const load = async () => {
+    try {
+      const r = await api('GET', '/api/v1/broker/clients');
+      const note = `${r.total} clients connected${r.total > r.items.length ? `, first ${r.items.length} by client id shown` : ''}${r.complete ? '' : ' (a router partition did not answer: the list is partial)'}.`;
+      out.replaceChildren(h('p', { class: 'hint' }, note),
+        table('Connected clients', ['Client id', 'User name', 'MQTT', 'Listener', 'Remote address', 'Connected since', 'Subscriptions', 'Queued messages'],
+          r.items.map((c) => [c.clientId, c.username ?? '', c.protocolVersion, c.listener, c.remoteAddress, time(c.connectedSinceMs),
+            String(c.subscriptions), String(c.queuedMessages)]), { empty: 'No clients connected.' }));
+    } catch (e) { out.replaceChildren(h('p', { class: 'error', role: 'alert' }, e.message)); }
+  };
+  load();
+  return h('section', { 'aria-labelledby': 'clients-title' }, h('h2', { id: 'clients-title' }, 'Connected clients'),
+    h('button', { type: 'button', onclick: load }, 'Refresh'), out);
 }
 
 function explorer() {
@@ -111,5 +128,5 @@ export async function brokerPage() {
   };
   await refresh();
   every(2000, () => refresh().catch(() => {}));
-  return page('Broker', h('p', { class: 'hint' }, 'Counts and rates since the broker started; the broker does not list its clients one by one yet.'), top, explorer(), retained(), stateStore());
+  return page('Broker', h('p', { class: 'hint' }, 'Counts and rates since the broker started.'), top, clients(), explorer(), retained(), stateStore());
 }
