@@ -7,9 +7,9 @@
 mod common;
 
 use common::{call, Http};
+use edgeplane_codec::{ProtocolVersion, QoS};
 use edgeplane_portal::{Listen, Portal, Readiness, Services};
 use edgeplane_registry::Registry;
-use edgeplane_codec::{ProtocolVersion, QoS};
 use edgeplane_tests::*;
 use serde_json::{json, Value};
 
