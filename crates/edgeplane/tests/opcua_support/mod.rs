@@ -315,10 +315,14 @@ pub fn sequence(p: &Publish) -> u64 {
         .unwrap_or_else(|| panic!("no sequence in {:?}", p.properties.user_properties))
 }
 
-/// Throw away what arrived so far, returning the sequence numbers it carried.
+/// Throw away what arrives within [`QUIET`], returning the sequence numbers it carried.
+/// The window is fixed: with data flowing faster than `QUIET` a "read until a quiet gap"
+/// loop would never end (on an idle machine it did not, until the broker closed the
+/// observer).
 pub async fn drain_sequences(c: &mut Client) -> Vec<u64> {
+    let deadline = tokio::time::Instant::now() + QUIET;
     let mut seen = Vec::new();
-    while let Some(packet) = c.recv_within(QUIET).await {
+    while let Some(packet) = c.recv_within(left(deadline)).await {
         if let edgeplane_codec::Packet::Publish(p) = packet {
             seen.push(sequence(&p));
         }
@@ -326,9 +330,14 @@ pub async fn drain_sequences(c: &mut Client) -> Vec<u64> {
     seen
 }
 
-/// Throw away what arrived so far.
+/// Throw away what arrives within [`QUIET`].
 pub async fn drain(c: &mut Client) {
-    while c.recv_within(QUIET).await.is_some() {}
+    let deadline = tokio::time::Instant::now() + QUIET;
+    while c.recv_within(left(deadline)).await.is_some() {}
+}
+
+fn left(deadline: tokio::time::Instant) -> Duration {
+    deadline.saturating_duration_since(tokio::time::Instant::now())
 }
 
 pub fn user_property<'a>(p: &'a Publish, key: &str) -> Option<&'a str> {
