@@ -38,11 +38,6 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
         "device.yaml",
         &device("plc", &url, "plc-user", auto_accept),
     );
-    let points = [
-        ("sine", format!("{SIM_NS}Fast.Sine.0")),
-        ("counter", "ns=2;s=Fast.Counter.0".to_owned()),
-    ];
-    let refs: Vec<(&str, &str)> = points.iter().map(|(n, id)| (*n, id.as_str())).collect();
     let events = "  eventGroups:
   - name: alarms
     events:
@@ -52,7 +47,11 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
       destinations:
       - {target: Mqtt, configuration: {topic: factory/oven/events, qos: Qos1}}
 ";
-    write(&dir, "asset.yaml", &(asset("oven", "plc", &refs) + events));
+    write(
+        &dir,
+        "asset.yaml",
+        &(asset("oven", "plc", &SINE_AND_COUNTER) + events),
+    );
     let ep = start_edgeplane(&dir).await;
     let mut sub = subscriber(ep.mqtt, "azure-iot-operations/data/#").await;
     let mut event_sub = subscriber(ep.mqtt, "factory/oven/events").await;
@@ -396,12 +395,7 @@ async fn dataset_to_a_state_store_key_holds_the_whole_dataset() {
     );
     let none = r#"{"security":{"securityMode":"None"}}"#;
     write(&dir, "device.yaml", &device("plc", &url, "plc-user", none));
-    let points = [
-        ("sine", format!("{SIM_NS}Fast.Sine.0")),
-        ("counter", "ns=2;s=Fast.Counter.0".to_owned()),
-    ];
-    let refs: Vec<(&str, &str)> = points.iter().map(|(n, id)| (*n, id.as_str())).collect();
-    let asset = asset("oven", "plc", &refs)
+    let asset = asset("oven", "plc", &SINE_AND_COUNTER)
         + "    destinations: [{target: BrokerStateStore, configuration: {key: oven/telemetry}}]\n";
     write(&dir, "asset.yaml", &asset);
     let ep = start_edgeplane(&dir).await;

@@ -61,6 +61,7 @@ impl OtlpSettings {
 /// Export `render()`'s families every interval until the task is aborted.
 pub(crate) async fn run(settings: OtlpSettings, render: impl Fn() -> String) {
     let start = unix_nanos(SystemTime::now());
+    let host = host_name();
     let mut failing = false;
     let mut tick = tokio::time::interval(settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -71,7 +72,7 @@ pub(crate) async fn run(settings: OtlpSettings, render: impl Fn() -> String) {
             &parse(&render()),
             start,
             unix_nanos(SystemTime::now()),
-            &host_name(),
+            &host,
         );
         let sent = tokio::time::timeout(Duration::from_secs(10), post(&settings.metrics_url, body))
             .await

@@ -413,7 +413,11 @@ spec:
     )
 }
 
-pub const SIM_NS: &str = "nsu=http://edgeplane.io/opcua-sim;s=";
+/// Two of the simulator's fast nodes: a sine (by namespace URI) and a counter (by index).
+pub const SINE_AND_COUNTER: [(&str, &str); 2] = [
+    ("sine", "nsu=http://edgeplane.io/opcua-sim;s=Fast.Sine.0"),
+    ("counter", "ns=2;s=Fast.Counter.0"),
+];
 
 /// Checks one dataset message: the AIO payload shape and the CloudEvents properties.
 pub fn assert_aio_message(p: &Publish, asset: &str, points: &[&str], source: &str) {
