@@ -122,7 +122,6 @@ impl Broker {
             router: Arc::clone(&router),
             settings: Arc::clone(&settings),
             stats,
-            shutdown: shutdown_rx.clone(),
             next_conn_id: AtomicU64::new(1),
         });
         let live = Arc::new(());
@@ -210,6 +209,7 @@ impl Broker {
     /// was queued for them, and wait (at most `grace`) for connections to close.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.shutdown.send(true);
+        self.router.shutdown_connections();
         let deadline = tokio::time::Instant::now() + grace;
         // Every accept loop and connection task holds a clone of `live`.
         while Arc::strong_count(&self.live) > 1 && tokio::time::Instant::now() < deadline {

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::connection::Context;
 use crate::message::Message;
-use crate::router::mailbox::{mailbox, MailboxRx};
+use crate::router::mailbox::{mailbox, MailboxRx, Next};
 use crate::router::{
     AckKind, Cmd, ConnSignals, ConnectRequest, Delivery, Ending, Outgoing, Ticket,
 };
@@ -343,17 +343,18 @@ impl LocalClient {
         if self.closed {
             return Err(LocalError::Closed);
         }
-        let item = tokio::select! {
-            biased;
-            _ = self.signals.kill.notified() => {
+        let item = match self.rx.next().await {
+            Next::Item(item) => item,
+            // In-process clients are never sent the shutdown order (they end with the
+            // runtime), so any order is a takeover.
+            Next::Order(_) => {
                 self.closed = true;
                 return Err(LocalError::TakenOver(self.client_id.to_string()));
             }
-            item = self.rx.recv() => item,
-        };
-        let Some(item) = item else {
-            self.closed = true;
-            return Err(LocalError::Closed);
+            Next::Closed => {
+                self.closed = true;
+                return Err(LocalError::Closed);
+            }
         };
         if self.rx.is_empty() && self.signals.drain.swap(false, Ordering::AcqRel) {
             let cmd = Cmd::Drained {

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
 
 use crate::auth::{ClientCerts, DecisionCache, ListenerAuth, Principal};
-use crate::router::mailbox::{mailbox, MailboxRx};
+use crate::router::mailbox::{mailbox, MailboxRx, Next, Order};
 use crate::router::{Cmd, ConnSignals, Ending, Outgoing, Router, Ticket};
 use crate::settings::Settings;
 use crate::stats::Stats;
@@ -44,7 +44,6 @@ pub struct Context {
     pub router: Arc<Router>,
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
-    pub shutdown: watch::Receiver<bool>,
     pub next_conn_id: AtomicU64,
 }
 
@@ -316,7 +315,6 @@ async fn run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut shutdown = ctx.shutdown.clone();
     let mut last_read = Instant::now();
     let far = std::time::Duration::from_secs(86_400 * 365);
     let ka_timer = tokio::time::sleep(keep_alive.unwrap_or(far));
@@ -374,16 +372,19 @@ where
         }
         tokio::select! {
             biased;
-            _ = signals.kill.notified() => {
-                let reason = signals.kill_reason.load(Ordering::Acquire);
-                conn.disconnect(ReasonCode(reason));
-                return Box::pin(flush_then(stream, conn, Stop::Detached)).await;
-            }
-            _ = shutdown.changed() => return Stop::Shutdown,
             _ = ack_notify.notified(), if !conn.acks.is_empty() => conn.flush_acks(),
             _ = durable_changed(&mut durable), if !conn.acks.is_empty() => conn.flush_acks(),
-            item = rx.recv() => {
-                let Some(item) = item else { return Stop::Ended(Ending::Abnormal) };
+            next = rx.next() => {
+                let item = match next {
+                    Next::Item(item) => item,
+                    Next::Closed => return Stop::Ended(Ending::Abnormal),
+                    Next::Order(Order::Shutdown) => return Stop::Shutdown,
+                    Next::Order(Order::Kill) => {
+                        let reason = signals.kill_reason.load(Ordering::Acquire);
+                        conn.disconnect(ReasonCode(reason));
+                        return Box::pin(flush_then(stream, conn, Stop::Detached)).await;
+                    }
+                };
                 Box::pin(outbound::write_batch(item, rx, conn, ctx)).await;
                 if signals.drain.swap(false, Ordering::AcqRel) {
                     let cmd = Cmd::Drained { client: Arc::clone(&conn.client_id), conn: conn.conn_id };

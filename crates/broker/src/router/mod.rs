@@ -151,9 +151,9 @@ pub struct ConnSignals {
     /// Set by the partition when the outgoing channel was full; the connection answers with
     /// [`Cmd::Drained`] once it has emptied the channel.
     pub drain: AtomicBool,
-    /// Wakes the connection to close it (takeover, protocol error, shutdown).
-    pub kill: Notify,
-    /// The reason code of the DISCONNECT to send when killed (MQTT 5 only).
+    /// The reason code of the DISCONNECT to send when killed (MQTT 5 only); the order to
+    /// close itself reaches the connection through its mailbox
+    /// ([`MailboxTx::kill`](mailbox::MailboxTx::kill)).
     pub kill_reason: AtomicU8,
 }
 
@@ -293,6 +293,9 @@ pub(crate) enum Inter {
         after: u64,
         ticket: Option<Arc<Ticket>>,
     },
+    /// The server is shutting down: every network connection, attached now or later, is
+    /// told so through its mailbox.
+    Shutdown,
 }
 
 /// A message on its way through the partitions.
@@ -402,6 +405,14 @@ impl Router {
     /// The partition that owns the session of `client_id`.
     pub fn partition_of(&self, client_id: &str) -> usize {
         hash_index(client_id, self.inboxes.len())
+    }
+
+    /// Tell every network connection (attached now or later) that the server is shutting
+    /// down; each then sends what is queued for it, DISCONNECT 0x8B (MQTT 5) and closes.
+    pub fn shutdown_connections(&self) {
+        for p in 0..self.inter.len() {
+            self.send_inter(p, Inter::Shutdown);
+        }
     }
 
     /// Send a command to one partition, waiting while its inbox is full.

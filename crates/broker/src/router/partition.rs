@@ -55,6 +55,8 @@ pub(super) struct Partition {
     /// Queued bytes were over `maxQueuedBytes` when this batch of commands began (read once
     /// per batch: summing the partitions' gauges per message would cost more than it saves).
     over_memory: bool,
+    /// The server is shutting down: connections attaching from now on are told at once.
+    pub(super) shutting_down: bool,
 }
 
 const BATCH: usize = 64;
@@ -76,6 +78,7 @@ impl Partition {
             hits: Vec::new(),
             shared_hits: Vec::new(),
             over_memory: false,
+            shutting_down: false,
         }
     }
 
@@ -196,6 +199,15 @@ impl Partition {
         match m {
             Inter::Publish(routed) => self.on_publish(routed),
             Inter::Durable(lsn) => self.on_durable(lsn),
+            Inter::Shutdown => {
+                self.shutting_down = true;
+                for s in self.sessions.iter().flatten() {
+                    // In-process clients (no details) end with the runtime.
+                    if let Some(c) = s.conn.as_ref().filter(|c| c.details.is_some()) {
+                        c.tx.shutdown();
+                    }
+                }
+            }
             Inter::SharedJoin(member, group, filter) => self.shared_join(member, group, filter),
             Inter::SharedLeave {
                 group,

@@ -140,7 +140,7 @@ impl Session {
     pub fn signal_kill(&self, reason: u8) {
         if let Some(conn) = &self.conn {
             conn.signals.kill_reason.store(reason, Ordering::Release);
-            conn.signals.kill.notify_one();
+            conn.tx.kill();
         }
     }
 

@@ -80,6 +80,7 @@ impl Partition {
             }),
             (false, false) => 0,
         };
+        let shutting_down = self.shutting_down;
         let Some(s) = self.session(idx) else { return };
         s.hold = s.hold.max(hold);
         s.conn = Some(Conn {
@@ -89,6 +90,11 @@ impl Partition {
             window: req.window.max(1),
             details: req.details,
         });
+        if shutting_down {
+            if let Some(c) = s.conn.as_ref().filter(|c| c.details.is_some()) {
+                c.tx.shutdown();
+            }
+        }
         let mut connack = req.connack;
         connack.session_present = session_present;
         // Packets still owed to a taken-over connection are not the new one's; in-flight
