@@ -4,7 +4,9 @@
 # ROUNDS rounds. Prints a Markdown table of medians and, with --write, replaces the generated
 # section of docs/BENCHMARKS.md (between the compare-brokers markers) with it.
 # Usage: scripts/bench/compare-brokers.sh [ROUNDS] [--write]   (default 3 rounds;
-# SKIP_BUILD=1 uses the release binaries already built)
+# SKIP_BUILD=1 uses the release binaries already built; ONLY='regex' runs the scenarios whose
+# name matches, e.g. ONLY='fan-in 10→1, 64 B|fan-out|20,000'; NO_RUMQTTD=1 leaves rumqttd out.
+# --write is refused with ONLY: the generated table must hold every scenario)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS="${1:-3}"
@@ -17,12 +19,16 @@ T="$CARGO_TARGET_DIR/release"
 # rumqttd: `cargo install`ed once into a cache folder; if it cannot build, the table says so.
 RUMQTTD_ROOT="$HOME/.cache/edgeplane/rumqttd"
 BROKERS=(edgeplane mosquitto)
-if [ ! -x "$RUMQTTD_ROOT/bin/rumqttd" ]; then
+if [ ! -x "$RUMQTTD_ROOT/bin/rumqttd" ] && [ -z "${NO_RUMQTTD:-}" ]; then
   CARGO_TARGET_DIR="$HOME/.cache/edgeplane/rumqttd-target" \
     cargo install rumqttd --version 0.20.0 --root "$RUMQTTD_ROOT" -q >&2 \
     || echo "rumqttd did not build; comparing without it" >&2
 fi
-[ -x "$RUMQTTD_ROOT/bin/rumqttd" ] && BROKERS+=(rumqttd)
+[ -x "$RUMQTTD_ROOT/bin/rumqttd" ] && [ -z "${NO_RUMQTTD:-}" ] && BROKERS+=(rumqttd)
+if [ -n "${ONLY:-}" ] && [ "$WRITE" = "--write" ]; then
+  echo "--write needs every scenario: run without ONLY" >&2
+  exit 2
+fi
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -85,6 +91,7 @@ SCENARIOS=(
 results="$work/results.tsv"
 for round in $(seq "$ROUNDS"); do
   for s in "${SCENARIOS[@]}"; do
+    if [ -n "${ONLY:-}" ] && ! [[ "${s%%|*}" =~ $ONLY ]]; then continue; fi
     for broker in "${BROKERS[@]}"; do
       name="${s%%|*}"; args="${s#*|}"
       port=$(free_port)
