@@ -63,7 +63,6 @@ pub struct Message {
 impl Message {
     /// Build from a client's PUBLISH (topic alias already resolved into `topic`).
     pub fn from_publish(mut p: Publish, origin: Option<Arc<str>>, max_expiry: Option<u32>) -> Self {
-        let now = Instant::now();
         let expiry = match (p.properties.message_expiry_interval.take(), max_expiry) {
             (Some(e), Some(m)) => Some(e.min(m)),
             (e, m) => e.or(m),
@@ -76,7 +75,9 @@ impl Message {
             qos: p.qos,
             retain: p.retain,
             properties: p.properties,
-            expires_at: expiry.map(|s| now + std::time::Duration::from_secs(u64::from(s))),
+            // The clock is read only for messages that expire.
+            expires_at: expiry
+                .map(|s| Instant::now() + std::time::Duration::from_secs(u64::from(s))),
             origin,
             publisher: None,
             store_id: std::sync::OnceLock::new(),

@@ -21,7 +21,7 @@ use bytes::{Buf, BufMut, BytesMut};
 pub use error::{Class, DecodeError, ProtocolError};
 pub use packet::connect::{ConnAck, Connect, Will};
 pub use packet::control::{Auth, Disconnect};
-pub use packet::publish::{Ack, Publish};
+pub use packet::publish::{Ack, Publish, PublishView};
 pub use packet::subscribe::{SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
 pub use primitives::{decode_varint, VARINT_MAX};
 pub use properties::{Context, Properties};
@@ -248,6 +248,22 @@ pub fn encoded_len(p: &Packet, v: ProtocolVersion) -> usize {
 pub fn publish_len(p: &Publish, v: ProtocolVersion) -> usize {
     let body = publish::publish_body_len(p, v);
     1 + varint_len(body) + body
+}
+
+/// Size of a PUBLISH built from borrowed parts, fixed header included.
+pub fn publish_view_len(p: &PublishView, v: ProtocolVersion) -> usize {
+    let body = p.body_len(v);
+    1 + varint_len(body) + body
+}
+
+/// Append a PUBLISH built from borrowed parts, encoded for protocol version `v`, to `out`:
+/// the same bytes as [`encode`] of the equivalent [`Publish`] (property order aside).
+pub fn encode_publish_view(p: &PublishView, v: ProtocolVersion, out: &mut BytesMut) {
+    let body = p.body_len(v);
+    out.reserve(1 + varint_len(body) + body);
+    out.put_u8(0x30 | p.flags());
+    put_varint(out, body);
+    p.encode_body(v, out);
 }
 
 /// Append the packet, encoded for protocol version `v`, to `out`.

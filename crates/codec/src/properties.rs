@@ -329,6 +329,26 @@ impl Properties {
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
         put_varint(out, self.content_len());
+        self.encode_content(out, false);
+    }
+
+    /// Encoded size of the content without Message Expiry Interval, Subscription
+    /// Identifiers and Topic Alias: what a forwarded message's properties contribute to a
+    /// delivery, which sets those three itself (see [`crate::PublishView`]).
+    pub(crate) fn forwarded_content_len(&self) -> usize {
+        self.content_len()
+            - self.message_expiry_interval.map_or(0, |_| 5)
+            - self
+                .subscription_identifiers
+                .iter()
+                .map(|&i| 1 + varint_len(i as usize))
+                .sum::<usize>()
+            - self.topic_alias.map_or(0, |_| 3)
+    }
+
+    /// Write the properties without their length prefix; `forwarded` leaves out the three
+    /// that a delivery sets itself (see [`Properties::forwarded_content_len`]).
+    pub(crate) fn encode_content(&self, out: &mut BytesMut, forwarded: bool) {
         let byte = |out: &mut BytesMut, id: u8, v: Option<u8>| {
             if let Some(v) = v {
                 out.put_u8(id);
@@ -360,13 +380,17 @@ impl Properties {
             }
         };
         byte(out, 0x01, self.payload_format_indicator);
-        u32p(out, 0x02, self.message_expiry_interval);
+        if !forwarded {
+            u32p(out, 0x02, self.message_expiry_interval);
+        }
         strp(out, 0x03, &self.content_type);
         strp(out, 0x08, &self.response_topic);
         binp(out, 0x09, &self.correlation_data);
-        for &id in &self.subscription_identifiers {
-            out.put_u8(0x0B);
-            put_varint(out, id.min(VARINT_MAX) as usize);
+        if !forwarded {
+            for &id in &self.subscription_identifiers {
+                out.put_u8(0x0B);
+                put_varint(out, id.min(VARINT_MAX) as usize);
+            }
         }
         u32p(out, 0x11, self.session_expiry_interval);
         strp(out, 0x12, &self.assigned_client_identifier);
@@ -381,7 +405,9 @@ impl Properties {
         strp(out, 0x1F, &self.reason_string);
         u16p(out, 0x21, self.receive_maximum);
         u16p(out, 0x22, self.topic_alias_maximum);
-        u16p(out, 0x23, self.topic_alias);
+        if !forwarded {
+            u16p(out, 0x23, self.topic_alias);
+        }
         byte(out, 0x24, self.maximum_qos);
         byte(out, 0x25, self.retain_available);
         for (k, v) in &self.user_properties {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use edgeplane_codec::{Packet, Publish, QoS};
+use edgeplane_codec::{PublishView, QoS};
 
 use super::{Conn, Context};
 use crate::router::mailbox::MailboxRx;
@@ -40,24 +40,29 @@ pub(super) async fn write_outgoing(conn: &mut Conn, item: Outgoing, ctx: &Contex
 
 async fn deliver(conn: &mut Conn, d: Delivery, ctx: &Context) {
     let msg = &d.msg;
-    let mut properties = msg.properties.clone();
-    properties.message_expiry_interval = msg.remaining_expiry(Instant::now());
-    properties.subscription_identifiers = d.sub_ids;
-    let mut publish = Publish {
+    // Written from the shared message as it is: nothing of it is copied per delivery.
+    let (topic_alias, new_alias) = if conn.v5() && conn.client_alias_max > 0 {
+        alias_for(conn, &msg.topic)
+    } else {
+        (None, None)
+    };
+    let known = topic_alias.is_some() && new_alias.is_none();
+    let view = PublishView {
         dup: d.dup,
         qos: d.qos,
         retain: d.retain,
-        topic: msg.topic.clone(),
+        topic: if known { "" } else { &msg.topic },
         packet_id: d.packet_id,
-        properties,
-        payload: msg.payload.clone(),
+        properties: &msg.properties,
+        // The clock is read only for messages that expire.
+        message_expiry_interval: msg
+            .expires_at
+            .and_then(|_| msg.remaining_expiry(Instant::now())),
+        subscription_identifiers: &d.sub_ids,
+        topic_alias,
+        payload: &msg.payload,
     };
-    let new_alias = if conn.v5() && conn.client_alias_max > 0 {
-        apply_alias(conn, &mut publish)
-    } else {
-        None
-    };
-    let size = edgeplane_codec::publish_len(&publish, conn.version);
+    let size = edgeplane_codec::publish_view_len(&view, conn.version);
     if size > conn.client_max_packet {
         // Too large for the client: discard as if sent [MQTT-3.1.2-25].
         Stats::add(&ctx.stats.dropped_oversize, 1);
@@ -72,28 +77,25 @@ async fn deliver(conn: &mut Conn, d: Delivery, ctx: &Context) {
         }
         return;
     }
+    edgeplane_codec::encode_publish_view(&view, conn.version, &mut conn.wbuf);
     if let Some(alias) = new_alias {
-        conn.outbound_aliases.insert(publish.topic.clone(), alias);
+        conn.outbound_aliases.insert(msg.topic.clone(), alias);
     }
     Stats::add(&ctx.stats.messages_sent, 1);
-    ctx.stats.sent_by_qos.add(publish.qos);
+    ctx.stats.sent_by_qos.add(d.qos);
     Stats::add(&ctx.stats.bytes_sent, size as u64);
-    conn.write(&Packet::Publish(publish));
 }
 
-/// Replace the topic by an alias the client already knows, or teach it a new one while
-/// aliases are left (§3.3.2.3.4). A new alias is returned, to be remembered only once the
-/// packet is actually sent.
-fn apply_alias(conn: &Conn, p: &mut Publish) -> Option<u16> {
-    if let Some(&alias) = conn.outbound_aliases.get(&p.topic) {
-        p.properties.topic_alias = Some(alias);
-        p.topic.clear();
-        None
+/// The topic alias for a delivery to `topic` (§3.3.2.3.4): one the client already knows
+/// (the topic is then left out), or a new one while aliases are left (sent with the topic,
+/// and returned second, to be remembered only once the packet is actually written).
+fn alias_for(conn: &Conn, topic: &str) -> (Option<u16>, Option<u16>) {
+    if let Some(&alias) = conn.outbound_aliases.get(topic) {
+        (Some(alias), None)
     } else if conn.outbound_aliases.len() < usize::from(conn.client_alias_max) {
         let alias = conn.outbound_aliases.len() as u16 + 1;
-        p.properties.topic_alias = Some(alias);
-        Some(alias)
+        (Some(alias), Some(alias))
     } else {
-        None
+        (None, None)
     }
 }

@@ -40,6 +40,80 @@ impl Ack {
     }
 }
 
+/// A PUBLISH encoded from borrowed parts, for a broker writing one shared message to many
+/// subscribers without copying its topic, properties or payload per delivery. The message's
+/// forwarded `properties` go out as they are except Message Expiry Interval, Subscription
+/// Identifiers and Topic Alias, which are the delivery's own (the fields below); whatever
+/// `properties` holds for those three is ignored.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishView<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    /// Empty when `topic_alias` stands for a topic the client already knows (MQTT 5).
+    pub topic: &'a str,
+    /// 0 for QoS 0.
+    pub packet_id: u16,
+    pub properties: &'a Properties,
+    pub message_expiry_interval: Option<u32>,
+    pub subscription_identifiers: &'a [u32],
+    pub topic_alias: Option<u16>,
+    pub payload: &'a [u8],
+}
+
+impl PublishView<'_> {
+    fn properties_content_len(&self) -> usize {
+        self.properties.forwarded_content_len()
+            + self.message_expiry_interval.map_or(0, |_| 5)
+            + self
+                .subscription_identifiers
+                .iter()
+                .map(|&i| 1 + crate::primitives::varint_len(i.min(crate::VARINT_MAX) as usize))
+                .sum::<usize>()
+            + self.topic_alias.map_or(0, |_| 3)
+    }
+
+    pub(crate) fn flags(&self) -> u8 {
+        (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain)
+    }
+
+    pub(crate) fn body_len(&self, v: ProtocolVersion) -> usize {
+        let mut n = 2 + self.topic.len() + self.payload.len();
+        if self.qos != QoS::AtMostOnce {
+            n += 2;
+        }
+        if v == ProtocolVersion::V5 {
+            let c = self.properties_content_len();
+            n += crate::primitives::varint_len(c) + c;
+        }
+        n
+    }
+
+    pub(crate) fn encode_body(&self, v: ProtocolVersion, out: &mut BytesMut) {
+        put_string(out, self.topic);
+        if self.qos != QoS::AtMostOnce {
+            out.put_u16(self.packet_id);
+        }
+        if v == ProtocolVersion::V5 {
+            crate::primitives::put_varint(out, self.properties_content_len());
+            if let Some(e) = self.message_expiry_interval {
+                out.put_u8(0x02);
+                out.put_u32(e);
+            }
+            for &id in self.subscription_identifiers {
+                out.put_u8(0x0B);
+                crate::primitives::put_varint(out, id.min(crate::VARINT_MAX) as usize);
+            }
+            if let Some(a) = self.topic_alias {
+                out.put_u8(0x23);
+                out.put_u16(a);
+            }
+            self.properties.encode_content(out, true);
+        }
+        out.put_slice(self.payload);
+    }
+}
+
 pub(crate) fn decode_publish(
     r: &mut Reader,
     flags: u8,

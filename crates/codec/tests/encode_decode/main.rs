@@ -9,9 +9,9 @@
 
 use bytes::{Bytes, BytesMut};
 use edgeplane_codec::{
-    decode, encode, encoded_len, publish_len, Ack, Auth, ConnAck, Connect, Disconnect, Packet,
-    Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, SubOptions, Subscribe, UnsubAck,
-    Unsubscribe, Will,
+    decode, encode, encode_publish_view, encoded_len, publish_len, publish_view_len, Ack, Auth,
+    ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, Publish, PublishView, QoS,
+    ReasonCode, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe, Will,
 };
 
 use ProtocolVersion::{V311, V5};
@@ -514,6 +514,44 @@ fn connect_carries_its_own_version() {
     assert_eq!(decode_one(&v5.bytes, V311), v5.packet);
     let v311 = v311::rows().remove(0);
     assert_eq!(decode_one(&v311.bytes, V5), v311.packet);
+}
+
+/// Every PUBLISH row encoded from borrowed parts ([`PublishView`], what the broker writes
+/// per delivery) decodes back to the same packet, with the length it announced; the
+/// delivery's own expiry, subscription identifiers and alias replace whatever the
+/// forwarded properties hold for them.
+#[test]
+fn every_publish_row_encodes_the_same_from_a_view() {
+    let mut seen = 0;
+    for r in all_rows() {
+        let Packet::Publish(p) = &r.packet else {
+            continue;
+        };
+        seen += 1;
+        // Stale values in the forwarded properties must not reach the wire.
+        let mut forwarded = p.properties.clone();
+        forwarded.message_expiry_interval = Some(999);
+        forwarded.subscription_identifiers = vec![77, 78];
+        forwarded.topic_alias = Some(9);
+        let view = PublishView {
+            dup: p.dup,
+            qos: p.qos,
+            retain: p.retain,
+            topic: &p.topic,
+            packet_id: p.packet_id,
+            properties: &forwarded,
+            message_expiry_interval: p.properties.message_expiry_interval,
+            subscription_identifiers: &p.properties.subscription_identifiers,
+            topic_alias: p.properties.topic_alias,
+            payload: &p.payload,
+        };
+        let mut out = BytesMut::new();
+        encode_publish_view(&view, r.version, &mut out);
+        assert_eq!(out.len(), publish_view_len(&view, r.version), "{}", r.name);
+        assert_eq!(out.len(), r.bytes.len(), "{}", r.name);
+        assert_eq!(decode_one(&out, r.version), r.packet, "{}", r.name);
+    }
+    assert!(seen >= 4, "only {seen} PUBLISH rows");
 }
 
 /// A packet exactly `max_packet_size` long is accepted (the limit includes the fixed header).
