@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-pub use edgeplane_config::{ClientLimits, Persistence, QueueLimit, QueueStrategy};
+pub use edgeplane_config::{
+    ClientLimits, DiskBufferSettings, Persistence, QueueLimit, QueueStrategy,
+};
 
 use crate::store::StoreOptions;
 
@@ -29,6 +31,9 @@ pub struct Settings {
     /// What the store keeps (`Broker.spec.persistence`; everything by default).
     pub persistence: Persistence,
     pub store: StoreOptions,
+    /// `Broker.spec.diskBackedMessageBuffer`: spill queued messages to disk above a memory
+    /// threshold (see [`crate::router::spill`]); `None` keeps every queued message in memory.
+    pub disk_buffer: Option<DiskBufferSettings>,
 }
 
 impl Default for Settings {
@@ -43,6 +48,7 @@ impl Default for Settings {
             data_dir: None,
             persistence: Persistence::default(),
             store: StoreOptions::default(),
+            disk_buffer: None,
         }
     }
 }

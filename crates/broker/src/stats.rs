@@ -234,6 +234,12 @@ pub struct Stats {
     pub received_by_qos: ByQos,
     /// Rate limiter of the "why" log lines of refusals and drops.
     pub why: WhyLog,
+    /// Disk-backed message buffer: bytes of spill files on disk, messages in them not yet
+    /// read back, and writes or reads that failed (the message stayed in memory, or a
+    /// spilled one was lost for its running session).
+    pub spilled_bytes: AtomicU64,
+    pub spilled_messages: AtomicU64,
+    pub spill_failures: AtomicU64,
 }
 
 impl Default for Stats {
@@ -267,6 +273,9 @@ impl Default for Stats {
             sent_by_qos: ByQos::default(),
             received_by_qos: ByQos::default(),
             why: WhyLog::default(),
+            spilled_bytes: AtomicU64::new(0),
+            spilled_messages: AtomicU64::new(0),
+            spill_failures: AtomicU64::new(0),
         }
     }
 }

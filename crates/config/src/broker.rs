@@ -135,6 +135,30 @@ impl Default for ClientLimits {
     }
 }
 
+/// `spec.diskBackedMessageBuffer`: once the bytes queued for subscribers in memory pass
+/// `memory_threshold`, further queued messages go to spill files on disk, up to `max_size`
+/// bytes of them. Sizes use AIO's pattern `^[0-9]+[KMGTPE]$`, read as powers of 1024
+/// (`1G` is 1 GiB). The volume claim specs of AIO are accepted and ignored: the buffer lives
+/// in `<data-dir>/spill`, or a private temporary folder without a data folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskBufferSettings {
+    /// `maxSize`: bytes of spill files on disk, at most.
+    pub max_size: u64,
+    /// Edgeplane extension `memoryThreshold`: queued bytes in memory (all subscribers, as
+    /// counted for `maxQueuedBytes`) above which messages spill. `None`: three quarters of
+    /// `maxQueuedBytes`, as AIO spills its queues above 75% of their memory pool.
+    pub memory_threshold: Option<u64>,
+}
+
+impl DiskBufferSettings {
+    /// The memory threshold in effect under the bound `max_queued_bytes`.
+    pub fn threshold(&self, max_queued_bytes: u64) -> u64 {
+        self.memory_threshold
+            .unwrap_or(max_queued_bytes - max_queued_bytes / 4)
+    }
+}
+
 /// The broker's settings, from the `Broker` resource or defaults when there is none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -152,6 +176,8 @@ pub struct BrokerSettings {
     pub log_level: Option<String>,
     /// `spec.persistence`, when present.
     pub persistence: Option<persistence::Persistence>,
+    /// `spec.diskBackedMessageBuffer`, when present: subscriber queues spill to disk.
+    pub disk_buffer: Option<DiskBufferSettings>,
     /// The whole `spec` as JSON, for settings not typed here yet; null without a spec.
     pub raw_spec: serde_json::Value,
 }
@@ -166,6 +192,7 @@ impl Default for BrokerSettings {
             memory_profile: MemoryProfile::default(),
             log_level: None,
             persistence: None,
+            disk_buffer: None,
             raw_spec: serde_json::Value::Null,
         }
     }
@@ -278,8 +305,10 @@ static QUEUE_STRATEGY: EnumDef = EnumDef {
     aliases: &[],
 };
 
-static DISK_BUFFER: [Field; 3] = [
+static DISK_BUFFER: [Field; 4] = [
     req("maxSize", Schema::StrWith(check_buffer_size)),
+    // Edgeplane extension: queued bytes in memory above which messages spill to disk.
+    opt("memoryThreshold", Schema::StrWith(check_buffer_size)),
     opt("ephemeralVolumeClaimSpec", Schema::FreeMap),
     opt("persistentVolumeClaimSpec", Schema::FreeMap),
 ];
@@ -353,6 +382,7 @@ pub(crate) fn read(doc: &Node, name: &str, sink: &mut Sink) -> BrokerSettings {
             .and_then(Node::as_str)
             .map(str::to_owned),
         persistence: persistence::read(spec),
+        disk_buffer: read_disk_buffer(spec),
         raw_spec: if spec.is_null() {
             serde_json::Value::Null
         } else {
@@ -404,6 +434,17 @@ fn read_clients(clients: Option<&Node>, profile: MemoryProfile) -> ClientLimits 
         max_queued_bytes: int_at(clients, &["maxQueuedBytes"]).unwrap_or(defaults.max_queued_bytes),
         max_inflight_bytes: int_at(clients, &["maxInflightBytes"]),
     }
+}
+
+/// `diskBackedMessageBuffer`, when present with a valid `maxSize` (the table walk reported
+/// an invalid one).
+fn read_disk_buffer(spec: &Node) -> Option<DiskBufferSettings> {
+    let buffer = spec.get("diskBackedMessageBuffer")?;
+    let size = |key| buffer.get(key).and_then(Node::as_str).and_then(buffer_size);
+    Some(DiskBufferSettings {
+        max_size: size("maxSize")?,
+        memory_threshold: size("memoryThreshold"),
+    })
 }
 
 /// The integer at `keys`, if present and representable (the table walk checked ranges).
@@ -494,13 +535,31 @@ fn check_duration(text: &str) -> Result<(), String> {
     }
 }
 
-/// `diskBackedMessageBuffer.maxSize`: AIO's pattern `^[0-9]+[KMGTPE]$`.
-fn check_buffer_size(text: &str) -> Result<(), String> {
+/// A size of AIO's pattern `^[0-9]+[KMGTPE]$` in bytes, the unit a power of 1024; `None`
+/// when it does not match or does not fit in 64 bits.
+fn buffer_size(text: &str) -> Option<u64> {
     let digits = text.trim_end_matches(['K', 'M', 'G', 'T', 'P', 'E']);
-    let ok = !digits.is_empty()
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && text.len() == digits.len() + 1;
-    if ok {
+    if digits.is_empty()
+        || !digits.chars().all(|c| c.is_ascii_digit())
+        || text.len() != digits.len() + 1
+    {
+        return None;
+    }
+    let shift = match text.as_bytes().last()? {
+        b'K' => 10,
+        b'M' => 20,
+        b'G' => 30,
+        b'T' => 40,
+        b'P' => 50,
+        _ => 60,
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1u64 << shift)
+}
+
+/// `diskBackedMessageBuffer.maxSize` and `memoryThreshold`: AIO's pattern `^[0-9]+[KMGTPE]$`.
+fn check_buffer_size(text: &str) -> Result<(), String> {
+    if buffer_size(text).is_some() {
         Ok(())
     } else {
         Err(format!(
@@ -527,9 +586,26 @@ mod tests {
     fn buffer_sizes_follow_the_aio_pattern() {
         assert!(check_buffer_size("1G").is_ok());
         assert!(check_buffer_size("500M").is_ok());
-        for bad in ["G", "1", "1Gi", "1GG", "1g", " 1G"] {
+        for bad in ["G", "1", "1Gi", "1GG", "1g", " 1G", "99999E"] {
             assert!(check_buffer_size(bad).is_err(), "{bad}");
         }
+        assert_eq!(buffer_size("1G"), Some(1 << 30));
+        assert_eq!(buffer_size("64K"), Some(64 << 10));
+        assert_eq!(buffer_size("15E"), Some(15 << 60));
+    }
+
+    #[test]
+    fn disk_buffer_threshold_defaults_to_three_quarters() {
+        let b = DiskBufferSettings {
+            max_size: 1 << 30,
+            memory_threshold: None,
+        };
+        assert_eq!(b.threshold(64 << 20), 48 << 20);
+        let b = DiskBufferSettings {
+            memory_threshold: Some(1 << 20),
+            ..b
+        };
+        assert_eq!(b.threshold(64 << 20), 1 << 20);
     }
 
     #[test]

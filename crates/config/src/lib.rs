@@ -58,8 +58,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use broker::{
-    BrokerSettings, ClientLimits, MemoryProfile, OtlpExport, QueueLimit, QueueStrategy,
-    DEFAULT_BROKER_NAME,
+    BrokerSettings, ClientLimits, DiskBufferSettings, MemoryProfile, OtlpExport, QueueLimit,
+    QueueStrategy, DEFAULT_BROKER_NAME,
 };
 pub use dataflow::{
     is_local_host, SpecDoc, DEFAULT_ENDPOINT, DEFAULT_PROFILE, LOCAL_BROKER_HOST,

@@ -283,6 +283,7 @@ fn run(
             let settings = Settings {
                 clients: config.broker.clients,
                 persistence: config.broker.persistence.clone().unwrap_or_default(),
+                disk_buffer: config.broker.disk_buffer,
                 ..Settings::default()
             };
             let self_check = self_check_settings(&config.broker.raw_spec);

@@ -14,6 +14,7 @@ mod clients;
 pub(crate) mod mailbox;
 mod partition;
 mod queue;
+pub mod spill;
 mod session;
 mod shared;
 mod trie;
@@ -319,6 +320,8 @@ pub struct Router {
     pub events: crate::client_events::ClientEvents,
     /// The durable store, when the broker runs with a data folder.
     pub store: Option<Arc<Store>>,
+    /// The disk-backed message buffer, when configured (`diskBackedMessageBuffer`).
+    pub disk_buffer: Option<Arc<spill::DiskBuffer>>,
 }
 
 impl Router {
@@ -341,6 +344,7 @@ impl Router {
             receivers.push((rx, irx));
         }
         let (store, state) = store.map_or((None, State::default()), |(s, st)| (Some(s), st));
+        let disk_buffer = spill::DiskBuffer::start(&settings, n);
         let router = Arc::new(Router {
             inboxes,
             inter,
@@ -349,6 +353,7 @@ impl Router {
             settings,
             events: crate::client_events::ClientEvents::default(),
             store,
+            disk_buffer,
         });
         if let Some(store) = &router.store {
             let inter = router.inter.clone();

@@ -84,7 +84,8 @@ impl Partition {
 
     /// An empty queue for a new session of this partition.
     pub(super) fn new_queue(&self) -> Queue {
-        Queue::new(Arc::clone(&self.router.stats), self.index)
+        let buffer = self.router.disk_buffer.clone();
+        Queue::new(Arc::clone(&self.router.stats), self.index, buffer)
     }
 
     pub(super) async fn run(
