@@ -171,6 +171,9 @@ pub struct BrokerSettings {
     /// `diagnostics.metrics.otlp` (an Edgeplane extension): push the metrics to an
     /// OpenTelemetry collector.
     pub otlp: Option<OtlpExport>,
+    /// `diagnostics.traces.otlp` (an Edgeplane extension): export spans to an OpenTelemetry
+    /// collector; absent, or `diagnostics.traces.mode: Disabled`, none are.
+    pub traces: Option<TracesExport>,
     pub memory_profile: MemoryProfile,
     /// `diagnostics.logs.level`, when set (a tracing filter such as `info`).
     pub log_level: Option<String>,
@@ -189,6 +192,7 @@ impl Default for BrokerSettings {
             clients: ClientLimits::default(),
             prometheus_port: None,
             otlp: None,
+            traces: None,
             memory_profile: MemoryProfile::default(),
             log_level: None,
             persistence: None,
@@ -198,13 +202,29 @@ impl Default for BrokerSettings {
     }
 }
 
-/// `diagnostics.metrics.otlp`: OTLP/HTTP export of the metrics.
+/// `diagnostics.metrics.otlp` and `diagnostics.traces.otlp`: OTLP/HTTP export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OtlpExport {
-    /// The collector's base URL, `http://host:4318` (`/v1/metrics` is appended).
+    /// The collector's base URL, `http://host:4318` or `https://...` (`/v1/metrics` or
+    /// `/v1/traces` is appended).
     pub endpoint: String,
+    /// Seconds between exports (metrics: 30 by default; traces: at most this long between
+    /// a span's end and its export, 5 by default).
     pub interval_seconds: u32,
+    /// `trustedCaFile`: PEM file of the CA certificates an `https://` collector is checked
+    /// against (relative to the configuration folder); absent, the system's.
+    pub trusted_ca_file: Option<String>,
+}
+
+/// `diagnostics.traces`: where spans go and how many may wait for export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TracesExport {
+    pub otlp: OtlpExport,
+    /// AIO's `spanChannelCapacity`: ended spans waiting for export, at most (1,000 by
+    /// default); past it spans are dropped and counted.
+    pub span_channel_capacity: u32,
 }
 
 pub(crate) static DOCUMENT: [Field; 5] = crd_document(false, Schema::Object(&SPEC));
@@ -321,10 +341,7 @@ static DIAGNOSTICS: [Field; 4] = [
             opt("prometheusPort", Schema::Int(0, 65_535)),
             opt(
                 "otlp",
-                Schema::Object(&[
-                    req("endpoint", Schema::Str),
-                    opt("intervalSeconds", Schema::Int(1, 3600)),
-                ]),
+                Schema::Object(&OTLP),
             ),
         ]),
     ),
@@ -339,7 +356,15 @@ static DIAGNOSTICS: [Field; 4] = [
     opt("traces", Schema::Object(&TRACES)),
 ];
 
-static TRACES: [Field; 4] = [
+/// `diagnostics.metrics.otlp` and `diagnostics.traces.otlp` (Edgeplane extensions).
+static OTLP: [Field; 3] = [
+    req("endpoint", Schema::Str),
+    opt("intervalSeconds", Schema::Int(1, 3600)),
+    opt("trustedCaFile", Schema::Str),
+];
+
+static TRACES: [Field; 5] = [
+    opt("otlp", Schema::Object(&OTLP)),
     opt("mode", Schema::Enum(&OPERATIONAL_MODE)),
     opt("cacheSizeMegabytes", Schema::Int(1, 128)),
     opt("spanChannelCapacity", Schema::Int(1000, 100_000)),
@@ -364,7 +389,8 @@ pub(crate) fn read(doc: &Node, name: &str, sink: &mut Sink) -> BrokerSettings {
     };
     check_internal_certs(spec, sink);
     persistence::check(spec, sink);
-    let otlp = read_otlp(spec, sink);
+    let otlp = read_otlp(spec, &["diagnostics", "metrics", "otlp"], 30, sink);
+    let traces = read_traces(spec, sink);
 
     let memory_profile = spec
         .get("memoryProfile")
@@ -376,6 +402,7 @@ pub(crate) fn read(doc: &Node, name: &str, sink: &mut Sink) -> BrokerSettings {
         clients: read_clients(spec.at(&["advanced", "clients"]), memory_profile),
         prometheus_port: int_at(spec, &["diagnostics", "metrics", "prometheusPort"]),
         otlp,
+        traces,
         memory_profile,
         log_level: spec
             .at(&["diagnostics", "logs", "level"])
@@ -454,29 +481,54 @@ fn int_at<T: TryFrom<i64>>(node: &Node, keys: &[&str]) -> Option<T> {
         .and_then(|i| T::try_from(i).ok())
 }
 
-/// cert-manager renews before expiry, so `renewBefore` must be shorter than `duration`.
-fn read_otlp(spec: &Node, sink: &mut Sink) -> Option<OtlpExport> {
-    let otlp = spec.at(&["diagnostics", "metrics", "otlp"])?;
+/// The OTLP export at `path`, when present with a valid endpoint (an invalid one is
+/// reported naming the field).
+fn read_otlp(
+    spec: &Node,
+    path: &[&str],
+    default_interval: u32,
+    sink: &mut Sink,
+) -> Option<OtlpExport> {
+    let otlp = spec.at(path)?;
     let endpoint = otlp.get("endpoint")?;
     let url = endpoint.as_str()?;
     let host = url
         .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
         .map(|rest| rest.split(['/', ':']).next().unwrap_or_default());
     if host.is_none_or(str::is_empty) {
         sink.error(
-            "spec.diagnostics.metrics.otlp.endpoint",
+            &format!("spec.{}.endpoint", path.join(".")),
             Some(endpoint.line),
-            "endpoint must be an http:// URL of an OTLP/HTTP collector, such as \
-             http://otel-collector:4318 (https is not supported yet)",
+            "endpoint must be an http:// or https:// URL of an OTLP/HTTP collector, such as \
+             http://otel-collector:4318",
         );
         return None;
     }
     Some(OtlpExport {
         endpoint: url.to_owned(),
-        interval_seconds: int_at(otlp, &["intervalSeconds"]).unwrap_or(30),
+        interval_seconds: int_at(otlp, &["intervalSeconds"]).unwrap_or(default_interval),
+        trusted_ca_file: otlp
+            .get("trustedCaFile")
+            .and_then(Node::as_str)
+            .map(str::to_owned),
     })
 }
 
+/// `diagnostics.traces`: exported when `otlp` is set and `mode` is not `Disabled`.
+fn read_traces(spec: &Node, sink: &mut Sink) -> Option<TracesExport> {
+    let otlp = read_otlp(spec, &["diagnostics", "traces", "otlp"], 5, sink)?;
+    let traces = spec.at(&["diagnostics", "traces"])?;
+    if traces.get("mode").and_then(Node::as_str) == Some("Disabled") {
+        return None;
+    }
+    Some(TracesExport {
+        otlp,
+        span_channel_capacity: int_at(traces, &["spanChannelCapacity"]).unwrap_or(1000),
+    })
+}
+
+/// cert-manager renews before expiry, so `renewBefore` must be shorter than `duration`.
 fn check_internal_certs(spec: &Node, sink: &mut Sink) {
     let Some(certs) = spec.at(&["advanced", "internalCerts"]) else {
         return;
