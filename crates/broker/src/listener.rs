@@ -68,6 +68,22 @@ impl RateWindow {
     }
 }
 
+/// Counts a connection in its listener's `open` gauge while it lives.
+struct OpenConnection(Arc<crate::stats::ListenerCounts>);
+
+impl OpenConnection {
+    fn new(counts: &Arc<crate::stats::ListenerCounts>) -> Self {
+        crate::stats::Stats::add(&counts.open, 1);
+        OpenConnection(Arc::clone(counts))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        crate::stats::Stats::sub(&self.0.open, 1);
+    }
+}
+
 /// A listener that is accepting connections.
 #[derive(Debug, Clone)]
 pub struct BoundListener {
@@ -93,6 +109,7 @@ pub(crate) async fn accept_loop(
     } = port;
     // Live connections of this port: every connection task holds a clone.
     let open = Arc::new(());
+    let counts = ctx.stats.listeners.of(&name);
     let mut rate = RateWindow::default();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -127,9 +144,11 @@ pub(crate) async fn accept_loop(
         let open = Arc::clone(&open);
         let tls = tls.as_ref().map(|t| t.acceptor());
         let auth = Arc::clone(&auth);
+        let span = connection_span(&name, peer, protocol, tls.is_some());
+        let counted = OpenConnection::new(&counts);
         let name = Arc::clone(&name);
-        tokio::spawn(async move {
-            let _live = (live, open);
+        let task = async move {
+            let _live = (live, open, counted);
             match tls {
                 None => serve(tcp, protocol, (peer, name), auth, None, ctx).await,
                 // Boxed: a TLS session is several KB, and the task's future is as large as
@@ -138,8 +157,43 @@ pub(crate) async fn accept_loop(
                     Box::pin(serve_tls(acceptor, tcp, protocol, (peer, name), auth, ctx)).await
                 }
             }
-        });
+        };
+        // Without a subscriber for it (no trace export, logs above debug) the task carries
+        // no span at all.
+        if span.is_disabled() {
+            tokio::spawn(task);
+        } else {
+            tokio::spawn(tracing::Instrument::instrument(task, span));
+        }
     }
+}
+
+/// The span of one connection from accept to close (exported as an OTLP trace when traces
+/// are; the CONNECT exchange records the client's id, version and CONNACK code in it).
+fn connection_span(
+    listener: &str,
+    peer: SocketAddr,
+    protocol: Protocol,
+    tls: bool,
+) -> tracing::Span {
+    use tracing::field::Empty;
+    let transport = match protocol {
+        Protocol::Mqtt => "mqtt",
+        Protocol::WebSockets => "websocket",
+    };
+    tracing::debug_span!(
+        "mqtt.connection",
+        mqtt.listener = listener,
+        network.peer.address = %peer.ip(),
+        network.peer.port = peer.port(),
+        network.protocol.name = transport,
+        tls,
+        mqtt.client_id = Empty,
+        mqtt.protocol_version = Empty,
+        mqtt.connack.code = Empty,
+        traceparent = Empty,
+        error = Empty,
+    )
 }
 
 /// TLS handshake (counted against the CONNECT deadline: slow-loris protection), then serve.

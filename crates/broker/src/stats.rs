@@ -4,7 +4,9 @@
 //! Breakdowns have bounded labels: protocol version (two slots), QoS (three slots), and
 //! the CONNECT user property `metriccategory` (as in Azure IoT Operations), of which the
 //! first [`MAX_CATEGORIES`] distinct values are kept and the rest count as `other`. The
-//! per-category map is touched once per CONNECT, never per message.
+//! per-category map is touched once per CONNECT, never per message. Per-listener counts
+//! are keyed by the listener's configured name (not client-chosen, so bounded by the
+//! configuration) and touched once per accepted socket and per CONNECT.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -173,6 +175,40 @@ impl ConnectOutcomes {
     }
 }
 
+/// The counts of one listener.
+#[derive(Debug, Default)]
+pub struct ListenerCounts {
+    /// Network connections open on the listener now (CONNECT done or not).
+    pub open: AtomicU64,
+    /// CONNECTs accepted on the listener, by protocol version.
+    pub accepted: ByVersion,
+}
+
+/// Per-listener counts, by listener name.
+#[derive(Debug, Default)]
+pub struct ListenerStats(Mutex<BTreeMap<std::sync::Arc<str>, std::sync::Arc<ListenerCounts>>>);
+
+impl ListenerStats {
+    /// The counts of the listener `name` (created at its first use).
+    pub fn of(&self, name: &std::sync::Arc<str>) -> std::sync::Arc<ListenerCounts> {
+        std::sync::Arc::clone(
+            self.0
+                .lock()
+                .entry(std::sync::Arc::clone(name))
+                .or_default(),
+        )
+    }
+
+    /// Every listener's counts, in name order.
+    pub fn snapshot(&self) -> Vec<(std::sync::Arc<str>, std::sync::Arc<ListenerCounts>)> {
+        self.0
+            .lock()
+            .iter()
+            .map(|(k, v)| (std::sync::Arc::clone(k), std::sync::Arc::clone(v)))
+            .collect()
+    }
+}
+
 /// Number of queue gauge slots; partition `k` writes slot `k % GAUGE_SLOTS`.
 pub const GAUGE_SLOTS: usize = 64;
 
@@ -228,6 +264,8 @@ pub struct Stats {
     pub selfcheck_latency_us: AtomicU64,
     /// CONNECT outcomes by protocol version, authentication and authorization.
     pub connects: ConnectOutcomes,
+    /// Open connections and accepted CONNECTs per listener.
+    pub listeners: ListenerStats,
     /// PUBLISH packets written to clients, by the QoS they were sent at.
     pub sent_by_qos: ByQos,
     /// PUBLISH packets received from clients, by their QoS (wills not included).
@@ -270,6 +308,7 @@ impl Default for Stats {
             selfcheck_failures: AtomicU64::new(0),
             selfcheck_latency_us: AtomicU64::new(0),
             connects: ConnectOutcomes::default(),
+            listeners: ListenerStats::default(),
             sent_by_qos: ByQos::default(),
             received_by_qos: ByQos::default(),
             why: WhyLog::default(),

@@ -122,8 +122,57 @@ pub struct Attachment<'a> {
     pub peer: std::net::SocketAddr,
 }
 
-/// Validate CONNECT, attach the session, and return the negotiated parameters.
+/// Validate CONNECT, attach the session, and return the negotiated parameters; traced as the
+/// `mqtt.connect` span inside the connection's, which learns the client's id and version
+/// (and joins the trace of a `traceparent` user property).
 pub async fn attach<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    connect: Box<Connect>,
+    ctx: &Context,
+    a: Attachment<'_>,
+) -> Result<Negotiated, Refused> {
+    use tracing::Instrument as _;
+    let connection = tracing::Span::current();
+    connection.record("mqtt.protocol_version", version_name(connect.protocol));
+    if !connect.client_id.is_empty() {
+        connection.record("mqtt.client_id", connect.client_id.as_str());
+    }
+    if let Some((_, parent)) =
+        (connect.properties.user_properties.iter()).find(|(k, _)| k == "traceparent")
+    {
+        connection.record("traceparent", parent.as_str());
+    }
+    let span = tracing::debug_span!(
+        "mqtt.connect",
+        mqtt.clean_start = connect.clean_start,
+        mqtt.connack.code = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    let attached = attach_session(stream, connect, ctx, a)
+        .instrument(span.clone())
+        .await;
+    match &attached {
+        Ok(n) => {
+            connection.record("mqtt.client_id", &*n.client_id);
+            connection.record("mqtt.connack.code", 0);
+            span.record("mqtt.connack.code", 0);
+        }
+        Err(Refused) => {
+            connection.record("error", "connection refused at CONNECT");
+            span.record("error", "refused");
+        }
+    }
+    attached
+}
+
+fn version_name(v: ProtocolVersion) -> &'static str {
+    match v {
+        ProtocolVersion::V5 => "5",
+        ProtocolVersion::V311 => "3.1.1",
+    }
+}
+
+async fn attach_session<S: AsyncWrite + Unpin>(
     stream: &mut S,
     connect: Box<Connect>,
     ctx: &Context,
@@ -179,7 +228,22 @@ pub async fn attach<S: AsyncWrite + Unpin>(
     };
 
     let outcomes = &ctx.stats.connects;
-    let (principal, expiry) = match authenticate(&c, &client_id, auth, certs, outcomes).await {
+    let authn = tracing::debug_span!(
+        "mqtt.authenticate",
+        mqtt.username = c.username.as_deref(),
+        mqtt.authentication.method = c.properties.authentication_method.as_deref(),
+        error = tracing::field::Empty,
+    );
+    let verdict = tracing::Instrument::instrument(
+        authenticate(&c, &client_id, auth, certs, outcomes),
+        authn.clone(),
+    )
+    .await;
+    if let Err((_, cause)) = &verdict {
+        authn.record("error", cause.as_str());
+    }
+    drop(authn);
+    let (principal, expiry) = match verdict {
         Ok(p) => p,
         Err((code, cause)) => {
             let code = if v5 { code } else { v311_return_code(code) };
@@ -280,7 +344,7 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         signals,
         details: Some(Arc::new(ClientDetails {
             username: principal.username.clone(),
-            listener,
+            listener: Arc::clone(&listener),
             remote: peer,
             connected_at: SystemTime::now(),
         })),
@@ -307,6 +371,7 @@ pub async fn attach<S: AsyncWrite + Unpin>(
         .find(|(k, _)| k == crate::stats::CATEGORY_PROPERTY)
         .map(|(_, v)| v.as_str());
     outcomes.accepted_in(c.protocol, category);
+    ctx.stats.listeners.of(&listener).accepted.add(c.protocol);
     Ok(Negotiated {
         version: c.protocol,
         client_id,
@@ -399,6 +464,10 @@ async fn write_packet<S: AsyncWrite + Unpin>(
     p: Packet,
     v: ProtocolVersion,
 ) -> std::io::Result<()> {
+    if let Packet::ConnAck(ack) = &p {
+        // A refusal: its code goes into the `mqtt.connect` span.
+        tracing::Span::current().record("mqtt.connack.code", ack.code);
+    }
     let mut out = BytesMut::new();
     edgeplane_codec::encode(&p, v, &mut out);
     s.write_all(&out).await
