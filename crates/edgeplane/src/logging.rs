@@ -6,12 +6,17 @@
 //! `warn,edgeplane_broker=debug`), else `info`. Without `RUST_LOG`, [`follow_config`]
 //! re-reads that field from the configuration folder and swaps the filter through a
 //! `tracing_subscriber::reload` layer when it changes: no restart, connected clients stay.
+//!
+//! The filter applies to the log lines only: when traces are exported, the
+//! [`crate::traces`] layer sees the Edgeplane crates' spans whatever the log level.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 /// How often the configuration folder is re-read for a changed log level.
@@ -34,8 +39,12 @@ pub struct LevelControl {
 }
 
 /// Install the global subscriber with `level` (from the Broker resource) unless `RUST_LOG`
-/// is set.
-pub fn init(level: Option<&str>, format: LogFormat) -> LevelControl {
+/// is set; with `spans`, closed spans are queued there for the OTLP trace export.
+pub fn init(
+    level: Option<&str>,
+    format: LogFormat,
+    spans: Option<&Arc<crate::traces::Spans>>,
+) -> LevelControl {
     let from_env = EnvFilter::try_from_default_env().ok();
     let env_decides = from_env.is_some();
     let current = level.unwrap_or(DEFAULT_LEVEL).to_owned();
@@ -46,10 +55,16 @@ pub fn init(level: Option<&str>, format: LogFormat) -> LevelControl {
     let lines = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr);
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry();
     match format {
-        LogFormat::Text => registry.with(lines).init(),
-        LogFormat::Json => registry.with(lines.json()).init(),
+        LogFormat::Text => registry
+            .with(lines.with_filter(filter))
+            .with(spans.map(|s| s.layer()))
+            .init(),
+        LogFormat::Json => registry
+            .with(lines.json().with_filter(filter))
+            .with(spans.map(|s| s.layer()))
+            .init(),
     }
     LevelControl {
         handle: (!env_decides).then_some(handle),

@@ -24,6 +24,7 @@ mod passwd;
 mod state;
 mod status;
 mod store;
+mod traces;
 
 #[derive(Parser)]
 #[command(
@@ -139,7 +140,7 @@ fn main() -> ExitCode {
         Command::Validate { dir } => validate(&dir),
         Command::Dataflow { command } => dataflow::run(&command),
         Command::OpcuaSim(args) => {
-            logging::init(None, LogFormat::Text);
+            logging::init(None, LogFormat::Text, None);
             opcua::sim(&args)
         }
         Command::Opcua { command } => opcua::command(&command),
@@ -182,12 +183,32 @@ fn main() -> ExitCode {
         } => {
             // The level may come from the Broker resource; configuration errors themselves
             // are reported by `run` below.
-            let level = config
+            let loaded = config
                 .as_deref()
-                .and_then(|d| edgeplane_config::load_dir(d).ok())
-                .and_then(|c| c.broker.log_level);
-            let log_level = logging::init(level.as_deref(), log_format);
-            match run(config.as_deref(), data_dir, http, metrics, log_level) {
+                .and_then(|d| edgeplane_config::load_dir(d).ok());
+            let level = loaded.as_ref().and_then(|c| c.broker.log_level.clone());
+            // Spans are queued from the first one; the exporter starts with the runtime.
+            let trace_export =
+                match otlp::trace_settings(loaded.as_ref().map(|c| &c.broker), config.as_deref()) {
+                    Ok(t) => t.map(|t| (traces::Spans::new(t.capacity), t)),
+                    Err(e) => {
+                        eprintln!("edgeplane: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+            let log_level = logging::init(
+                level.as_deref(),
+                log_format,
+                trace_export.as_ref().map(|t| &t.0),
+            );
+            match run(
+                config.as_deref(),
+                data_dir,
+                http,
+                metrics,
+                log_level,
+                trace_export,
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("edgeplane: {e:#}");
@@ -247,6 +268,7 @@ fn run(
     http: SocketAddr,
     metrics: SocketAddr,
     log_level: logging::LevelControl,
+    trace_export: Option<(Arc<traces::Spans>, otlp::TraceSettings)>,
 ) -> anyhow::Result<()> {
     let (settings, listeners, prometheus_port, watched, self_check, flows, otlp) = match config_dir
     {
@@ -267,7 +289,7 @@ fn run(
                 listeners::Watched::default(),
                 Some(SelfCheckSettings::default()),
                 Vec::new(),
-                otlp::settings(None)?,
+                otlp::settings(None, None)?,
             )
         }
         Some(dir) => {
@@ -301,7 +323,7 @@ fn run(
                 watched,
                 self_check,
                 flows,
-                otlp::settings(config.broker.otlp.as_ref())?,
+                otlp::settings(config.broker.otlp.as_ref(), Some(dir))?,
             )
         }
     };
@@ -388,6 +410,12 @@ fn run(
         }));
         if let Some(otlp) = otlp {
             portal.export_otlp(otlp);
+        }
+        if let Some((spans, settings)) = trace_export {
+            tracing::info!(url = %settings.collector.url(), interval = ?settings.interval, "exporting traces over otlp");
+            let counters = Arc::clone(&spans);
+            portal.add_metrics(Arc::new(move |out: &mut String| counters.render_metrics(out)));
+            tokio::spawn(traces::export(spans, settings));
         }
         wait_for_signal().await;
         tracing::info!("shutting down");

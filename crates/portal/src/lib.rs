@@ -37,6 +37,7 @@ mod health;
 mod live;
 pub mod metrics;
 mod otlp;
+mod otlp_http;
 mod store;
 mod ui;
 mod yaml;
@@ -61,6 +62,7 @@ pub use auth::{COOKIE, CSRF_HEADER, SESSION_LIFETIME};
 pub use certs::{Pki, RejectedCertificate};
 pub use health::{Check, Readiness, Report};
 pub use otlp::OtlpSettings;
+pub use otlp_http::Collector;
 pub use ui::first_load_bytes;
 
 /// What the API and the portal serve. Only the registry is required; a missing part makes
@@ -214,7 +216,7 @@ impl Portal {
     /// Push the `/metrics` families to an OpenTelemetry collector every interval (OTLP/HTTP),
     /// until the portal is dropped.
     pub fn export_otlp(&mut self, settings: OtlpSettings) {
-        tracing::info!(url = %settings.metrics_url, interval = ?settings.interval, "exporting metrics over otlp");
+        tracing::info!(url = %settings.collector.url(), interval = ?settings.interval, "exporting metrics over otlp");
         let scrape = self.scrape.clone();
         self.tasks
             .push(tokio::spawn(otlp::run(settings, move || scrape.render())));

@@ -31,6 +31,8 @@
 //! | `edgeplane_selfcheck_latency_seconds` | gauge | round trip of the latest successful probe |
 //! | `edgeplane_build_info{version}` | gauge | always 1 |
 //! | `edgeplane_connections_total{mqtt_version}` | counter | CONNECTs accepted, by protocol version (`3.1.1`, `5`) |
+//! | `edgeplane_listener_connections{listener}` | gauge | network connections open on each listener now (CONNECT done or not) |
+//! | `edgeplane_listener_connections_total{listener,mqtt_version}` | counter | CONNECTs accepted, by listener and protocol version |
 //! | `edgeplane_connections_by_category_total{category}` | counter | CONNECTs accepted, by `metriccategory` (bounded; `none`, `other`) |
 //! | `aio_broker_authentication_successes_total{mqtt_version}` | counter | credentials an authentication method accepted |
 //! | `aio_broker_authentication_failures_total{mqtt_version}` | counter | credentials refused (or an unsupported method) |
@@ -231,6 +233,7 @@ fn render_breakdowns(out: &mut Exposition, s: &Stats) {
         "mqtt_version",
         &c.accepted.samples(),
     );
+    render_listeners(out, s);
     let categories = c.by_category();
     let categories: Vec<(&str, u64)> = categories.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     out.labelled(
@@ -281,6 +284,38 @@ fn render_breakdowns(out: &mut Exposition, s: &Stats) {
         "qos",
         &s.received_by_qos.samples(),
     );
+}
+
+/// Per-listener families (listener names come from the configuration: bounded).
+fn render_listeners(out: &mut Exposition, s: &Stats) {
+    let listeners = s.listeners.snapshot();
+    out.header(
+        "edgeplane_listener_connections",
+        Kind::Gauge,
+        "Network connections open on the listener now, CONNECT done or not.",
+    );
+    for (name, counts) in &listeners {
+        let _ = writeln!(
+            out.text,
+            "edgeplane_listener_connections{{listener=\"{}\"}} {}",
+            escape_label(name),
+            Stats::get(&counts.open)
+        );
+    }
+    out.header(
+        "edgeplane_listener_connections_total",
+        Kind::Counter,
+        "CONNECTs accepted (session attached), by listener and MQTT protocol version.",
+    );
+    for (name, counts) in &listeners {
+        for (version, n) in counts.accepted.samples() {
+            let _ = writeln!(
+                out.text,
+                "edgeplane_listener_connections_total{{listener=\"{}\",mqtt_version=\"{version}\"}} {n}",
+                escape_label(name)
+            );
+        }
+    }
 }
 
 #[derive(Default)]

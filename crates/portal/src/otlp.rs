@@ -10,49 +10,55 @@
 //! line (and one when it accepts again); samples are cumulative, so the next export after
 //! an outage carries everything.
 //!
+//! `https://` collectors are checked against a configured CA file or the system's roots
+//! (see [`crate::otlp_http`]).
+//!
 //! The exposition text is parsed rather than read from the counters a second time, so the
 //! two views cannot disagree: one renderer, two encodings.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use std::path::Path;
+
 use serde_json::{json, Value};
 
+use crate::otlp_http::Collector;
+
 /// Where and how often to export.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OtlpSettings {
-    /// The full URL requests go to, `http://host:port/v1/metrics`.
-    pub metrics_url: String,
+    /// The collector, at the full URL requests go to (`http://host:port/v1/metrics`).
+    pub collector: Collector,
     pub interval: Duration,
 }
 
 impl OtlpSettings {
     /// From a collector's base URL (`http://collector:4318`): `/v1/metrics` is appended, as
-    /// the OpenTelemetry specification says for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    /// the OpenTelemetry specification says for `OTEL_EXPORTER_OTLP_ENDPOINT`. `ca_file`:
+    /// the CA certificates an `https://` collector is checked against (else the system's).
     ///
     /// # Errors
-    /// Not an `http://` URL with a host.
-    pub fn from_base(endpoint: &str, interval: Duration) -> Result<Self, String> {
+    /// Not an `http://` or `https://` URL with a host, or no CA certificate to trust.
+    pub fn from_base(
+        endpoint: &str,
+        interval: Duration,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, String> {
         let url = format!("{}/v1/metrics", endpoint.trim_end_matches('/'));
-        Self::from_metrics_url(&url, interval)
+        Self::from_metrics_url(&url, interval, ca_file)
     }
 
     /// From the URL used as it is (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`).
     ///
     /// # Errors
-    /// Not an `http://` URL with a host.
-    pub fn from_metrics_url(url: &str, interval: Duration) -> Result<Self, String> {
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            return Err(format!(
-                "`{url}` must be an http:// URL with a host (OTLP/HTTP; https is not supported yet)"
-            ));
-        }
+    /// As [`OtlpSettings::from_base`].
+    pub fn from_metrics_url(
+        url: &str,
+        interval: Duration,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, String> {
         Ok(OtlpSettings {
-            metrics_url: url.to_owned(),
+            collector: Collector::new(url, ca_file)?,
             interval: interval.max(Duration::from_secs(1)),
         })
     }
@@ -62,6 +68,7 @@ impl OtlpSettings {
 pub(crate) async fn run(settings: OtlpSettings, render: impl Fn() -> String) {
     let start = unix_nanos(SystemTime::now());
     let host = host_name();
+    let url = settings.collector.url().to_owned();
     let mut failing = false;
     let mut tick = tokio::time::interval(settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -74,18 +81,18 @@ pub(crate) async fn run(settings: OtlpSettings, render: impl Fn() -> String) {
             unix_nanos(SystemTime::now()),
             &host,
         );
-        let sent = tokio::time::timeout(Duration::from_secs(10), post(&settings.metrics_url, body))
+        let sent = tokio::time::timeout(Duration::from_secs(10), settings.collector.post(body))
             .await
             .unwrap_or_else(|_| Err("no answer within 10 s".into()));
         match sent {
             Ok(()) if failing => {
                 failing = false;
-                tracing::info!(url = %settings.metrics_url, "otlp metrics export works again");
+                tracing::info!(%url, "otlp metrics export works again");
             }
             Ok(()) => {}
             Err(why) if !failing => {
                 failing = true;
-                tracing::warn!(url = %settings.metrics_url, error = %why, "otlp metrics export failed; retrying every interval");
+                tracing::warn!(%url, error = %why, "otlp metrics export failed; retrying every interval");
             }
             Err(_) => {}
         }
@@ -100,49 +107,6 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default()
-}
-
-/// One request on a fresh HTTP/1.1 connection (one per interval: nothing to keep alive).
-async fn post(url: &str, body: Vec<u8>) -> Result<(), String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let host = uri.host().ok_or("no host")?;
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
-    let path = uri.path_and_query().map_or("/v1/metrics", |p| p.as_str());
-    let request = hyper::Request::post(path)
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let text = response
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the collector answered {status}: {}",
-            String::from_utf8_lossy(&text[..text.len().min(200)])
-        ))
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,13 +311,12 @@ mod tests {
     }
 
     #[test]
-    fn urls_must_be_plain_http() {
-        let ok = OtlpSettings::from_base("http://127.0.0.1:4318/", Duration::from_secs(5));
+    fn urls_get_the_metrics_path() {
+        let ok = OtlpSettings::from_base("http://127.0.0.1:4318/", Duration::from_secs(5), None);
         assert_eq!(
-            ok.map(|s| s.metrics_url),
+            ok.map(|s| s.collector.url().to_owned()),
             Ok("http://127.0.0.1:4318/v1/metrics".to_owned())
         );
-        assert!(OtlpSettings::from_base("https://c:4318", Duration::from_secs(5)).is_err());
-        assert!(OtlpSettings::from_metrics_url("c:4318", Duration::from_secs(5)).is_err());
+        assert!(OtlpSettings::from_metrics_url("c:4318", Duration::from_secs(5), None).is_err());
     }
 }
