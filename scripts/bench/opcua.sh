@@ -10,6 +10,9 @@
 # too (it shares the machine).
 # QOS (Qos1, the default, or Qos0) is the destination's QoS: with the data folder, a QoS 1
 # publish waits for the durable store. NO_BUILD=1 uses the release binary as it is.
+# The connector logs its per-stage latencies (source->callback->built->broker, p50/p99/max
+# per 10 s window, weighted by values) at debug level; the windows after the warm-up are
+# printed at the end.
 # Usage: [PUBLISHING_MS=..] [SAMPLING_MS=..] scripts/bench/opcua.sh [SECONDS]   (default 30)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -69,7 +72,7 @@ with open(sys.argv[1], "a") as f:
             kind, i = kinds[n // 2000], n % 2000
             f.write(f"    - {{name: {kind}{i}, dataSource: 'ns=2;s=Fast.{kind}.{i}'}}\n")
 PY
-RUST_LOG=warn "$T/edgeplane" run --config "$work/config" --data-dir "$work/data" \
+NO_COLOR=1 RUST_LOG=warn,edgeplane_connectors::stages=debug "$T/edgeplane" run --config "$work/config" --data-dir "$work/data" \
   --http 127.0.0.1:0 --metrics 127.0.0.1:0 >"$work/run.log" 2>&1 &
 EP=$!
 sleep 1
@@ -85,4 +88,5 @@ wait "$MEASURE"
 cores() { python3 -c "print(round(($2 - $1) / $HZ / ($s1 - $s0), 3))"; }
 echo "publishing ${PUBLISHING_MS} ms, sampling ${SAMPLING_MS} ms, $QOS; edgeplane CPU: $(cores $t0 $t1) cores, simulator CPU: $(cores $q0 $q1) cores over ${SECONDS_RUN}s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$work/measure.json"
+grep "opc ua stages" "$work/run.log" | tail -n +2 | sed 's/^.*opc ua stages/stages/' || true
 grep -iE "warn|error" "$work/run.log" | tail -5 || true

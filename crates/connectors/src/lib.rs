@@ -17,6 +17,7 @@
 
 pub mod plan;
 mod session;
+mod stages;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

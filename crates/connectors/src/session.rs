@@ -1,31 +1,44 @@
 //! One running OPC UA session for one device endpoint: the connection, the frames of each
 //! dataset, and the publishing of messages and status.
 //!
-//! Notifications arrive on the connection's channel; the task drains what is there (the
-//! server sends one batch per publishing interval), updates the datasets' frames, then
-//! publishes one message per dataset that changed. Status changes of the connection are
-//! written to the registry for the device endpoint and for each asset it serves.
+//! Notifications arrive on the connection's channel. The session task routes each data
+//! notification (one server notification message of one dataset) to that dataset's task,
+//! which owns the dataset's frames: it applies the changes, builds one message and hands it
+//! to the broker (or the state store) before taking the next, so each dataset's messages
+//! keep their order while the datasets of a session are built and published side by side
+//! (a server tick of 10,000 values is worked through on every core, and a QoS 1 publish
+//! waiting for the durable store holds back only its own dataset). Events are published by
+//! the session task. Status changes of the connection are written to the registry for the
+//! device endpoint and for each asset it serves. Per-stage latencies are logged at debug
+//! level (see [`crate::stages`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use edgeplane_broker::LocalClient;
 use edgeplane_codec::{Properties, Publish, QoS};
 use edgeplane_opcua::client::{
-    Connection, DataPoint, Dataset, EndpointConfig, EndpointStatus, Event, EventSource,
+    Connection, DataChange, DataPoint, Dataset, EndpointConfig, EndpointStatus, Event, EventSource,
     Notification,
 };
 use edgeplane_opcua::payload::{DataPointValue, DatasetFrames, DatasetMessage, FrameSettings};
 use edgeplane_registry::{ConnectionState, Registry};
 use edgeplane_statestore::{SetOptions, StateStoreHandle};
 use serde_json::Value;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::plan::{DatasetPlan, EndpointPlan, EventPlan, MqttTarget, Target};
+use crate::stages::{Sample, Stages};
 use crate::OpcUaSettings;
+
+/// Notifications queued per dataset task. When a dataset's task falls this far behind, the
+/// session task waits for it, and the connection's channel (which counts what it drops)
+/// absorbs the rest.
+const DATASET_QUEUE: usize = 64;
 
 /// A session task and how to stop it.
 pub(crate) struct Running {
@@ -87,11 +100,6 @@ fn dataset_key(d: &DatasetPlan) -> String {
 
 fn event_key(e: &EventPlan) -> String {
     format!("{}/{}", e.asset, e.name)
-}
-
-struct Frames {
-    frames: DatasetFrames,
-    plan: DatasetPlan,
 }
 
 /// Where a session's messages go: the broker, and the state store for datasets whose
@@ -175,28 +183,22 @@ async fn run(
             return;
         }
     };
-    let mut frames: HashMap<String, Frames> = plan
-        .datasets
-        .iter()
-        .map(|d| {
-            let settings = FrameSettings {
-                source: plan.url.clone(),
-                subject: d.subject.clone(),
-                // A state store key holds the whole dataset: every message a key frame.
-                key_frame_count: match d.target {
-                    Target::Mqtt(_) => d.key_frame_count,
-                    Target::StateStore { .. } => 1,
-                },
-            };
-            (
-                dataset_key(d),
-                Frames {
-                    frames: DatasetFrames::new(settings),
-                    plan: d.clone(),
-                },
-            )
-        })
-        .collect();
+    let stages = Arc::new(Stages::new(&plan.url));
+    let mut workers = JoinSet::new();
+    let mut routes: HashMap<String, mpsc::Sender<DataBatch>> = HashMap::new();
+    for d in &plan.datasets {
+        let (tx, rx) = mpsc::channel(DATASET_QUEUE);
+        routes.insert(dataset_key(d), tx);
+        let frames = dataset_frames(d, &plan.url);
+        workers.spawn(dataset_task(
+            frames,
+            d.clone(),
+            rx,
+            sinks.clone(),
+            registry.clone(),
+            Arc::clone(&stages),
+        ));
+    }
     let events: HashMap<String, EventPlan> = plan
         .events
         .iter()
@@ -214,19 +216,33 @@ async fn run(
                 let state = state_of(&status.borrow_and_update());
                 report(state);
             }
-            first = notifications.recv() => {
-                let Some(first) = first else { break };
-                let mut batch = vec![first];
-                while let Ok(n) = notifications.try_recv() {
-                    batch.push(n);
-                }
-                if !publish_batch(batch, &mut frames, &events, &sinks, &registry, &plan.url).await {
+            n = notifications.recv() => {
+                let Some(n) = n else { break };
+                if !route(n, &routes, &events, &sinks, &registry, &plan.url).await {
                     break;
                 }
             }
         }
     }
+    // The dataset tasks publish what they hold, then end as their queues close (or at
+    // once if the broker is gone); aborted with this task if it is.
+    drop(routes);
     connection.shutdown().await;
+    while workers.join_next().await.is_some() {}
+}
+
+/// The frames of one dataset, its points at the positions the connection reports.
+fn dataset_frames(d: &DatasetPlan, source: &str) -> DatasetFrames {
+    let settings = FrameSettings {
+        source: source.to_owned(),
+        subject: d.subject.clone(),
+        // A state store key holds the whole dataset: every message a key frame.
+        key_frame_count: match d.target {
+            Target::Mqtt(_) => d.key_frame_count,
+            Target::StateStore { .. } => 1,
+        },
+    };
+    DatasetFrames::with_points(settings, d.points.iter().map(|p| p.name.as_str()))
 }
 
 fn state_of(status: &EndpointStatus) -> ConnectionState {
@@ -237,81 +253,109 @@ fn state_of(status: &EndpointStatus) -> ConnectionState {
     }
 }
 
-/// Apply a batch of notifications and publish what it produced; false once the broker
-/// is gone.
-///
-/// Each data notification (one server notification message of a dataset) becomes one
-/// message, so nothing the server reported is folded away when the connector lags. The
-/// messages are published in waves: a wave holds at most one message per dataset or event
-/// source and its publishes run together, so with the durable store the whole wave waits
-/// for one group commit instead of one commit per message, while each dataset's messages
-/// still enter the broker in order.
-async fn publish_batch(
-    batch: Vec<Notification>,
-    frames: &mut HashMap<String, Frames>,
+/// One data notification of one dataset, as the connection delivered it.
+struct DataBatch {
+    changes: Vec<DataChange>,
+    received: DateTime<Utc>,
+}
+
+/// Hands a data notification to its dataset's task, or publishes an event; false once
+/// the broker is gone (a dataset task ended because of it, or an event publish failed).
+async fn route(
+    n: Notification,
+    routes: &HashMap<String, mpsc::Sender<DataBatch>>,
     events: &HashMap<String, EventPlan>,
     sinks: &Sinks,
     registry: &Registry,
     source: &str,
 ) -> bool {
-    let mut out: Vec<(String, String, Out)> = Vec::new();
-    for n in batch {
-        match n {
-            Notification::Data(changes) => {
-                let Some(key) = changes.first().map(|c| c.dataset.to_string()) else {
-                    continue;
-                };
-                let Some(f) = frames.get_mut(&key) else {
-                    continue;
-                };
-                for change in changes {
-                    f.frames.update(
-                        &change.data_point,
-                        DataPointValue {
-                            value: change.value,
-                            source_timestamp: change.source_timestamp,
-                            status: change.status,
-                        },
-                    );
-                }
-                if let Some(message) = f.frames.next_message() {
-                    let item = match &f.plan.target {
-                        Target::Mqtt(target) => {
-                            Out::Publish(Box::new(dataset_publish(&f.plan, target, message)))
-                        }
-                        Target::StateStore { key } => Out::Set {
-                            key: key.clone(),
-                            value: message.payload_bytes(),
-                        },
-                    };
-                    out.push((key, f.plan.asset.clone(), item));
-                }
-            }
-            Notification::Event(event) => {
-                if let Some(plan) = events.get(&*event.source) {
-                    let key = event.source.to_string();
-                    let publish = event_publish(plan, event, source);
-                    out.push((key, plan.asset.clone(), Out::Publish(Box::new(publish))));
-                }
-            }
+    match n {
+        Notification::Data { changes, received } => {
+            let Some(tx) = changes.first().and_then(|c| routes.get(&*c.dataset)) else {
+                return true;
+            };
+            tx.send(DataBatch { changes, received }).await.is_ok()
         }
-    }
-    while !out.is_empty() {
-        let (assets, items): (Vec<String>, Vec<Out>) = take_wave(&mut out)
-            .into_iter()
-            .map(|(_, asset, item)| (asset, item))
-            .unzip();
-        let results =
-            futures_util::future::join_all(items.into_iter().map(|i| deliver(sinks, i))).await;
-        for (asset, result) in assets.iter().zip(results) {
-            match result {
-                Delivered::Yes => registry.count_published(asset, 1),
+        Notification::Event(event) => {
+            let Some(plan) = events.get(&*event.source) else {
+                return true;
+            };
+            let publish = event_publish(plan, event, source);
+            match deliver(sinks, Out::Publish(Box::new(publish))).await {
+                Delivered::Yes => registry.count_published(&plan.asset, 1),
                 Delivered::Dropped => {}
                 Delivered::BrokerGone => return false,
             }
+            true
         }
     }
-    true
+}
+
+/// A dataset's task: each notification becomes one message, built and delivered before
+/// the next is taken, so nothing the server reported is folded away and the dataset's
+/// sequence order is the broker's order. Ends when its queue closes or the broker is gone.
+async fn dataset_task(
+    mut frames: DatasetFrames,
+    plan: DatasetPlan,
+    mut rx: mpsc::Receiver<DataBatch>,
+    sinks: Sinks,
+    registry: Registry,
+    stages: Arc<Stages>,
+) {
+    // Distinct source timestamps of the message being built, when measuring.
+    let mut sources: Vec<(DateTime<Utc>, u32)> = Vec::new();
+    while let Some(batch) = rx.recv().await {
+        let measuring = Stages::enabled();
+        sources.clear();
+        for change in batch.changes {
+            if measuring {
+                count_source(&mut sources, change.source_timestamp);
+            }
+            let value = DataPointValue {
+                value: change.value,
+                source_timestamp: change.source_timestamp,
+                status: change.status,
+            };
+            let index = usize::try_from(change.index).unwrap_or(usize::MAX);
+            if let Err(value) = frames.update_at(index, value) {
+                frames.update(&change.data_point, value);
+            }
+        }
+        let Some(message) = frames.next_message() else {
+            continue;
+        };
+        let built = Utc::now();
+        let item = match &plan.target {
+            Target::Mqtt(target) => Out::Publish(Box::new(dataset_publish(&plan, target, message))),
+            Target::StateStore { key } => Out::Set {
+                key: key.clone(),
+                value: message.payload,
+            },
+        };
+        match deliver(&sinks, item).await {
+            Delivered::Yes => registry.count_published(&plan.asset, 1),
+            Delivered::Dropped => {}
+            Delivered::BrokerGone => return,
+        }
+        if measuring {
+            stages.record(&Sample {
+                sources: &sources,
+                received: batch.received,
+                built,
+                accepted: Utc::now(),
+            });
+        }
+    }
+}
+
+/// Counts a value's source timestamp; the values of one server tick share one, so this
+/// list stays short.
+fn count_source(sources: &mut Vec<(DateTime<Utc>, u32)>, at: Option<DateTime<Utc>>) {
+    let Some(at) = at else { return };
+    match sources.iter_mut().find(|(t, _)| *t == at) {
+        Some((_, n)) => *n += 1,
+        None => sources.push((at, 1)),
+    }
 }
 
 enum Delivered {
@@ -382,24 +426,6 @@ impl Sinks {
     }
 }
 
-/// Removes and returns the first message of each key, keeping the rest in order.
-fn take_wave<T>(out: &mut Vec<(String, String, T)>) -> Vec<(String, String, T)> {
-    let mut wave = Vec::new();
-    let mut rest = Vec::new();
-    for item in out.drain(..) {
-        if wave
-            .iter()
-            .any(|(k, _, _): &(String, String, T)| *k == item.0)
-        {
-            rest.push(item);
-        } else {
-            wave.push(item);
-        }
-    }
-    *out = rest;
-    wave
-}
-
 fn properties(target: &MqttTarget, user: Vec<(String, String)>) -> Properties {
     Properties {
         payload_format_indicator: Some(1),
@@ -427,7 +453,7 @@ fn publish(target: &MqttTarget, properties: Properties, payload: Vec<u8>) -> Pub
 }
 
 fn dataset_publish(plan: &DatasetPlan, target: &MqttTarget, message: DatasetMessage) -> Publish {
-    let payload = message.payload_bytes();
+    let payload = message.payload;
     let mut user = message.properties;
     if let Some(id) = &plan.external_asset_id {
         user.push(("externalAssetId".into(), id.clone()));

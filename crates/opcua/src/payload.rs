@@ -15,7 +15,7 @@
 //! N ≤ 0 every message is a delta frame. Nothing here does I/O: the caller decides when to
 //! ask for a message (typically once per publishing interval) and where to send it.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -75,28 +75,50 @@ pub struct DatasetMessage {
     pub kind: FrameKind,
     /// Position of this message in the dataset's stream, from 0.
     pub sequence: u64,
-    /// The JSON payload.
-    pub payload: Value,
+    /// The JSON payload, serialized.
+    pub payload: Vec<u8>,
+    /// How many data points the payload carries.
+    pub values: usize,
     /// CloudEvents user properties, in a stable order.
     pub properties: Vec<(String, String)>,
 }
 
 impl DatasetMessage {
-    /// The payload serialized as JSON bytes.
-    pub fn payload_bytes(&self) -> Vec<u8> {
-        self.payload.to_string().into_bytes()
+    /// The payload parsed back into JSON (for tests and diagnostics; the connector
+    /// publishes [`DatasetMessage::payload`] as it is).
+    pub fn payload_json(&self) -> Value {
+        serde_json::from_slice(&self.payload).unwrap_or(Value::Null)
     }
 }
 
+/// One data point of a dataset: its name as a JSON object key (escaped and quoted once),
+/// its last value and whether that changed since the previous message.
+#[derive(Debug)]
+struct Slot {
+    key: String,
+    value: Option<DataPointValue>,
+    changed: bool,
+}
+
 /// Builds the message stream of one dataset; see the module docs.
+///
+/// Data points live in a vector, in the order they were declared
+/// ([`DatasetFrames::with_points`]) or first seen, so a value given by position
+/// ([`DatasetFrames::update_at`]) costs no name lookup; the payload is written straight
+/// to bytes, and consecutive values with the same source timestamp (one server tick)
+/// share one formatted timestamp.
 #[derive(Debug)]
 pub struct DatasetFrames {
     settings: FrameSettings,
-    /// Every data point's last value, and whether it changed since the previous message.
-    last: BTreeMap<String, (DataPointValue, bool)>,
-    /// How many entries of `last` are marked changed.
+    points: Vec<Slot>,
+    by_name: HashMap<String, usize>,
+    /// How many points are marked changed.
     changed: usize,
     sequence: u64,
+    /// The last source timestamp formatted, as a quoted JSON string.
+    stamp: Option<(DateTime<Utc>, String)>,
+    /// Size of the previous payload, to allocate the next one once.
+    last_len: usize,
 }
 
 impl DatasetFrames {
@@ -104,34 +126,68 @@ impl DatasetFrames {
     pub fn new(settings: FrameSettings) -> Self {
         DatasetFrames {
             settings,
-            last: BTreeMap::new(),
+            points: Vec::new(),
+            by_name: HashMap::new(),
             changed: 0,
             sequence: 0,
+            stamp: None,
+            last_len: 0,
         }
+    }
+
+    /// A dataset whose data points are `names`, at positions 0, 1, … for
+    /// [`DatasetFrames::update_at`]. A repeated name keeps its first position.
+    pub fn with_points<'a>(
+        settings: FrameSettings,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let mut frames = DatasetFrames::new(settings);
+        for name in names {
+            frames.position(name);
+        }
+        frames
+    }
+
+    /// The position of `data_point`, added at the end when new.
+    fn position(&mut self, data_point: &str) -> usize {
+        if let Some(&i) = self.by_name.get(data_point) {
+            return i;
+        }
+        let i = self.points.len();
+        self.points.push(Slot {
+            key: json_string(data_point),
+            value: None,
+            changed: false,
+        });
+        self.by_name.insert(data_point.to_owned(), i);
+        i
     }
 
     /// Records a new value for `data_point`.
     pub fn update(&mut self, data_point: &str, value: DataPointValue) {
-        // Allocates the name only the first time a data point is seen (this runs for every
-        // value the server reports).
-        match self.last.get_mut(data_point) {
-            Some((last, changed)) => {
-                *last = value;
-                if !*changed {
-                    *changed = true;
-                    self.changed += 1;
-                }
-            }
-            None => {
-                self.last.insert(data_point.to_owned(), (value, true));
-                self.changed += 1;
-            }
+        let i = self.position(data_point);
+        // `position` made the slot: this cannot give the value back.
+        let _ = self.update_at(i, value);
+    }
+
+    /// Records a new value for the data point at `index` (see
+    /// [`DatasetFrames::with_points`]); the value comes back when there is no such point.
+    pub fn update_at(&mut self, index: usize, value: DataPointValue) -> Result<(), DataPointValue> {
+        let Some(slot) = self.points.get_mut(index) else {
+            return Err(value);
+        };
+        slot.value = Some(value);
+        if !slot.changed {
+            slot.changed = true;
+            self.changed += 1;
         }
+        Ok(())
     }
 
     /// The last known value of `data_point`.
     pub fn last_value(&self, data_point: &str) -> Option<&DataPointValue> {
-        self.last.get(data_point).map(|(v, _)| v)
+        let i = *self.by_name.get(data_point)?;
+        self.points.get(i)?.value.as_ref()
     }
 
     /// The next message, or `None` when nothing changed since the previous one.
@@ -147,19 +203,32 @@ impl DatasetFrames {
         } else {
             FrameKind::Delta
         };
-        let mut payload = Map::new();
-        for (name, (value, changed)) in &mut self.last {
-            if kind == FrameKind::Key || *changed {
-                payload.insert(name.clone(), data_point_json(value));
+        let mut payload = Vec::with_capacity(self.last_len + 64);
+        let mut values = 0;
+        payload.push(b'{');
+        for slot in &mut self.points {
+            let include = kind == FrameKind::Key || slot.changed;
+            slot.changed = false;
+            let Some(value) = slot.value.as_ref().filter(|_| include) else {
+                continue;
+            };
+            if values > 0 {
+                payload.push(b',');
             }
-            *changed = false;
+            values += 1;
+            payload.extend_from_slice(slot.key.as_bytes());
+            payload.push(b':');
+            write_point(&mut payload, value, &mut self.stamp);
         }
+        payload.push(b'}');
+        self.last_len = payload.len();
         self.changed = 0;
         self.sequence += 1;
         Some(DatasetMessage {
             kind,
             sequence,
-            payload: Value::Object(payload),
+            payload,
+            values,
             properties: self.properties(kind, sequence, now, id),
         })
     }
@@ -190,6 +259,43 @@ impl DatasetFrames {
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
     }
+}
+
+/// `s` as a JSON string literal, quotes included.
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+/// Appends one data point's object, the same as [`data_point_json`] serialized; `stamp`
+/// caches the last formatted source timestamp.
+fn write_point(
+    out: &mut Vec<u8>,
+    value: &DataPointValue,
+    stamp: &mut Option<(DateTime<Utc>, String)>,
+) {
+    out.push(b'{');
+    if let Some(ts) = value.source_timestamp {
+        if !matches!(stamp, Some((at, _)) if *at == ts) {
+            *stamp = Some((ts, json_string(&rfc3339(ts))));
+        }
+        out.extend_from_slice(b"\"SourceTimestamp\":");
+        if let Some((_, text)) = stamp {
+            out.extend_from_slice(text.as_bytes());
+        }
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"Value\":");
+    if serde_json::to_writer(&mut *out, &value.value).is_err() {
+        out.extend_from_slice(b"null");
+    }
+    if !value.status.is_good() {
+        out.extend_from_slice(b",\"StatusCode\":{\"Code\":");
+        out.extend_from_slice(value.status.code().to_string().as_bytes());
+        out.extend_from_slice(b",\"Symbol\":");
+        out.extend_from_slice(json_string(&value.status.symbol()).as_bytes());
+        out.push(b'}');
+    }
+    out.push(b'}');
 }
 
 /// The JSON object for one data point inside a dataset payload.
@@ -251,13 +357,10 @@ mod tests {
         let m = f.next_message_with(at(1), "id-1".into());
         let m = m.expect("a change gives a message");
         assert_eq!(
-            m.payload,
+            m.payload_json(),
             json!({"temperature": {"SourceTimestamp": "2023-11-14T22:13:20.180Z", "Value": 4558}})
         );
-        assert_eq!(
-            String::from_utf8(m.payload_bytes()).ok(),
-            Some(m.payload.to_string())
-        );
+        assert_eq!(m.values, 1);
     }
 
     #[test]
@@ -291,14 +394,14 @@ mod tests {
         f.update("b", sample(json!(2), 0));
         let m0 = f.next_message().expect("m0");
         assert_eq!(m0.kind, FrameKind::Key);
-        assert_eq!(m0.payload.as_object().map(Map::len), Some(2));
+        assert_eq!(m0.payload_json().as_object().map(Map::len), Some(2));
 
         f.update("a", sample(json!(10), 1));
         let m1 = f.next_message().expect("m1");
         assert_eq!(m1.kind, FrameKind::Delta);
         assert_eq!(prop(&m1, "type"), Some("ua-deltaframe"));
-        assert_eq!(m1.payload["a"]["Value"], json!(10));
-        assert!(m1.payload.get("b").is_none());
+        assert_eq!(m1.payload_json()["a"]["Value"], json!(10));
+        assert!(m1.payload_json().get("b").is_none());
 
         f.update("a", sample(json!(11), 2));
         assert_eq!(f.next_message().map(|m| m.kind), Some(FrameKind::Delta));
@@ -308,8 +411,8 @@ mod tests {
         assert_eq!(m3.kind, FrameKind::Key);
         assert_eq!(prop(&m3, "type"), Some("ua-keyframe"));
         assert_eq!(m3.sequence, 3);
-        assert_eq!(m3.payload["a"]["Value"], json!(12));
-        assert_eq!(m3.payload["b"]["Value"], json!(2));
+        assert_eq!(m3.payload_json()["a"]["Value"], json!(12));
+        assert_eq!(m3.payload_json()["b"]["Value"], json!(2));
     }
 
     #[test]
@@ -335,7 +438,7 @@ mod tests {
         let m = f.next_message().expect("message");
         let code = StatusCode::BadSensorFailure.bits();
         assert_eq!(
-            m.payload,
+            m.payload_json(),
             json!({"bad": {"Value": null, "StatusCode": {"Code": code, "Symbol": "BadSensorFailure"}}})
         );
     }
@@ -353,5 +456,66 @@ mod tests {
             ids.insert(id);
         }
         assert_eq!(ids.len(), 5);
+    }
+
+    #[test]
+    fn written_payload_matches_the_json_of_each_point() {
+        let mut f = DatasetFrames::with_points(
+            FrameSettings {
+                source: "s".into(),
+                subject: "t".into(),
+                key_frame_count: 0,
+            },
+            ["quote\"d", "b", "c"],
+        );
+        let points = [
+            sample(json!("x\ny"), 0),
+            sample(json!(2.5), 1),
+            DataPointValue {
+                value: json!([1, 2]),
+                source_timestamp: None,
+                status: StatusCode::UncertainLastUsableValue.into(),
+            },
+        ];
+        for (i, p) in points.iter().enumerate() {
+            assert!(f.update_at(i, p.clone()).is_ok());
+        }
+        assert!(f.update_at(3, sample(json!(0), 0)).is_err());
+        let m = f.next_message().expect("message");
+        assert_eq!(m.values, 3);
+        assert_eq!(
+            m.payload_json(),
+            json!({
+                "quote\"d": data_point_json(&points[0]),
+                "b": data_point_json(&points[1]),
+                "c": data_point_json(&points[2]),
+            })
+        );
+        assert_eq!(f.last_value("b"), Some(&points[1]));
+    }
+
+    #[test]
+    fn values_by_position_and_by_name_meet_in_one_frame() {
+        let mut f = DatasetFrames::with_points(
+            FrameSettings {
+                source: "s".into(),
+                subject: "t".into(),
+                key_frame_count: 2,
+            },
+            ["a", "b"],
+        );
+        assert!(f.update_at(1, sample(json!(1), 0)).is_ok());
+        f.update("a", sample(json!(2), 1));
+        let m0 = f.next_message().expect("m0");
+        assert_eq!(m0.payload_json()["a"]["Value"], json!(2));
+        assert_eq!(m0.payload_json()["b"]["Value"], json!(1));
+        assert!(f.update_at(0, sample(json!(3), 2)).is_ok());
+        let m1 = f.next_message().expect("m1");
+        assert_eq!(m1.kind, FrameKind::Delta);
+        assert_eq!(m1.values, 1);
+        assert_eq!(
+            m1.payload_json(),
+            json!({"a": {"SourceTimestamp": "2023-11-14T22:13:22.180Z", "Value": 3}})
+        );
     }
 }

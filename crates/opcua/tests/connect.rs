@@ -57,7 +57,7 @@ async fn anonymous_most_secure_receives_values_bad_status_and_events() -> Result
     tokio::time::timeout(WAIT, async {
         while bad.is_none() || event.is_none() {
             match rx.recv().await {
-                Some(Notification::Data(changes)) => {
+                Some(Notification::Data { changes, .. }) => {
                     if let Some(c) = changes
                         .into_iter()
                         .find(|c| c.data_point.as_ref() == "Special.Bad")

@@ -192,6 +192,9 @@ pub struct DataChange {
     pub dataset: Arc<str>,
     /// The data point's name.
     pub data_point: Arc<str>,
+    /// The data point's position in its dataset's [`Dataset::data_points`], so a consumer
+    /// can keep per-point state in a vector instead of looking the name up per value.
+    pub index: u32,
     /// The value as JSON.
     pub value: Value,
     /// When the source produced it, if the server said.
@@ -217,7 +220,13 @@ pub struct Event {
 pub enum Notification {
     /// Data points of one dataset changed: the data changes of one notification message
     /// of the server (one publishing interval), in the server's order.
-    Data(Vec<DataChange>),
+    Data {
+        /// The changes.
+        changes: Vec<DataChange>,
+        /// When the session's callback received the notification message (wall clock, to
+        /// compare with the values' source timestamps when measuring latency per stage).
+        received: DateTime<Utc>,
+    },
     /// An event happened.
     Event(Event),
 }

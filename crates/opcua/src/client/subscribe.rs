@@ -70,6 +70,8 @@ impl NodeRef {
 #[derive(Debug)]
 struct Point {
     name: Arc<str>,
+    /// Position in the dataset's configured data points.
+    index: u32,
     node: NodeRef,
     sampling_interval_ms: f64,
     queue_size: u32,
@@ -108,7 +110,7 @@ impl Plan {
             check_interval(&mut problems, &ds.name, ds.publishing_interval);
             let mut point_names = HashSet::new();
             let mut points = Vec::new();
-            for dp in &ds.data_points {
+            for (index, dp) in (0u32..).zip(&ds.data_points) {
                 let what = format!("data point in dataset {:?}", ds.name);
                 check_name(&mut problems, &mut point_names, &what, &dp.name);
                 let Some(node) = parse_node(&mut problems, &dp.name, &dp.node_id) else {
@@ -116,6 +118,7 @@ impl Plan {
                 };
                 points.push(Point {
                     name: dp.name.as_str().into(),
+                    index,
                     node,
                     sampling_interval_ms: dp.sampling_interval.as_secs_f64() * 1000.0,
                     queue_size: dp.queue_size.max(1),
@@ -237,15 +240,15 @@ async fn create_dataset_chunk(
     sink: &Sink,
     next_handle: &mut u32,
 ) -> Result<(), opcua_types::Error> {
-    let mut names: HashMap<u32, Arc<str>> = HashMap::new();
+    let mut names: HashMap<u32, (Arc<str>, u32)> = HashMap::new();
     let mut requests = Vec::new();
     for point in chunk {
         let Some(node_id) = point.node.resolve(namespaces) else {
-            refuse(sink, &ds.name, &point.name, StatusCode::BadNodeIdUnknown);
+            refuse(sink, &ds.name, point, StatusCode::BadNodeIdUnknown);
             continue;
         };
         let handle = take_handle(next_handle);
-        names.insert(handle, point.name.clone());
+        names.insert(handle, (point.name.clone(), point.index));
         requests.push(item_request(
             node_id,
             AttributeId::Value,
@@ -272,8 +275,8 @@ async fn create_dataset_chunk(
     for r in results {
         let status = r.result.status_code;
         if !status.is_good() {
-            if let Some(point) = names.get(&r.requested_parameters.client_handle) {
-                refuse(sink, &ds.name, point, status);
+            if let Some((name, index)) = names.get(&r.requested_parameters.client_handle) {
+                refuse_item(sink, &ds.name, name, *index, status);
             }
         }
     }
@@ -285,7 +288,7 @@ async fn create_dataset_chunk(
 /// the channel carries one entry per publishing interval, not one per value.
 struct DatasetCallback {
     dataset: Arc<str>,
-    names: HashMap<u32, Arc<str>>,
+    names: HashMap<u32, (Arc<str>, u32)>,
     sink: Sink,
 }
 
@@ -295,6 +298,7 @@ impl OnSubscriptionNotificationCore for DatasetCallback {
         notification: NotificationMessage,
         _items: MonitoredItemMap<'_>,
     ) {
+        let received = chrono::Utc::now();
         let Some(data) = notification.notification_data else {
             return;
         };
@@ -304,13 +308,13 @@ impl OnSubscriptionNotificationCore for DatasetCallback {
                 continue;
             };
             for item in v.monitored_items.into_iter().flatten() {
-                if let Some(point) = self.names.get(&item.client_handle) {
-                    changes.push(data_change(&self.dataset, point, item.value));
+                if let Some((name, index)) = self.names.get(&item.client_handle) {
+                    changes.push(data_change(&self.dataset, name, *index, item.value));
                 }
             }
         }
         if !changes.is_empty() {
-            self.sink.send(Notification::Data(changes));
+            self.sink.send(Notification::Data { changes, received });
         }
     }
 }
@@ -405,21 +409,30 @@ fn event_filter() -> EventFilter {
     }
 }
 
-fn refuse(sink: &Sink, dataset: &Arc<str>, point: &Arc<str>, status: StatusCode) {
-    tracing::warn!(%dataset, data_point = %point, %status, "server refused data point");
-    sink.send(Notification::Data(vec![DataChange {
-        dataset: dataset.clone(),
-        data_point: point.clone(),
-        value: Value::Null,
-        source_timestamp: None,
-        status: status.into(),
-    }]));
+fn refuse(sink: &Sink, dataset: &Arc<str>, point: &Point, status: StatusCode) {
+    refuse_item(sink, dataset, &point.name, point.index, status);
 }
 
-fn data_change(dataset: &Arc<str>, point: &Arc<str>, dv: DataValue) -> DataChange {
+fn refuse_item(sink: &Sink, dataset: &Arc<str>, name: &Arc<str>, index: u32, status: StatusCode) {
+    tracing::warn!(%dataset, data_point = %name, %status, "server refused data point");
+    sink.send(Notification::Data {
+        changes: vec![DataChange {
+            dataset: dataset.clone(),
+            data_point: name.clone(),
+            index,
+            value: Value::Null,
+            source_timestamp: None,
+            status: status.into(),
+        }],
+        received: chrono::Utc::now(),
+    });
+}
+
+fn data_change(dataset: &Arc<str>, point: &Arc<str>, index: u32, dv: DataValue) -> DataChange {
     DataChange {
         dataset: dataset.clone(),
         data_point: point.clone(),
+        index,
         value: dv.value.as_ref().map_or(Value::Null, variant_to_json),
         source_timestamp: dv.source_timestamp.map(|t| t.as_chrono()),
         status: dv.status.map_or(Status::GOOD, Status::from),

@@ -176,7 +176,7 @@ pub async fn distinct_values(
     tokio::time::timeout(WAIT, async {
         while !done(&seen) {
             match rx.recv().await.context("notification channel closed")? {
-                Notification::Data(changes) => {
+                Notification::Data { changes, .. } => {
                     for c in changes {
                         seen.entry(c.data_point.to_string()).or_default().push(c);
                     }
