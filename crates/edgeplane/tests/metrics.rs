@@ -200,6 +200,18 @@ async fn scrape_after_traffic_passes_promtool() {
     assert!(delta("edgeplane_received_bytes_total") > 0.0);
     assert!(delta("edgeplane_sent_publish_bytes_total") > 0.0);
     assert_eq!(sample(&after, "aio_broker_connected_sessions"), 2.0);
+    // Both clients came in on the listener `local`, one of each protocol version.
+    let local = |version: &str| {
+        format!(
+            "edgeplane_listener_connections_total{{listener=\"local\",mqtt_version=\"{version}\"}}"
+        )
+    };
+    assert_eq!(delta(&local("5")), 1.0);
+    assert_eq!(delta(&local("3.1.1")), 1.0);
+    assert_eq!(
+        sample(&after, "edgeplane_listener_connections{listener=\"local\"}"),
+        2.0
+    );
     // In-process sessions (the dataflow's) are not counted.
     assert_eq!(sample(&after, "aio_broker_total_subscriptions"), 1.0);
     let relayed = |text: &str| {
