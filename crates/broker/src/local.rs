@@ -171,7 +171,7 @@ impl LocalClient {
         self.command(Cmd::Subscribe {
             client: Arc::clone(&self.client_id),
             conn: self.conn_id,
-            packet,
+            packet: Box::new(packet),
             denied: Vec::new(),
         })
         .await?;
@@ -202,7 +202,7 @@ impl LocalClient {
         self.command(Cmd::Unsubscribe {
             client: Arc::clone(&self.client_id),
             conn: self.conn_id,
-            packet,
+            packet: Box::new(packet),
         })
         .await?;
         match self.next_control().await? {

@@ -21,7 +21,7 @@ use bytes::{Buf, BufMut, BytesMut};
 pub use error::{Class, DecodeError, ProtocolError};
 pub use packet::connect::{ConnAck, Connect, Will};
 pub use packet::control::{Auth, Disconnect};
-pub use packet::publish::{Ack, Publish, PublishView};
+pub use packet::publish::{Ack, AckType, Publish, PublishView};
 pub use packet::subscribe::{SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe};
 pub use primitives::{decode_varint, VARINT_MAX};
 pub use properties::{Context, Properties};
@@ -264,6 +264,28 @@ pub fn encode_publish_view(p: &PublishView, v: ProtocolVersion, out: &mut BytesM
     out.put_u8(0x30 | p.flags());
     put_varint(out, body);
     p.encode_body(v, out);
+}
+
+/// Append a PUBACK, PUBREC, PUBREL or PUBCOMP without properties: the same bytes as
+/// [`encode`] of the equivalent [`Ack`], without building a [`Packet`] (an acknowledgement
+/// per QoS 1/2 message is on the broker's hot path).
+pub fn encode_ack(
+    kind: AckType,
+    packet_id: u16,
+    reason: ReasonCode,
+    v: ProtocolVersion,
+    out: &mut BytesMut,
+) {
+    // MQTT 5 leaves the reason out when it is Success and there are no properties
+    // (§3.4.2.1); MQTT 3.1.1 has none.
+    let with_reason = v == ProtocolVersion::V5 && reason != ReasonCode::SUCCESS;
+    out.reserve(5);
+    out.put_u8(kind.header());
+    out.put_u8(if with_reason { 3 } else { 2 });
+    out.put_u16(packet_id);
+    if with_reason {
+        out.put_u8(reason.0);
+    }
 }
 
 /// Append the packet, encoded for protocol version `v`, to `out`.

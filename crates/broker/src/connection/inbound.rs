@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use edgeplane_codec::{Ack, Disconnect, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
+use edgeplane_codec::{AckType, Disconnect, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
 
-use super::{Conn, Context, Stop};
+use super::{Conn, Context, OwedAck, Stop};
 use crate::message::Message;
 use crate::router::{AckKind, Cmd, Ending, Ticket};
 use crate::stats::{Refusal, Stats};
@@ -96,8 +96,11 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
         Packet::PubComp(a) => ack(conn, ctx, a.packet_id, AckKind::Qos2Completed).await,
         Packet::PubRel(a) => {
             if !conn.incoming_qos2.remove(&a.packet_id) {
-                let reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
-                conn.write(&Packet::PubComp(Ack::new(a.packet_id, reason)));
+                conn.write_ack(OwedAck {
+                    kind: AckType::PubComp,
+                    packet_id: a.packet_id,
+                    reason: ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                });
                 return None;
             }
             // A persisted session answers once the release is durable, so a restart never
@@ -119,7 +122,11 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
             };
             ctx.router.send(conn.partition, cmd).await;
             if lsn == 0 {
-                conn.write(&Packet::PubComp(Ack::new(a.packet_id, ReasonCode::SUCCESS)));
+                conn.write_ack(OwedAck {
+                    kind: AckType::PubComp,
+                    packet_id: a.packet_id,
+                    reason: ReasonCode::SUCCESS,
+                });
             }
         }
         Packet::Subscribe(s) => {
@@ -127,7 +134,7 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
             let cmd = Cmd::Subscribe {
                 client: client(),
                 conn: conn.conn_id,
-                packet: s,
+                packet: Box::new(s),
                 denied,
             };
             ctx.router.send(conn.partition, cmd).await;
@@ -139,7 +146,7 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
                     Cmd::Unsubscribe {
                         client: client(),
                         conn: conn.conn_id,
-                        packet: u,
+                        packet: Box::new(u),
                     },
                 )
                 .await;
@@ -324,10 +331,12 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
     if qos == QoS::ExactlyOnce {
         if conn.incoming_qos2.contains(&packet_id) {
             // A re-sent PUBLISH whose first copy was already routed [MQTT-4.3.3-10].
-            conn.ack(
-                Packet::PubRec(Ack::new(packet_id, ReasonCode::SUCCESS)),
-                None,
-            );
+            let ack = OwedAck {
+                kind: AckType::PubRec,
+                packet_id,
+                reason: ReasonCode::SUCCESS,
+            };
+            conn.ack(ack, None);
             return None;
         }
         if conn.incoming_qos2.len() >= usize::from(ctx.settings.receive_maximum) {
@@ -390,10 +399,16 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
         }
     }
     let reason = refused.unwrap_or(ReasonCode::SUCCESS);
-    match qos {
-        QoS::AtMostOnce => {}
-        QoS::AtLeastOnce => conn.ack(Packet::PubAck(Ack::new(packet_id, reason)), ticket),
-        QoS::ExactlyOnce => conn.ack(Packet::PubRec(Ack::new(packet_id, reason)), ticket),
-    }
+    let kind = match qos {
+        QoS::AtMostOnce => return None,
+        QoS::AtLeastOnce => AckType::PubAck,
+        QoS::ExactlyOnce => AckType::PubRec,
+    };
+    let ack = OwedAck {
+        kind,
+        packet_id,
+        reason,
+    };
+    conn.ack(ack, ticket);
     None
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use edgeplane_codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
+use edgeplane_codec::{AckType, Disconnect, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
 
@@ -72,7 +72,7 @@ struct Conn {
     persist: bool,
     /// PUBACK/PUBREC owed to the client, in the order of its PUBLISH packets
     /// [MQTT-4.6.0-2], each going out once its ticket says the message is durable.
-    acks: VecDeque<(Option<Arc<Ticket>>, Packet)>,
+    acks: VecDeque<(Option<Arc<Ticket>>, OwedAck)>,
     /// Woken when a ticket completes.
     ack_notify: Arc<Notify>,
     /// The durable store, if any, and its durable LSN.
@@ -104,9 +104,21 @@ struct Conn {
     expiry: Option<std::time::SystemTime>,
 }
 
+/// A PUBACK, PUBREC or PUBCOMP owed to the client: 4 bytes where a [`Packet`] is 400.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwedAck {
+    pub kind: AckType,
+    pub packet_id: u16,
+    pub reason: ReasonCode,
+}
+
 impl Conn {
     fn write(&mut self, p: &Packet) {
         edgeplane_codec::encode(p, self.version, &mut self.wbuf);
+    }
+
+    fn write_ack(&mut self, a: OwedAck) {
+        edgeplane_codec::encode_ack(a.kind, a.packet_id, a.reason, self.version, &mut self.wbuf);
     }
 
     fn v5(&self) -> bool {
@@ -115,11 +127,11 @@ impl Conn {
 
     /// Acknowledge a PUBLISH: at once, or (with a ticket, or behind acknowledgements still
     /// waiting for theirs) when the store has made the message durable.
-    fn ack(&mut self, packet: Packet, ticket: Option<Arc<Ticket>>) {
+    fn ack(&mut self, ack: OwedAck, ticket: Option<Arc<Ticket>>) {
         if ticket.is_none() && self.acks.is_empty() {
-            self.write(&packet);
+            self.write_ack(ack);
         } else {
-            self.acks.push_back((ticket, packet));
+            self.acks.push_back((ticket, ack));
             self.flush_acks();
         }
     }
@@ -145,8 +157,8 @@ impl Conn {
             t.as_ref()
                 .is_none_or(|t| t.routed() && !t.needs_commit() && t.required() <= durable)
         }) {
-            if let Some((_, packet)) = self.acks.pop_front() {
-                self.write(&packet);
+            if let Some((_, ack)) = self.acks.pop_front() {
+                self.write_ack(ack);
             }
         }
     }

@@ -229,14 +229,16 @@ pub enum Cmd {
     Subscribe {
         client: Arc<str>,
         conn: u64,
-        packet: Subscribe,
+        /// Boxed, as is every rare large command: each PUBLISH is copied into every
+        /// partition's inbox as a `Cmd`, which is as large as its largest variant.
+        packet: Box<Subscribe>,
         /// Per filter, whether authorization refused it (empty: none refused).
         denied: Vec<bool>,
     },
     Unsubscribe {
         client: Arc<str>,
         conn: u64,
-        packet: Unsubscribe,
+        packet: Box<Unsubscribe>,
     },
     Ack {
         client: Arc<str>,
@@ -480,4 +482,15 @@ pub(crate) fn hash_index(key: &str, n: usize) -> usize {
     let mut h = std::hash::DefaultHasher::new();
     key.hash(&mut h);
     (h.finish() % n as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every PUBLISH is moved into each partition's inbox as a `Cmd`, and a `Cmd` is as
+    /// large as its largest variant: rare large commands are boxed to keep it small.
+    #[test]
+    fn partition_commands_stay_small() {
+        let size = std::mem::size_of::<super::Cmd>();
+        assert!(size <= 64, "Cmd is {size} bytes");
+    }
 }

@@ -143,7 +143,7 @@ impl Partition {
                 denied,
             } => {
                 if let Some(idx) = self.attached(&client, conn) {
-                    self.on_subscribe(idx, packet, &denied);
+                    self.on_subscribe(idx, *packet, &denied);
                 }
             }
             Cmd::Unsubscribe {
@@ -152,7 +152,7 @@ impl Partition {
                 packet,
             } => {
                 if let Some(idx) = self.attached(&client, conn) {
-                    self.on_unsubscribe(idx, packet);
+                    self.on_unsubscribe(idx, *packet);
                 }
             }
             Cmd::Ack {
@@ -458,12 +458,14 @@ impl Partition {
                 }
             }
         }
-        let now = Instant::now();
+        // The clock is read once per pump, and only if a message that expires comes up.
+        let mut now = None;
         while !blocked {
             let Some(mut d) = s.queue.pop_front() else {
                 break;
             };
-            if d.msg.is_expired(now) {
+            if d.msg.expires_at.is_some() && d.msg.is_expired(*now.get_or_insert_with(Instant::now))
+            {
                 Stats::add(&router.stats.dropped_expired, 1);
                 s.record_done(router.store.as_deref(), d.seq);
                 continue;

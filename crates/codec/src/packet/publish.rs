@@ -40,6 +40,27 @@ impl Ack {
     }
 }
 
+/// Which acknowledgement [`crate::encode_ack`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckType {
+    PubAck,
+    PubRec,
+    PubRel,
+    PubComp,
+}
+
+impl AckType {
+    /// The fixed header's first byte (PUBREL has the reserved flags 0b0010, §3.6.1).
+    pub(crate) fn header(self) -> u8 {
+        match self {
+            AckType::PubAck => 0x40,
+            AckType::PubRec => 0x50,
+            AckType::PubRel => 0x62,
+            AckType::PubComp => 0x70,
+        }
+    }
+}
+
 /// A PUBLISH encoded from borrowed parts, for a broker writing one shared message to many
 /// subscribers without copying its topic, properties or payload per delivery. The message's
 /// forwarded `properties` go out as they are except Message Expiry Interval, Subscription

@@ -9,9 +9,9 @@
 
 use bytes::{Bytes, BytesMut};
 use edgeplane_codec::{
-    decode, encode, encode_publish_view, encoded_len, publish_len, publish_view_len, Ack, Auth,
-    ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, Publish, PublishView, QoS,
-    ReasonCode, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe, Will,
+    decode, encode, encode_ack, encode_publish_view, encoded_len, publish_len, publish_view_len,
+    Ack, AckType, Auth, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, Publish,
+    PublishView, QoS, ReasonCode, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe, Will,
 };
 
 use ProtocolVersion::{V311, V5};
@@ -552,6 +552,42 @@ fn every_publish_row_encodes_the_same_from_a_view() {
         assert_eq!(decode_one(&out, r.version), r.packet, "{}", r.name);
     }
     assert!(seen >= 4, "only {seen} PUBLISH rows");
+}
+
+/// The compact acknowledgement encoder writes the same bytes as encoding the packet, for
+/// every acknowledgement type, both versions, success and an error reason.
+#[test]
+fn compact_acks_match_the_packet_encoding() {
+    type Make = fn(Ack) -> Packet;
+    let kinds: [(AckType, Make); 4] = [
+        (AckType::PubAck, Packet::PubAck),
+        (AckType::PubRec, Packet::PubRec),
+        (AckType::PubRel, Packet::PubRel),
+        (AckType::PubComp, Packet::PubComp),
+    ];
+    for (kind, make) in kinds {
+        for v in [V311, V5] {
+            // An error reason each type allows (§3.4.2.1, §3.6.2.1).
+            let error = match kind {
+                AckType::PubAck | AckType::PubRec => ReasonCode::NOT_AUTHORIZED,
+                AckType::PubRel | AckType::PubComp => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            };
+            for reason in [ReasonCode::SUCCESS, error] {
+                if v == V311 && reason != ReasonCode::SUCCESS {
+                    continue;
+                }
+                let mut fast = BytesMut::new();
+                encode_ack(kind, 0x1234, reason, v, &mut fast);
+                let packet = make(Ack::new(0x1234, reason));
+                assert_eq!(
+                    &fast[..],
+                    &encode_one(&packet, v)[..],
+                    "{kind:?} {v:?} {reason:?}"
+                );
+                assert_eq!(decode_one(&fast, v), packet);
+            }
+        }
+    }
 }
 
 /// A packet exactly `max_packet_size` long is accepted (the limit includes the fixed header).
