@@ -8,13 +8,15 @@
 # buffer of that size (diskBackedMessageBuffer.maxSize; memoryThreshold from
 # MEMORY_THRESHOLD, e.g. 16M, else 3/4 of the bound), in its private folder (no data
 # folder, so no durable store: the same workload as without the buffer); the outputs are then docs/rss-stalled-subscriber-buffer.{csv,svg}, and the spill
-# folder's size is printed beside the summary. NO_BUILD=1 skips the release build.
+# folder's size is printed beside the summary. NO_BUILD=1 skips the release build;
+# BIN_DIR=DIR runs the edgeplane and edgeplane-bench binaries found there instead (a copy
+# of your build, when other checkouts share the target folder and overwrite release/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_RUN="${1:-60}"
 BOUND_MIB="${2:-64}"
 [ -n "${NO_BUILD:-}" ] || cargo build --release --locked -q -p edgeplane -p edgeplane-bench
-T="${CARGO_TARGET_DIR:-target}/release"
+T="${BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
