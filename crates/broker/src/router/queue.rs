@@ -282,3 +282,15 @@ impl Drop for Queue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spilled entry's memory estimate covers its slot in the deque.
+    #[test]
+    fn a_handle_costs_no_more_than_it_is_counted_for() {
+        let slot = std::mem::size_of::<Entry>() as u64;
+        assert!(slot <= HANDLE_WEIGHT, "{slot} bytes per entry");
+    }
+}
