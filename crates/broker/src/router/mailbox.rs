@@ -186,10 +186,7 @@ impl<T> MailboxRx<T> {
             if st.senders == 0 {
                 return Poll::Ready(None);
             }
-            match &mut st.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
+            park(&mut st, cx.waker());
             Poll::Pending
         })
         .await
@@ -208,10 +205,7 @@ impl<T> MailboxRx<T> {
             if st.senders == 0 {
                 return Poll::Ready(Next::Closed);
             }
-            match &mut st.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
+            park(&mut st, cx.waker());
             Poll::Pending
         })
         .await
@@ -237,6 +231,19 @@ impl<T> Drop for MailboxRx<T> {
         };
         // Items are dropped outside the lock: their destructors may be arbitrary.
         drop(queue);
+    }
+}
+
+/// The receiver waits: remember its waker, and give the emptied queue's buffer back (an
+/// idle connection then holds none; a busy one re-allocates it once per wake-up, not per
+/// item).
+fn park<T>(st: &mut State<T>, waker: &Waker) {
+    match &mut st.waker {
+        Some(w) if w.will_wake(waker) => {}
+        slot => *slot = Some(waker.clone()),
+    }
+    if st.queue.capacity() > 0 {
+        st.queue = VecDeque::new();
     }
 }
 
@@ -348,6 +355,20 @@ mod tests {
         drop(tx);
         assert_eq!(rx.next().await, Next::Item(7));
         assert_eq!(rx.next().await, Next::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_holds_no_buffer() {
+        let (tx, mut rx) = mailbox(8);
+        assert!(tx.try_send(1).is_ok());
+        assert_eq!(rx.recv().await, Some(1));
+        assert!(rx.shared.state.lock().queue.capacity() > 0);
+        // Nothing left: the receiver parks and the buffer goes.
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(10), rx.next()).await;
+        assert!(waited.is_err());
+        assert_eq!(rx.shared.state.lock().queue.capacity(), 0);
+        assert!(tx.try_send(2).is_ok());
+        assert_eq!(rx.next().await, Next::Item(2));
     }
 
     #[test]

@@ -14,9 +14,9 @@ mod clients;
 pub(crate) mod mailbox;
 mod partition;
 mod queue;
-pub mod spill;
 mod session;
 mod shared;
+pub mod spill;
 mod trie;
 
 use std::hash::{Hash, Hasher};

@@ -37,7 +37,9 @@ pub(super) enum TimerKind {
 pub(super) struct Partition {
     pub(super) index: usize,
     pub(super) router: Arc<Router>,
-    sessions: Vec<Option<Session>>,
+    /// Boxed, so a slot is 8 bytes and the vector's spare capacity costs next to nothing
+    /// (at 10,000 sessions it doubled into 6,000 empty slots of a whole session each).
+    sessions: Vec<Option<Box<Session>>>,
     free: Vec<u32>,
     by_id: HashMap<Arc<str>, u32>,
     trie: Trie,
@@ -115,7 +117,9 @@ impl Partition {
     }
 
     pub(super) fn session(&mut self, idx: u32) -> Option<&mut Session> {
-        self.sessions.get_mut(idx as usize).and_then(Option::as_mut)
+        self.sessions
+            .get_mut(idx as usize)
+            .and_then(|s| s.as_deref_mut())
     }
 
     /// The session of `client` if `conn` is its attached connection.
@@ -519,7 +523,11 @@ impl Partition {
     fn on_ack(&mut self, idx: u32, packet_id: u16, kind: AckKind) {
         // Disjoint borrows: the store through the router, the session from the slab.
         let store = self.router.store.as_deref();
-        let Some(s) = self.sessions.get_mut(idx as usize).and_then(Option::as_mut) else {
+        let Some(s) = self
+            .sessions
+            .get_mut(idx as usize)
+            .and_then(|s| s.as_deref_mut())
+        else {
             return;
         };
         let persist = s.persist;

@@ -53,7 +53,8 @@ pub struct Session {
     pub waiting: bool,
     pub incoming_qos2: HashSet<u16>,
     pub expiry: u32,
-    pub will: Option<WillMsg>,
+    /// Boxed: a will holds a whole PUBLISH (400 bytes) and most sessions have none.
+    pub will: Option<Box<WillMsg>>,
     /// Changes at every attach/detach so stale timers are recognised.
     pub epoch: u64,
     /// An in-process service's session: not counted as a client in statistics.

@@ -69,7 +69,7 @@ impl Partition {
         s.version = req.version;
         s.epoch = epoch;
         s.expiry = req.session_expiry;
-        s.will = req.will;
+        s.will = req.will.map(Box::new);
         let was_persisted = s.persist;
         s.persist = persist;
         // CONNACK (Session Present) goes out once the session is durable.
@@ -241,11 +241,11 @@ impl Partition {
         let id = Arc::clone(&s.client_id);
         let idx = match self.free.pop() {
             Some(i) => {
-                self.sessions[i as usize] = Some(s);
+                self.sessions[i as usize] = Some(Box::new(s));
                 i
             }
             None => {
-                self.sessions.push(Some(s));
+                self.sessions.push(Some(Box::new(s)));
                 (self.sessions.len() - 1) as u32
             }
         };
@@ -258,7 +258,8 @@ impl Partition {
         self.next_epoch
     }
 
-    pub(super) fn publish_will(&mut self, client: &Arc<str>, will: super::super::WillMsg) {
+    pub(super) fn publish_will(&mut self, client: &Arc<str>, will: Box<super::super::WillMsg>) {
+        let will = *will;
         let max = self.router.settings.clients.max_message_expiry_secs;
         let mut msg = Message::from_publish(will.publish, Some(Arc::clone(client)), max);
         msg.publisher = will.publisher;
@@ -301,7 +302,7 @@ impl Partition {
             client: Arc::clone(&client),
             version: s.version,
             expiry: s.expiry,
-            will: s.will.clone(),
+            will: s.will.as_deref().cloned(),
             disconnected_at,
         })));
         if !everything {

@@ -62,7 +62,7 @@ impl Partition {
         } = state;
         let mut s = Session::new(Arc::clone(&meta.client), meta.version, self.new_queue());
         s.expiry = meta.expiry;
-        s.will = meta.will.clone();
+        s.will = meta.will.clone().map(Box::new);
         s.persist = true;
         s.incoming_qos2 = incoming.into_iter().collect();
         s.next_seq = queue.keys().next_back().map_or(1, |last| last + 1);
