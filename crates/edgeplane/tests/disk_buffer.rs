@@ -1,0 +1,72 @@
+//! `diskBackedMessageBuffer` through the binary: with `maxQueuedBytes` at 128 KiB, a stalled
+//! subscriber's queue would get publishers 0x97 Quota exceeded after about 112 messages of
+//! 1,000 bytes; with a disk buffer (`maxSize: 64M`, `memoryThreshold: 16K`) all 800 are
+//! accepted (each spilled one holds 96 bytes of memory), and they all arrive in order once
+//! the subscriber reads.
+
+use edgeplane_tests::codec::{Ack, Packet, QoS, ReasonCode};
+use edgeplane_tests::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
+
+const CONFIG: &str = r#"
+apiVersion: edgeplane.io/v1
+kind: Broker
+metadata: {name: default}
+spec:
+  advanced:
+    clients:
+      maxQueuedBytes: 131072
+  diskBackedMessageBuffer:
+    maxSize: 64M
+    memoryThreshold: 16K
+---
+apiVersion: edgeplane.io/v1
+kind: BrokerListener
+metadata: {name: plain}
+spec:
+  ports:
+  - port: 0
+    bindAddress: 127.0.0.1
+"#;
+
+const TOTAL: u16 = 800;
+
+#[tokio::test]
+async fn the_configured_buffer_takes_what_memory_alone_would_refuse() {
+    let dir = TempDir::new("disk-buffer-binary");
+    std::fs::write(dir.join("config.yaml"), CONFIG).expect("write config");
+    let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
+    let mut sub = Client::open(addrs[0], V5).await;
+    let mut c = connect("stalled", V5);
+    c.properties.receive_maximum = Some(10);
+    assert_eq!(sub.connect(c).await.code, 0);
+    sub.sub("t", QoS::AtLeastOnce).await;
+
+    let mut publisher = Client::open(addrs[0], V5).await;
+    assert_eq!(publisher.connect(connect("pub", V5)).await.code, 0);
+    for n in 0..TOTAL {
+        let msg = publish("t", &format!("{n:<1000}"), QoS::AtLeastOnce, n + 1);
+        publisher.send(&Packet::Publish(msg)).await;
+        match publisher.recv().await {
+            Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::SUCCESS, "message {n}"),
+            other => panic!("expected PUBACK {n}, got {other:?}"),
+        }
+    }
+
+    for n in 0..TOTAL {
+        match sub.recv_within(WAIT * 2).await {
+            Some(Packet::Publish(p)) => {
+                let got: u16 = String::from_utf8_lossy(&p.payload)
+                    .trim_end()
+                    .parse()
+                    .expect("numbered payload");
+                assert_eq!(got, n, "in order");
+                sub.send(&Packet::PubAck(Ack::new(p.packet_id, ReasonCode::SUCCESS)))
+                    .await;
+            }
+            other => panic!("expected PUBLISH {n}, got {other:?}"),
+        }
+    }
+    sub.expect_nothing().await;
+}
