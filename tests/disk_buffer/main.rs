@@ -2,7 +2,8 @@
 //! subscriber's queue spills past a small memory threshold while publishers continue,
 //! every message arrives in order once it reads, and the spill folder holds the data while
 //! it is stalled and is empty afterwards; with the buffer's `maxSize` spent, the normal
-//! queue-full behaviour (0x97 Quota exceeded over `maxQueuedBytes`) applies.
+//! queue-full behaviour (0x97 Quota exceeded over `maxQueuedBytes`) applies; a spill write
+//! that fails keeps the message in memory.
 
 use std::path::Path;
 
@@ -204,4 +205,43 @@ async fn max_size_spent_gives_the_queue_full_behaviour() {
     })
     .await;
     eventually("queued bytes fall to zero", || stats.queued_bytes() == 0).await;
+}
+
+/// The spill folder disappears under the broker (as a failing disk would make writes
+/// fail): spilling fails, is counted, and the messages stay in memory; every accepted
+/// message still arrives in order.
+#[tokio::test]
+async fn a_failing_spill_write_keeps_the_message_in_memory() {
+    const TOTAL: usize = 300;
+    let data = TempDir::new("disk-buffer-failing");
+    let dir = data.to_path_buf();
+    let b = TestBroker::with(move |s| {
+        buffer(64 << 20, 16 << 10)(s);
+        s.data_dir = Some(dir);
+    })
+    .await;
+    std::fs::remove_dir_all(data.join("spill")).expect("remove the spill folder");
+    let mut sub = Client::open(b.addr, V5).await;
+    let mut c = connect_persistent("stalled", V5, 3600);
+    c.properties.receive_maximum = Some(10);
+    sub.connect(c).await;
+    sub.sub("t", QoS::AtLeastOnce).await;
+
+    let mut p = b.client("publisher", V5).await;
+    let (accepted, refused) = publish_window(&mut p, TOTAL).await;
+    assert_eq!(refused, None);
+    assert_eq!(accepted.len(), TOTAL);
+    let stats = b.broker.stats();
+    assert!(
+        Stats::get(&stats.spill_failures) >= 1,
+        "the failure is counted"
+    );
+    assert_eq!(Stats::get(&stats.spilled_messages), 0);
+    assert!(
+        stats.queued_bytes() > (TOTAL as u64 - 20) * WEIGHT,
+        "held in memory"
+    );
+
+    let got = read_and_ack(&mut sub, TOTAL).await;
+    assert_eq!(got, (0..TOTAL).collect::<Vec<_>>(), "nothing lost");
 }
