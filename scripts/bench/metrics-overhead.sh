@@ -19,13 +19,19 @@ T="${CARGO_TARGET_DIR:-target}/release"
 if [ "${1:-}" = callgrind ]; then
   MESSAGES="${2:-2000}"
   work=$(mktemp -d)
-  trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  # KEEP=1 keeps the profiles (callgrind_annotate them) and says where.
+  if [ -n "${KEEP:-}" ]; then
+    trap 'kill $(jobs -p) 2>/dev/null || true; echo "profiles in $work" >&2' EXIT
+  else
+    trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+  fi
+  free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+  port=$(free); mport=$(free)
   printf 'apiVersion: edgeplane.io/v1\nkind: BrokerListener\nmetadata: {name: bench}\nspec:\n  ports:\n  - port: %s\n    bindAddress: 127.0.0.1\n' "$port" >"$work/l.yaml"
   RUST_LOG=warn valgrind --tool=callgrind --dump-instr=yes --dump-line=no \
-    --compress-strings=no --compress-pos=no --collect-atstart=no \
+    --compress-strings=no --compress-pos=no --instr-atstart=no \
     --callgrind-out-file="$work/cg.out" \
-    "$T/edgeplane" run --config "$work" --http 127.0.0.1:0 --metrics 127.0.0.1:0 2>"$work/broker.log" &
+    "$T/edgeplane" run --config "$work" --http 127.0.0.1:0 --metrics "127.0.0.1:$mport" 2>"$work/broker.log" &
   broker=$!
   until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),1)" 2>/dev/null; do sleep 1; done
   # Warm-up (connections, allocator, first subscriptions) outside the profile.
@@ -38,7 +44,14 @@ if [ "${1:-}" = callgrind ]; then
     cp "$(ls -t "$work"/cg.out.* | head -1)" "$work/qos$qos.cg"
     echo "qos $qos: $(cat "$work/qos$qos.json")" >&2
   done
+  # One scrape's cost, averaged over 10 with no traffic.
+  callgrind_control -i on "$broker" >/dev/null
+  for _ in $(seq 10); do curl -s "http://127.0.0.1:$mport/metrics" >/dev/null; done
+  callgrind_control -i off "$broker" >/dev/null
+  callgrind_control -d scrape "$broker" >/dev/null
+  scrape=$(ls -t "$work"/cg.out.* | head -1)
   python3 scripts/bench/metrics_instructions.py "$T/edgeplane" "$((MESSAGES * 10))" "$work/qos0.cg" "$work/qos1.cg"
+  echo "One /metrics scrape (HTTP included): $(awk '/^totals:/ {printf "%d", $2 / 10}' "$scrape") instructions"
   exit 0
 fi
 ROUNDS="${1:-5}"
