@@ -256,6 +256,7 @@ fn state_of(status: &EndpointStatus) -> ConnectionState {
 /// One data notification of one dataset, as the connection delivered it.
 struct DataBatch {
     changes: Vec<DataChange>,
+    published: Option<DateTime<Utc>>,
     received: DateTime<Utc>,
 }
 
@@ -270,11 +271,21 @@ async fn route(
     source: &str,
 ) -> bool {
     match n {
-        Notification::Data { changes, received } => {
+        Notification::Data {
+            changes,
+            published,
+            received,
+        } => {
             let Some(tx) = changes.first().and_then(|c| routes.get(&*c.dataset)) else {
                 return true;
             };
-            tx.send(DataBatch { changes, received }).await.is_ok()
+            tx.send(DataBatch {
+                changes,
+                published,
+                received,
+            })
+            .await
+            .is_ok()
         }
         Notification::Event(event) => {
             let Some(plan) = events.get(&*event.source) else {
@@ -340,6 +351,7 @@ async fn dataset_task(
         if measuring {
             stages.record(&Sample {
                 sources: &sources,
+                published: batch.published,
                 received: batch.received,
                 built,
                 accepted: Utc::now(),

@@ -3,8 +3,10 @@
 //!
 //! The stages, each measured on the wall clock so they compare with the server's source
 //! timestamps (server and connector on one machine, or clocks in sync):
-//! - `source→callback`: the value's SourceTimestamp to the OPC UA client's subscription
-//!   callback (server sampling and publishing, network, decoding);
+//! - `source→published`: the value's SourceTimestamp to the server's publish time of the
+//!   notification message carrying it (the server's sampling and publishing interval);
+//! - `published→callback`: that to the OPC UA client's subscription callback (the server
+//!   answering a publish request and encoding, the network, the client decoding);
 //! - `callback→built`: the callback to the dataset's message being built (the
 //!   connector's queue and the frames; the message's CloudEvents `time` is taken here);
 //! - `built→broker`: the message built to the broker accepting it (for QoS 1 with the
@@ -35,6 +37,8 @@ pub(crate) struct Stages {
 /// each with how many values carry it).
 pub(crate) struct Sample<'a> {
     pub(crate) sources: &'a [(DateTime<Utc>, u32)],
+    /// The server's publish time, when it gave one.
+    pub(crate) published: Option<DateTime<Utc>>,
     pub(crate) received: DateTime<Utc>,
     pub(crate) built: DateTime<Utc>,
     pub(crate) accepted: DateTime<Utc>,
@@ -43,7 +47,8 @@ pub(crate) struct Sample<'a> {
 struct Window {
     started: Instant,
     /// (milliseconds, values) per stage.
-    source_to_callback: Vec<(f64, u32)>,
+    source_to_published: Vec<(f64, u32)>,
+    published_to_callback: Vec<(f64, u32)>,
     callback_to_built: Vec<(f64, u32)>,
     built_to_broker: Vec<(f64, u32)>,
     source_to_broker: Vec<(f64, u32)>,
@@ -71,10 +76,13 @@ impl Stages {
         let ms = |from: DateTime<Utc>, to: DateTime<Utc>| {
             (to - from).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
         };
+        let published = s.published.unwrap_or(s.received);
         for (source, n) in s.sources {
-            w.source_to_callback.push((ms(*source, s.received), *n));
+            w.source_to_published.push((ms(*source, published), *n));
             w.source_to_broker.push((ms(*source, s.accepted), *n));
         }
+        w.published_to_callback
+            .push((ms(published, s.received), values));
         w.callback_to_built.push((ms(s.received, s.built), values));
         w.built_to_broker.push((ms(s.built, s.accepted), values));
         if w.started.elapsed() >= WINDOW {
@@ -89,7 +97,8 @@ impl Window {
     fn new() -> Window {
         Window {
             started: Instant::now(),
-            source_to_callback: Vec::new(),
+            source_to_published: Vec::new(),
+            published_to_callback: Vec::new(),
             callback_to_built: Vec::new(),
             built_to_broker: Vec::new(),
             source_to_broker: Vec::new(),
@@ -108,8 +117,9 @@ impl Window {
             endpoint,
             values,
             messages = self.callback_to_built.len(),
-            "opc ua stages over {seconds:.1} s, ms p50/p99/max: source->callback {}, callback->built {}, built->broker {}, source->broker {}",
-            summary(&mut self.source_to_callback),
+            "opc ua stages over {seconds:.1} s, ms p50/p99/max: source->published {}, published->callback {}, callback->built {}, built->broker {}, source->broker {}",
+            summary(&mut self.source_to_published),
+            summary(&mut self.published_to_callback),
             summary(&mut self.callback_to_built),
             summary(&mut self.built_to_broker),
             summary(&mut self.source_to_broker),

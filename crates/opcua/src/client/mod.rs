@@ -223,6 +223,8 @@ pub enum Notification {
     Data {
         /// The changes.
         changes: Vec<DataChange>,
+        /// The server's publish time of the notification message (its clock).
+        published: Option<DateTime<Utc>>,
         /// When the session's callback received the notification message (wall clock, to
         /// compare with the values' source timestamps when measuring latency per stage).
         received: DateTime<Utc>,

@@ -299,6 +299,9 @@ impl OnSubscriptionNotificationCore for DatasetCallback {
         _items: MonitoredItemMap<'_>,
     ) {
         let received = chrono::Utc::now();
+        let published = Some(notification.publish_time)
+            .filter(|t| !t.is_null())
+            .map(|t| t.as_chrono());
         let Some(data) = notification.notification_data else {
             return;
         };
@@ -314,7 +317,11 @@ impl OnSubscriptionNotificationCore for DatasetCallback {
             }
         }
         if !changes.is_empty() {
-            self.sink.send(Notification::Data { changes, received });
+            self.sink.send(Notification::Data {
+                changes,
+                published,
+                received,
+            });
         }
     }
 }
@@ -424,6 +431,7 @@ fn refuse_item(sink: &Sink, dataset: &Arc<str>, name: &Arc<str>, index: u32, sta
             source_timestamp: None,
             status: status.into(),
         }],
+        published: None,
         received: chrono::Utc::now(),
     });
 }
