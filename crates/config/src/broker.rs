@@ -339,10 +339,7 @@ static DIAGNOSTICS: [Field; 4] = [
         "metrics",
         Schema::Object(&[
             opt("prometheusPort", Schema::Int(0, 65_535)),
-            opt(
-                "otlp",
-                Schema::Object(&OTLP),
-            ),
+            opt("otlp", Schema::Object(&OTLP)),
         ]),
     ),
     opt(
