@@ -330,7 +330,7 @@ async fn traces_and_metrics_reach_an_https_collector() {
     assert_eq!(client.connect(connect("over-tls", V5)).await.code, 0);
     client.disconnect().await;
 
-    let mut metrics_seen = false;
+    let (mut metrics_seen, mut span_seen) = (false, false);
     let read = async {
         loop {
             let line = lines
@@ -341,7 +341,8 @@ async fn traces_and_metrics_reach_an_https_collector() {
             assert!(!line.starts_with("REJECTED"), "receiver: {line}");
             let request: Value = serde_json::from_str(&line).expect("JSON from the receiver");
             metrics_seen |= request.get("resourceMetrics").is_some();
-            if connection_of(&spans(&request), "over-tls").is_some() && metrics_seen {
+            span_seen |= connection_of(&spans(&request), "over-tls").is_some();
+            if span_seen && metrics_seen {
                 return;
             }
         }
