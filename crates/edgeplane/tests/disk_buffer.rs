@@ -2,7 +2,8 @@
 //! subscriber's queue would get publishers 0x97 Quota exceeded after about 112 messages of
 //! 1,000 bytes; with a disk buffer (`maxSize: 64M`, `memoryThreshold: 16K`) all 800 are
 //! accepted (each spilled one holds 96 bytes of memory), and they all arrive in order once
-//! the subscriber reads.
+//! the subscriber reads. Without a data folder the buffer lives in a private temporary
+//! folder, which holds the spilled messages and is removed when the broker stops.
 
 use edgeplane_tests::codec::{Ack, Packet, QoS, ReasonCode};
 use edgeplane_tests::*;
@@ -36,7 +37,9 @@ const TOTAL: u16 = 800;
 async fn the_configured_buffer_takes_what_memory_alone_would_refuse() {
     let dir = TempDir::new("disk-buffer-binary");
     std::fs::write(dir.join("config.yaml"), CONFIG).expect("write config");
-    let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
+    let (mut child, addrs) = start_edgeplane(BIN, &dir, 1).await;
+    let pid = child.id().expect("running");
+    let spill = std::env::temp_dir().join(format!("edgeplane-spill-{pid}-0"));
     let mut sub = Client::open(addrs[0], V5).await;
     let mut c = connect("stalled", V5);
     c.properties.receive_maximum = Some(10);
@@ -54,6 +57,13 @@ async fn the_configured_buffer_takes_what_memory_alone_would_refuse() {
         }
     }
 
+    let spilled: u64 = std::fs::read_dir(&spill)
+        .expect("the private spill folder")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(spilled > 500 * 1000, "{spilled} bytes spilled");
+
     for n in 0..TOTAL {
         match sub.recv_within(WAIT * 2).await {
             Some(Packet::Publish(p)) => {
@@ -69,4 +79,16 @@ async fn the_configured_buffer_takes_what_memory_alone_would_refuse() {
         }
     }
     sub.expect_nothing().await;
+
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(stopped.success());
+    let status = tokio::time::timeout(STARTUP, child.wait())
+        .await
+        .expect("the broker stops within 30 s")
+        .expect("exit status");
+    assert!(status.success(), "{status:?}");
+    assert!(!spill.exists(), "the private spill folder is removed");
 }
