@@ -11,6 +11,10 @@ pub const VARINT_MAX: u32 = 268_435_455;
 
 /// A cursor over one packet's bytes. Every read checks bounds and fails with
 /// [`ProtocolError::Truncated`] naming the field, so no input can panic it.
+/// Fields a decoded packet keeps up to this size are copied out of the read buffer (see
+/// [`Reader::kept`]).
+pub(crate) const COPY_LIMIT: usize = 16 * 1024;
+
 pub(crate) struct Reader {
     buf: Bytes,
     pos: usize,
@@ -74,17 +78,27 @@ impl Reader {
         Ok(b)
     }
 
-    /// The rest of the packet (the PUBLISH payload), without copying.
-    pub(crate) fn rest(&mut self) -> Bytes {
-        let b = self.buf.slice(self.pos..);
-        self.pos = self.buf.len();
-        b
+    /// `n` bytes the caller keeps (a payload, correlation data): copied when small, so a
+    /// message that waits in a queue holds its own bytes and not the connection's whole
+    /// read buffer (which can then be reused in place); shared above [`COPY_LIMIT`], where
+    /// the packet is most of its buffer anyway.
+    fn kept(&mut self, n: usize, field: &'static str) -> Result<Bytes, ProtocolError> {
+        if n > COPY_LIMIT {
+            return self.bytes(n, field);
+        }
+        self.take(n, field).map(Bytes::copy_from_slice)
     }
 
-    /// Binary Data (§1.5.6): two-byte length then bytes.
+    /// The rest of the packet (the PUBLISH payload); see [`Reader::kept`].
+    pub(crate) fn rest(&mut self) -> Bytes {
+        let n = self.remaining();
+        self.kept(n, "payload").unwrap_or_default()
+    }
+
+    /// Binary Data (§1.5.6): two-byte length then bytes; see [`Reader::kept`].
     pub(crate) fn binary(&mut self, field: &'static str) -> Result<Bytes, ProtocolError> {
         let len = self.u16(field)? as usize;
-        self.bytes(len, field)
+        self.kept(len, field)
     }
 
     /// UTF-8 Encoded String (§1.5.4), validated.

@@ -31,6 +31,11 @@ const OUTGOING_CAPACITY: usize = 1024;
 /// Initial read buffer: enough for typical packets; grows for larger ones. Kept small
 /// because idle connections dominate memory at scale.
 const READ_BUFFER: usize = 256;
+/// A busy connection reads up to this much per system call: the read size doubles while
+/// reads fill it and halves when they stay small. At 256 bytes a publisher of small
+/// messages cost one `recv` per three packets, 41 % of the broker's CPU in QoS 0 fan-in.
+/// (The codec copies what a packet keeps out of the buffer, so it is reused in place.)
+const READ_BUFFER_MAX: usize = 16 * 1024;
 /// A write buffer that grew past this for a burst is released once written.
 const WRITE_BUFFER_KEEP: usize = 64 * 1024;
 /// A paused MQTT 3.1.1 connection keeps reading (to see acknowledgements and pings, which
@@ -342,6 +347,7 @@ where
     let mut pending_input = !rbuf.is_empty();
     let ack_notify = Arc::clone(&conn.ack_notify);
     let mut durable = conn.store.as_ref().map(|(_, d)| d.clone());
+    let mut read_size = READ_BUFFER;
     loop {
         if resume_if_below(conn, ctx) {
             pending_input = true;
@@ -356,6 +362,10 @@ where
             pending_input = false;
             if let Some(stop) = Box::pin(inbound::process(rbuf, conn, ctx)).await {
                 return Box::pin(flush_then(stream, conn, stop)).await;
+            }
+            // Reads went back to small ones: so does the buffer.
+            if rbuf.is_empty() && read_size == READ_BUFFER && rbuf.capacity() > 4 * READ_BUFFER {
+                *rbuf = BytesMut::with_capacity(READ_BUFFER);
             }
         }
         if conn.expiry != armed {
@@ -382,6 +392,11 @@ where
         if conn.paused && pause_timer.is_none() {
             pause_timer = Some(Box::pin(tokio::time::sleep(PAUSE_POLL)));
         }
+        let spare = rbuf.capacity() - rbuf.len();
+        if spare < read_size / 2 {
+            rbuf.reserve(read_size);
+        }
+        let spare = rbuf.capacity() - rbuf.len();
         tokio::select! {
             biased;
             _ = ack_notify.notified(), if !conn.acks.is_empty() => conn.flush_acks(),
@@ -416,6 +431,11 @@ where
                         Stats::add(&ctx.stats.bytes_received, n as u64);
                         last_read = Instant::now();
                         pending_input = true;
+                        if n == spare {
+                            read_size = (read_size * 2).min(READ_BUFFER_MAX);
+                        } else if n < read_size / 4 {
+                            read_size = (read_size / 2).max(READ_BUFFER);
+                        }
                     }
                 }
             }
@@ -438,6 +458,11 @@ where
                     return Box::pin(flush_then(stream, conn, Stop::Ended(Ending::Abnormal))).await;
                 }
                 ka_timer.as_mut().reset(due.into());
+                // A connection that has gone quiet gives back what a burst grew.
+                if rbuf.is_empty() && rbuf.capacity() > READ_BUFFER {
+                    *rbuf = BytesMut::with_capacity(READ_BUFFER);
+                    read_size = READ_BUFFER;
+                }
             }
         }
     }

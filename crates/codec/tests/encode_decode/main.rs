@@ -590,6 +590,24 @@ fn compact_acks_match_the_packet_encoding() {
     }
 }
 
+/// A small payload is the decoded packet's own copy, not a slice of the read buffer (a
+/// queued message must not hold the connection's buffer); a payload above 16 KiB is still
+/// shared, as it is most of its buffer anyway. Both decode to the bytes sent.
+#[test]
+fn small_payloads_are_copied_out_of_the_read_buffer() {
+    for (size, shared) in [(64usize, false), (100 * 1024, true)] {
+        let payload = vec![0xA5u8; size];
+        let packet = Packet::Publish(publish(QoS::AtMostOnce, "a/b", 0, &payload));
+        let mut buf = BytesMut::from(&encode_one(&packet, V311)[..]);
+        let range = buf.as_ptr_range();
+        let Ok(Some(Packet::Publish(p))) = decode(&mut buf, V311, 1 << 20) else {
+            panic!("PUBLISH of {size} bytes did not decode");
+        };
+        assert_eq!(&p.payload[..], &payload[..]);
+        assert_eq!(range.contains(&p.payload.as_ptr()), shared, "{size} bytes");
+    }
+}
+
 /// A packet exactly `max_packet_size` long is accepted (the limit includes the fixed header).
 #[test]
 fn packet_of_exactly_the_maximum_size_is_accepted() {
