@@ -42,9 +42,13 @@ pub use self::nodes::NAMESPACE_URI;
 /// The simulator's application URI (its certificate and namespace 1 carry it).
 pub const APPLICATION_URI: &str = "urn:edgeplane:opcua-sim";
 
-/// How often the server looks at its subscriptions, in ms; also the shortest publishing
-/// interval it grants.
-const SUBSCRIPTION_TICK_MS: u64 = 10;
+/// How often the server looks at its subscriptions, in ms. A notification waits for the
+/// first tick after its publishing interval ends, so the tick is kept below the shortest
+/// publishing interval: a 20 ms interval then waits at most 25 ms, not 30.
+const SUBSCRIPTION_TICK_MS: u64 = 5;
+
+/// The shortest publishing interval the server grants, in ms.
+const MIN_PUBLISHING_INTERVAL_MS: f64 = 10.0;
 
 /// Errors starting the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -290,7 +294,7 @@ fn server_builder(cfg: &SimConfig, host: &str, port: u16, endpoint_url: &str) ->
         // meaning every change as it happens.
         .subscription_poll_interval_ms(SUBSCRIPTION_TICK_MS);
     let limits = builder.limits_mut();
-    limits.subscriptions.min_publishing_interval_ms = SUBSCRIPTION_TICK_MS as f64;
+    limits.subscriptions.min_publishing_interval_ms = MIN_PUBLISHING_INTERVAL_MS;
     limits.subscriptions.min_sampling_interval_ms = 0.0;
     // Clients keep more publish requests waiting when their round trip is long compared
     // to the publishing interval (async-opcua: round trip / interval × 2 per
