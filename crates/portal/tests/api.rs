@@ -2,36 +2,19 @@
 //! as JSON or YAML manifests, per-field validation errors, read-only config resources, and
 //! status documents, all through a signed-in session.
 
-use edgeplane_portal::{Listen, Portal, Readiness};
+use edgeplane_portal::{Portal, Services};
 use edgeplane_registry::{ConnectionState, Registry};
 mod common;
 
-use common::{call, Http};
+use common::{call, start_portal, Http, DEVICE};
 use edgeplane_tests::*;
 use serde_json::Value;
 
 async fn start(registry: Registry) -> (TestBroker, Portal) {
     let b = TestBroker::start().await;
-    let any = |origin: &str| Listen {
-        addr: loopback(),
-        origin: origin.into(),
-    };
-    let portal = Portal::start_with_registry(
-        &any("--http"),
-        &any("--metrics"),
-        b.broker.stats_handle(),
-        Readiness::default(),
-        Some(registry),
-    )
-    .await
-    .expect("portal");
+    let portal = start_portal(&b, Services::registry(registry)).await;
     (b, portal)
 }
-
-const DEVICE: &str = r#"{"apiVersion": "namespaces.deviceregistry.microsoft.com/v1", "kind": "Device",
- "metadata": {"name": "plc"},
- "spec": {"endpoints": {"inbound": {"opc-ua": {"endpointType": "Microsoft.OpcUa",
-   "address": "opc.tcp://127.0.0.1:50000"}}}}}"#;
 
 const ASSET_YAML: &str = "apiVersion: edgeplane.io/v1
 kind: Asset
@@ -150,4 +133,60 @@ async fn config_resources_are_read_only() {
     );
     let (code, _) = call(&http, "DELETE", "/api/v1/devices/plc", "").await;
     assert_eq!(code, 409);
+}
+
+/// An edit replaces the resource (and survives a restart of the registry), a PUT of a new
+/// name creates it, and deletes remove the asset and then the device it used.
+#[tokio::test]
+async fn edits_replace_and_deletes_remove() {
+    let dir = TempDir::new("portal-api-edit");
+    let registry = Registry::open(Some(&dir)).expect("registry");
+    let (_b, portal) = start(registry).await;
+    let http = Http::set_up(portal.http_addr()).await;
+    let (code, body) = call(&http, "POST", "/api/v1/devices", DEVICE).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = call(&http, "POST", "/api/v1/assets", ASSET_YAML).await;
+    assert_eq!(code, 201, "{body}");
+
+    let moved = DEVICE.replace("127.0.0.1:50000", "10.1.2.3:4840");
+    let (code, body) = call(&http, "PUT", "/api/v1/devices/plc", &moved).await;
+    assert_eq!(code, 200, "{body}");
+    let renamed = ASSET_YAML.replace("name: temperature", "name: heat");
+    let (code, body) = call(&http, "PUT", "/api/v1/assets/oven", &renamed).await;
+    assert_eq!(code, 200, "{body}");
+    let second = ASSET_YAML.replace("{name: oven}", "{name: kiln}");
+    let (code, body) = call(&http, "PUT", "/api/v1/assets/kiln", &second).await;
+    assert_eq!(code, 201, "{body}");
+    drop(portal);
+
+    let reopened = Registry::open(Some(&dir)).expect("reopen");
+    let (_b, portal) = start(reopened).await;
+    // Users live in memory here (no data folder): set up again.
+    let http = Http::set_up(portal.http_addr()).await;
+    let (code, device) = call(&http, "GET", "/api/v1/devices/plc", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        device["spec"]["endpoints"]["inbound"]["opc-ua"]["address"],
+        "opc.tcp://10.1.2.3:4840"
+    );
+    let (code, asset) = call(&http, "GET", "/api/v1/assets/oven", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        asset["spec"]["datasets"][0]["dataPoints"][0]["name"],
+        "heat"
+    );
+
+    for asset in ["oven", "kiln"] {
+        let (code, body) = call(&http, "DELETE", &format!("/api/v1/assets/{asset}"), "").await;
+        assert_eq!(code, 204, "{asset}: {body}");
+    }
+    let (code, body) = call(&http, "DELETE", "/api/v1/devices/plc", "").await;
+    assert_eq!(code, 204, "no asset uses it any more: {body}");
+    let (code, list) = call(&http, "GET", "/api/v1/devices", "").await;
+    assert_eq!(
+        (code, list["items"].clone()),
+        (200, Value::Array(Vec::new()))
+    );
+    let (code, _) = call(&http, "GET", "/api/v1/devices/plc", "").await;
+    assert_eq!(code, 404);
 }

@@ -6,32 +6,20 @@
 
 mod common;
 
-use common::{call, Http};
+use common::{call, start_portal, Http};
 use edgeplane_codec::{ProtocolVersion, QoS};
-use edgeplane_portal::{Listen, Portal, Readiness, Services};
+use edgeplane_portal::{Portal, Services};
 use edgeplane_registry::Registry;
 use edgeplane_tests::*;
 use serde_json::{json, Value};
 
 async fn start() -> (TestBroker, Portal) {
     let b = TestBroker::start().await;
-    let any = |origin: &str| Listen {
-        addr: loopback(),
-        origin: origin.into(),
-    };
     let services = Services {
         broker: Some(b.broker.local_factory()),
         ..Services::registry(Registry::open(None).expect("registry"))
     };
-    let portal = Portal::start_with_services(
-        &any("--http"),
-        &any("--metrics"),
-        b.broker.stats_handle(),
-        Readiness::default(),
-        Some(services),
-    )
-    .await
-    .expect("portal");
+    let portal = start_portal(&b, services).await;
     (b, portal)
 }
 

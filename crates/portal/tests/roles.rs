@@ -5,48 +5,20 @@
 
 mod common;
 
-use common::{call, Http};
-use edgeplane_portal::{Listen, Portal, Readiness, Services};
+use common::{call, start_with_state, Http, DEVICE};
+use edgeplane_portal::Portal;
 use edgeplane_registry::Registry;
 use edgeplane_tests::*;
 use serde_json::json;
 
 async fn start(dir: &std::path::Path) -> (TestBroker, Portal) {
-    let b = TestBroker::start().await;
-    let any = |origin: &str| Listen {
-        addr: loopback(),
-        origin: origin.into(),
-    };
-    let state = edgeplane_statestore::StateStore::start(&b.broker, Default::default())
-        .await
-        .expect("state store");
     let config = dir.join("config");
     let data = dir.join("data");
     std::fs::create_dir_all(&config).expect("config folder");
     std::fs::create_dir_all(&data).expect("data folder");
-    let services = Services {
-        broker: Some(b.broker.local_factory()),
-        state: Some(state),
-        config_dir: Some(config),
-        data_dir: Some(data.clone()),
-        ..Services::registry(Registry::open(Some(&data)).expect("registry"))
-    };
-    let portal = Portal::start_with_services(
-        &any("--http"),
-        &any("--metrics"),
-        b.broker.stats_handle(),
-        Readiness::default(),
-        Some(services),
-    )
-    .await
-    .expect("portal");
-    (b, portal)
+    let registry = Registry::open(Some(&data)).expect("registry");
+    start_with_state(registry, Some(config), Some(data)).await
 }
-
-const DEVICE: &str = r#"{"apiVersion": "namespaces.deviceregistry.microsoft.com/v1", "kind": "Device",
- "metadata": {"name": "plc"},
- "spec": {"endpoints": {"inbound": {"opc-ua": {"endpointType": "Microsoft.OpcUa",
-   "address": "opc.tcp://127.0.0.1:50000"}}}}}"#;
 
 const ASSET: &str = r#"{"apiVersion": "namespaces.deviceregistry.microsoft.com/v1", "kind": "Asset",
  "metadata": {"name": "oven"},

@@ -1,14 +1,65 @@
-//! A signed-in HTTP client for the portal tests: one request per connection, the session
-//! cookie and CSRF token sent along.
+//! What the portal tests share: a test broker with a portal in front of it on ephemeral
+//! loopback ports (its services chosen by the test), and a signed-in HTTP client (one
+//! request per connection, the session cookie and CSRF token sent along).
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
-use edgeplane_tests::WAIT;
+use edgeplane_portal::{Listen, Portal, Readiness, Services};
+use edgeplane_registry::Registry;
+use edgeplane_tests::{loopback, TestBroker, WAIT};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A device manifest (JSON) with one OPC UA endpoint, `opc-ua`, named `plc`.
+pub const DEVICE: &str = r#"{"apiVersion": "namespaces.deviceregistry.microsoft.com/v1", "kind": "Device",
+ "metadata": {"name": "plc"},
+ "spec": {"endpoints": {"inbound": {"opc-ua": {"endpointType": "Microsoft.OpcUa",
+   "address": "opc.tcp://127.0.0.1:50000"}}}}}"#;
+
+/// A portal for the broker `b` with `services`: HTTP and metrics on ephemeral loopback
+/// ports, readiness with no checks.
+pub async fn start_portal(b: &TestBroker, services: Services) -> Portal {
+    let any = |origin: &str| Listen {
+        addr: loopback(),
+        origin: origin.into(),
+    };
+    Portal::start_with_services(
+        &any("--http"),
+        &any("--metrics"),
+        b.broker.stats_handle(),
+        Readiness::default(),
+        Some(services),
+    )
+    .await
+    .expect("portal")
+}
+
+/// A test broker and a portal with every service a signed-in page uses: `registry`,
+/// in-process broker clients (topic explorer, retained messages), a state store, and the
+/// configuration and data folders given (dataflow files; users and the activity log).
+pub async fn start_with_state(
+    registry: Registry,
+    config_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> (TestBroker, Portal) {
+    let b = TestBroker::start().await;
+    let state = edgeplane_statestore::StateStore::start(&b.broker, Default::default())
+        .await
+        .expect("state store");
+    let services = Services {
+        broker: Some(b.broker.local_factory()),
+        state: Some(state),
+        config_dir,
+        data_dir,
+        ..Services::registry(registry)
+    };
+    let portal = start_portal(&b, services).await;
+    (b, portal)
+}
 
 /// The portal at `addr`, with a session (or none).
 #[derive(Clone)]
