@@ -546,3 +546,41 @@ pub async fn passwd(bin: &str, file: &std::path::Path, user: &str, password: &st
     assert!(out.status.success(), "{all}");
     assert!(!all.contains(password), "passwd must not echo the password");
 }
+
+/// GET `path` over plain HTTP/1.1 with `Connection: close`: the status and the body. Panics
+/// if no answer comes within [`WAIT`].
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    tokio::time::timeout(WAIT, try_http_get(addr, path))
+        .await
+        .expect("response within 5 s")
+        .unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
+/// [`http_get`] without the deadline, for servers that may not be up yet.
+pub async fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let text = String::from_utf8(buf).map_err(|_| bad("response is not UTF-8"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status code"))?;
+    Ok((status, body.to_owned()))
+}
+
+/// The value of the sample `series` (name and labels, exactly as exposed) in a Prometheus
+/// text exposition; panics, showing the text, if there is none.
+pub fn metric_sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+}

@@ -21,7 +21,7 @@ pub(crate) async fn run(router: Arc<Router>, period: Duration) {
 
 async fn publish_all(router: &Router) {
     let s = &router.stats;
-    let values: [(&str, String); 13] = [
+    let values: [(&str, String); 16] = [
         (
             "version",
             format!("edgeplane {}", env!("CARGO_PKG_VERSION")),
@@ -56,6 +56,18 @@ async fn publish_all(router: &Router) {
         ),
         ("messages/dropped", dropped(s).to_string()),
         ("partitions", router.partitions().to_string()),
+        (
+            "store/spilled/bytes",
+            Stats::get(&s.spilled_bytes).to_string(),
+        ),
+        (
+            "store/spilled/messages",
+            Stats::get(&s.spilled_messages).to_string(),
+        ),
+        (
+            "store/spilled/failures",
+            Stats::get(&s.spill_failures).to_string(),
+        ),
     ];
     for (name, value) in values {
         let msg = Message {

@@ -3,7 +3,8 @@
 //! 1,000 bytes; with a disk buffer (`maxSize: 64M`, `memoryThreshold: 16K`) all 800 are
 //! accepted (each spilled one holds 96 bytes of memory), and they all arrive in order once
 //! the subscriber reads. Without a data folder the buffer lives in a private temporary
-//! folder, which holds the spilled messages and is removed when the broker stops.
+//! folder, which holds the spilled messages and is removed when the broker stops. `/metrics`
+//! reports the spilled bytes and messages while they wait.
 
 use edgeplane_tests::codec::{Ack, Packet, QoS, ReasonCode};
 use edgeplane_tests::*;
@@ -37,7 +38,7 @@ const TOTAL: u16 = 800;
 async fn the_configured_buffer_takes_what_memory_alone_would_refuse() {
     let dir = TempDir::new("disk-buffer-binary");
     std::fs::write(dir.join("config.yaml"), CONFIG).expect("write config");
-    let (mut child, addrs) = start_edgeplane(BIN, &dir, 1).await;
+    let (mut child, addrs, http) = start_edgeplane_http(BIN, &dir, 1).await;
     let pid = child.id().expect("running");
     let spill = std::env::temp_dir().join(format!("edgeplane-spill-{pid}-0"));
     let mut sub = Client::open(addrs[0], V5).await;
@@ -63,6 +64,22 @@ async fn the_configured_buffer_takes_what_memory_alone_would_refuse() {
         .map(|m| m.len())
         .sum();
     assert!(spilled > 500 * 1000, "{spilled} bytes spilled");
+    let (status, metrics) = http_get(http, "/metrics").await;
+    assert_eq!(status, 200);
+    let gauge = metric_sample(&metrics, "edgeplane_spilled_bytes");
+    assert!(
+        gauge > 500_000.0 && gauge <= spilled as f64,
+        "gauge {gauge} for {spilled} bytes of spill files"
+    );
+    let held = metric_sample(&metrics, "edgeplane_spilled_messages");
+    assert!(
+        held > 500.0 && held < f64::from(TOTAL),
+        "{held} messages spilled"
+    );
+    assert_eq!(
+        metric_sample(&metrics, "edgeplane_spill_failures_total"),
+        0.0
+    );
 
     for n in 0..TOTAL {
         match sub.recv_within(WAIT * 2).await {
@@ -79,6 +96,8 @@ async fn the_configured_buffer_takes_what_memory_alone_would_refuse() {
         }
     }
     sub.expect_nothing().await;
+    let (_, metrics) = http_get(http, "/metrics").await;
+    assert_eq!(metric_sample(&metrics, "edgeplane_spilled_messages"), 0.0);
 
     let stopped = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use edgeplane_tests::codec::QoS;
 use edgeplane_tests::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
@@ -99,40 +98,6 @@ async fn start(dir: &Path, args: &[&str]) -> Edgeplane {
 
 const EPHEMERAL: [&str; 4] = ["--http", "127.0.0.1:0", "--metrics", "127.0.0.1:0"];
 
-/// GET `path` with `Connection: close`; the status and the body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    tokio::time::timeout(WAIT, try_get(addr, path))
-        .await
-        .expect("response within 5 s")
-        .unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
-}
-
-async fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr).await?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    let text = String::from_utf8(buf).map_err(|_| bad("response is not UTF-8"))?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| bad("no end of headers"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no status code"))?;
-    Ok((status, body.to_owned()))
-}
-
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
-}
-
 /// A subscriber on `plant/#` and a publisher that sends `n` QoS 1 messages it receives.
 async fn traffic(mqtt: SocketAddr, n: u16) -> (Client, Client) {
     let mut sub = Client::open(mqtt, V5).await;
@@ -182,24 +147,24 @@ async fn scrape_after_traffic_passes_promtool() {
     )
     .expect("write config");
     let ep = start(&dir, &EPHEMERAL).await;
-    assert_eq!(get(ep.http, "/healthz").await, (200, "ok\n".into()));
-    let (status, body) = get(ep.http, "/readyz").await;
+    assert_eq!(http_get(ep.http, "/healthz").await, (200, "ok\n".into()));
+    let (status, body) = http_get(ep.http, "/readyz").await;
     assert_eq!(
         (status, body.as_str()),
         (200, "[+]broker ok\n[+]self-check ok\nreadyz check passed\n")
     );
 
-    let (status, before) = get(ep.metrics, "/metrics").await;
+    let (status, before) = http_get(ep.metrics, "/metrics").await;
     assert_eq!(status, 200);
     let _clients = traffic(ep.mqtt, 3).await;
-    let (_, after) = get(ep.metrics, "/metrics").await;
-    let delta = |series: &str| sample(&after, series) - sample(&before, series);
+    let (_, after) = http_get(ep.metrics, "/metrics").await;
+    let delta = |series: &str| metric_sample(&after, series) - metric_sample(&before, series);
     assert_eq!(delta("aio_broker_publishes_received_total"), 3.0);
     assert_eq!(delta("aio_broker_publishes_sent_total"), 3.0);
     assert_eq!(delta("aio_broker_total_sessions"), 2.0);
     assert!(delta("edgeplane_received_bytes_total") > 0.0);
     assert!(delta("edgeplane_sent_publish_bytes_total") > 0.0);
-    assert_eq!(sample(&after, "aio_broker_connected_sessions"), 2.0);
+    assert_eq!(metric_sample(&after, "aio_broker_connected_sessions"), 2.0);
     // Both clients came in on the listener `local`, one of each protocol version.
     let local = |version: &str| {
         format!(
@@ -209,34 +174,37 @@ async fn scrape_after_traffic_passes_promtool() {
     assert_eq!(delta(&local("5")), 1.0);
     assert_eq!(delta(&local("3.1.1")), 1.0);
     assert_eq!(
-        sample(&after, "edgeplane_listener_connections{listener=\"local\"}"),
+        metric_sample(&after, "edgeplane_listener_connections{listener=\"local\"}"),
         2.0
     );
     // In-process sessions (the dataflow's) are not counted.
-    assert_eq!(sample(&after, "aio_broker_total_subscriptions"), 1.0);
+    assert_eq!(metric_sample(&after, "aio_broker_total_subscriptions"), 1.0);
     let relayed = |text: &str| {
-        sample(
+        metric_sample(
             text,
             "edgeplane_dataflow_messages_total{dataflow=\"relay\",outcome=\"sent\"}",
         )
     };
     let deadline = tokio::time::Instant::now() + WAIT;
-    while relayed(&get(ep.metrics, "/metrics").await.1) < 3.0 {
+    while relayed(&http_get(ep.metrics, "/metrics").await.1) < 3.0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the dataflow relayed 3 messages"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (_, after) = get(ep.metrics, "/metrics").await;
+    let (_, after) = http_get(ep.metrics, "/metrics").await;
     assert_eq!(
-        sample(&after, "edgeplane_dataflow_available{dataflow=\"relay\"}"),
+        metric_sample(&after, "edgeplane_dataflow_available{dataflow=\"relay\"}"),
         1.0
     );
     // The HTTP address serves the same metrics.
-    let (status, body) = get(ep.http, "/metrics").await;
+    let (status, body) = http_get(ep.http, "/metrics").await;
     assert_eq!(status, 200);
-    assert_eq!(sample(&body, "aio_broker_publishes_received_total"), 3.0);
+    assert_eq!(
+        metric_sample(&body, "aio_broker_publishes_received_total"),
+        3.0
+    );
 
     let out = promtool_check(&after);
     let report = format!(
@@ -260,9 +228,9 @@ async fn prometheus_port_from_the_broker_resource() {
     std::fs::write(dir.join("broker.yaml"), broker).expect("write config");
     let ep = start(&dir, &["--http", "127.0.0.1:0"]).await;
     assert_eq!(ep.metrics, SocketAddr::from(([127, 0, 0, 1], port)));
-    let (status, body) = get(ep.metrics, "/metrics").await;
+    let (status, body) = http_get(ep.metrics, "/metrics").await;
     assert_eq!(status, 200);
-    assert_eq!(sample(&body, "aio_broker_connected_sessions"), 0.0);
+    assert_eq!(metric_sample(&body, "aio_broker_connected_sessions"), 0.0);
 }
 
 /// An HTTP address in use stops the process with an error naming it and the flag.
@@ -296,7 +264,7 @@ async fn http_address_in_use_is_a_clear_error() {
 /// Prometheus' answer to an instant query: the value of its single series.
 async fn query(prometheus: SocketAddr, promql: &str) -> Option<(serde_json::Value, f64)> {
     let path = format!("/api/v1/query?query={promql}");
-    let (status, body) = tokio::time::timeout(WAIT, try_get(prometheus, &path))
+    let (status, body) = tokio::time::timeout(WAIT, try_http_get(prometheus, &path))
         .await
         .ok()?
         .ok()?;

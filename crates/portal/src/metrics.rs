@@ -23,6 +23,9 @@
 //! | `edgeplane_publishes_rejected_total{cause}` | counter | MQTT 5 QoS 1/2 publishes refused with 0x97: memory, disk |
 //! | `edgeplane_queued_bytes` | gauge | bytes queued for subscribers (what `maxQueuedBytes` bounds) |
 //! | `edgeplane_queued_messages` | gauge | messages queued for subscribers |
+//! | `edgeplane_spilled_bytes` | gauge | bytes of the disk-backed message buffer's files on disk |
+//! | `edgeplane_spilled_messages` | gauge | queued messages held in the disk-backed buffer, not in memory |
+//! | `edgeplane_spill_failures_total` | counter | spill writes or reads that failed (the message stayed in memory, or a spilled one was lost) |
 //! | `edgeplane_reads_paused_total` | counter | times an MQTT 3.1.1 publisher stopped being read |
 //! | `edgeplane_connections_paused` | gauge | MQTT 3.1.1 connections not read at the moment |
 //! | `edgeplane_uptime_seconds` | gauge | seconds since the broker started |
@@ -173,6 +176,24 @@ pub fn render(stats: &Stats) -> String {
         Kind::Gauge,
         "Messages queued for subscribers, not yet handed to their connections.",
         s.queued_messages(),
+    );
+    out.single(
+        "edgeplane_spilled_bytes",
+        Kind::Gauge,
+        "Bytes of the disk-backed message buffer's spill files on disk (bounded by maxSize).",
+        Stats::get(&s.spilled_bytes),
+    );
+    out.single(
+        "edgeplane_spilled_messages",
+        Kind::Gauge,
+        "Queued messages whose bodies are in the disk-backed buffer, not in memory.",
+        Stats::get(&s.spilled_messages),
+    );
+    out.single(
+        "edgeplane_spill_failures_total",
+        Kind::Counter,
+        "Spill writes or reads that failed: the message stayed in memory, or a spilled one was lost for its running session.",
+        Stats::get(&s.spill_failures),
     );
     out.single(
         "edgeplane_reads_paused_total",
