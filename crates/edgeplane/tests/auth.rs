@@ -1,30 +1,24 @@
 //! Authentication and authorization through the real binary: passwords from a Secret made
 //! by `edgeplane passwd`, BrokerAuthorization rules with substitution, refusals with the
 //! specification's codes in both protocol versions, injection attempts that must not widen a
-//! grant, a policy change applied to connected clients, and no password in the logs.
+//! grant, a policy change applied to connected clients, and no password in the logs or metrics.
 
 use std::path::Path;
 use std::time::Duration;
 
-use edgeplane_tests::codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
+use edgeplane_tests::codec::{Packet, QoS, ReasonCode};
 use edgeplane_tests::*;
-use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
+mod auth_support;
+use auth_support::{login, policy, start_logged, try_connect, write_site, BIN};
+
 const SECRET_PASSWORD: &str = "correct-horse-battery-staple";
 
 fn temp_dir(name: &str) -> TempDir {
     TempDir::new(&format!("auth-{name}"))
 }
 
-const POLICY: &str = r#"
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthorization
-metadata: {name: rules}
-spec:
-  authorizationPolicies:
-    cache: Enabled
-    rules:
+const RULES: &str = r#"
     - principals:
         usernames: [alice, mallory]
       brokerResources:
@@ -35,53 +29,20 @@ spec:
         topics: ["commands/{principal.clientId}/#", "public/#"]
 "#;
 
-fn config(dir: &Path, policy: &str) {
-    let text = r#"
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthentication
-metadata: {name: users}
-spec:
-  authenticationMethods:
-  - method: UsernamePassword
-    usernamePasswordSettings: {passwordFileSecretRef: edgeplane-passwords}
----
-apiVersion: edgeplane.io/v1
-kind: BrokerListener
-metadata: {name: secured}
-spec:
-  ports:
-  - port: 0
-    bindAddress: 127.0.0.1
-    authenticationRef: users
-    authorizationRef: rules
-"#;
-    std::fs::write(dir.join("listener.yaml"), text).expect("write listener");
-    std::fs::write(dir.join("policy.yaml"), policy).expect("write policy");
+/// A config folder for the `site` listener with `user` (password [`SECRET_PASSWORD`]) and
+/// the policy of [`RULES`].
+async fn config(dir: &Path, user: &str) {
+    write_site(dir, &[(user, SECRET_PASSWORD)], &policy(RULES)).await;
 }
 
-fn login(id: &str, v: ProtocolVersion, user: Option<&str>, password: Option<&str>) -> Connect {
-    let mut c = connect(id, v);
-    c.username = user.map(Into::into);
-    c.password = password.map(|p| p.to_owned().into());
-    c
-}
-
-async fn try_connect(addr: std::net::SocketAddr, c: Connect) -> (Client, u8) {
-    let mut client = Client::open(addr, c.protocol).await;
-    let ack = client.connect(c).await;
-    (client, ack.code)
-}
-
-/// Wrong or missing credentials get the specification's codes, in both versions; the
-/// broker's log never contains a password.
+/// Wrong or missing credentials get the specification's codes, in both versions; neither
+/// the broker's log nor its Prometheus metrics ever contain a password.
 #[tokio::test]
 async fn refusals_use_the_specified_codes_and_never_log_passwords() {
     let dir = temp_dir("refusals");
-    passwd(BIN, &dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
-    config(&dir, POLICY);
-    let log = dir.join("broker.log");
-    let (child, addrs) = start_edgeplane_logging(&dir, &log).await;
-    let a = addrs[0];
+    config(&dir, "alice").await;
+    let broker = start_logged(&dir, 1).await;
+    let a = broker.mqtt[0];
     let cases = [
         (
             V5,
@@ -125,17 +86,27 @@ async fn refusals_use_the_specified_codes_and_never_log_passwords() {
         let (_c, code) = try_connect(a, login(&format!("dev-{i}"), v, user, pass)).await;
         assert_eq!(code, want, "{why}");
     }
-    drop(child);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let text = std::fs::read_to_string(&log).expect("log");
-    assert!(text.contains("refused"), "refusals are logged:\n{text}");
+    let metrics = broker.scrape().await;
+    // The scrape is of this broker: it counts the wrong passwords (two in MQTT 5, one in
+    // 3.1.1) among the refused credentials.
+    for (version, refused) in [("5", 2.0), ("3.1.1", 1.0)] {
+        let series =
+            format!("aio_broker_authentication_failures_total{{mqtt_version=\"{version}\"}}");
+        assert!(metric_sample(&metrics, &series) >= refused, "{series}");
+    }
+    let log = broker.stop().await;
+    assert!(log.contains("refused"), "refusals are logged:\n{log}");
     for secret in [
         SECRET_PASSWORD,
         "wrong-password-1",
         "wrong-password-2",
         "wrong-password-3",
     ] {
-        assert!(!text.contains(secret), "password {secret:?} in the log");
+        assert!(!log.contains(secret), "password {secret:?} in the log");
+        assert!(
+            !metrics.contains(secret),
+            "password {secret:?} in the metrics"
+        );
     }
     let manifest = std::fs::read_to_string(dir.join("passwords.yaml")).expect("manifest");
     assert!(manifest.contains("$argon2id$") && !manifest.contains(SECRET_PASSWORD));
@@ -146,9 +117,7 @@ async fn refusals_use_the_specified_codes_and_never_log_passwords() {
 #[tokio::test]
 async fn publish_and_subscribe_follow_the_rules() {
     let dir = temp_dir("rules");
-    let file = dir.join("passwords.yaml");
-    passwd(BIN, &file, "alice", SECRET_PASSWORD).await;
-    config(&dir, POLICY);
+    config(&dir, "alice").await;
     let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
     let a = addrs[0];
     let (mut dev, code) =
@@ -205,8 +174,7 @@ async fn publish_and_subscribe_follow_the_rules() {
 #[tokio::test]
 async fn injected_characters_never_widen_a_grant() {
     let dir = temp_dir("injection");
-    passwd(BIN, &dir.join("passwords.yaml"), "mallory", SECRET_PASSWORD).await;
-    config(&dir, POLICY);
+    config(&dir, "mallory").await;
     let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
     for id in ["+", "#", "*", "?", "[a-z]", "a/b", "dev1/+"] {
         let (mut c, code) = try_connect(
@@ -250,8 +218,7 @@ async fn injected_characters_never_widen_a_grant() {
 #[tokio::test]
 async fn changed_policy_applies_to_connected_clients() {
     let dir = temp_dir("reload");
-    passwd(BIN, &dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
-    config(&dir, POLICY);
+    config(&dir, "alice").await;
     let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
     let (mut c, _) = try_connect(
         addrs[0],
@@ -266,9 +233,11 @@ async fn changed_policy_applies_to_connected_clients() {
     assert_eq!(publish_reason(&mut c, 1).await, ReasonCode::NOT_AUTHORIZED);
     std::fs::write(
         dir.join("policy.yaml"),
-        POLICY
-            .replace("\"public/#\"]", "\"public/#\", \"extra/#\"]")
-            .replace("\"public/data\"]", "\"public/data\", \"extra/#\"]"),
+        policy(
+            &RULES
+                .replace("\"public/#\"]", "\"public/#\", \"extra/#\"]")
+                .replace("\"public/data\"]", "\"public/data\", \"extra/#\"]"),
+        ),
     )
     .expect("edit policy");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -297,8 +266,7 @@ async fn changed_policy_applies_to_connected_clients() {
 async fn added_user_can_connect_without_restart() {
     let dir = temp_dir("passwd-reload");
     let file = dir.join("passwords.yaml");
-    passwd(BIN, &file, "alice", SECRET_PASSWORD).await;
-    config(&dir, POLICY);
+    config(&dir, "alice").await;
     let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
     let (_c, code) = try_connect(
         addrs[0],
@@ -351,27 +319,4 @@ async fn publish_reason(c: &mut Client, packet_id: u16) -> ReasonCode {
             other => panic!("expected PUBACK, got {other:?}"),
         }
     }
-}
-
-/// Like `start_edgeplane`, with the broker's log also written to `log`.
-async fn start_edgeplane_logging(
-    dir: &Path,
-    log: &Path,
-) -> (tokio::process::Child, Vec<std::net::SocketAddr>) {
-    let script = format!(
-        "exec {} run --http 127.0.0.1:0 --metrics 127.0.0.1:0 --config {} 2> >(tee {} >&2)",
-        BIN,
-        dir.display(),
-        log.display()
-    );
-    let wrapper = dir.join("run.sh");
-    std::fs::write(&wrapper, format!("#!/usr/bin/env bash\n{script}\n")).expect("wrapper");
-    let status = Command::new("chmod")
-        .arg("+x")
-        .arg(&wrapper)
-        .status()
-        .await
-        .expect("chmod");
-    assert!(status.success());
-    start_edgeplane(wrapper.to_str().expect("utf-8 path"), dir, 1).await
 }

@@ -16,7 +16,11 @@ use edgeplane_tests::*;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
+mod auth_support;
+use auth_support::{
+    ca_config_map, custom_authentication, listener, named_policy, start_logged, try_connect, BIN,
+};
+
 const SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/custom_auth_server.py");
 const ALICE_PASSWORD: &str = "webhook-password-alice";
 const CAROL_PASSWORD: &str = "file-password-carol";
@@ -58,119 +62,84 @@ async fn start_webhook(work: &Path) -> (Child, u16, String) {
         .expect("webhook printed its port");
     let port: u16 = line.trim().parse().expect("port number");
     let manifests = format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: custom-auth-ca}}\ndata:\n  ca.pem: |\n{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: custom-auth-client-cert}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-        indent(&ca.cert_pem),
+        "{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: custom-auth-client-cert}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        ca_config_map("custom-auth-ca", &ca.cert_pem),
         indent(&client.cert_pem),
         indent(&client.key_pem)
     );
     (child, port, manifests)
 }
 
-/// A port with the webhook first and passwords second, one whose webhook is down, and one
-/// that trusts another CA than the one of the webhook's certificate.
-fn config(dir: &Path, port: u16, closed_port: u16, manifests: &str) {
-    let other_ca = indent(&issue_ca("another CA").expect("CA").cert_pem);
-    let text = format!(
-        r#"
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthentication
-metadata: {{name: webhook}}
-spec:
-  authenticationMethods:
-  - method: Custom
-    customSettings:
-      endpoint: https://127.0.0.1:{port}/
-      caCertConfigMap: custom-auth-ca
-      auth: {{x509: {{secretRef: custom-auth-client-cert}}}}
-      headers: {{X-Test-Key: header-value}}
-  - method: UsernamePassword
-    usernamePasswordSettings: {{passwordFileSecretRef: edgeplane-passwords}}
----
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthentication
-metadata: {{name: down}}
-spec:
-  authenticationMethods:
-  - method: Custom
-    customSettings:
-      endpoint: https://127.0.0.1:{closed_port}
-      caCertConfigMap: custom-auth-ca
-  - method: UsernamePassword
-    usernamePasswordSettings: {{passwordFileSecretRef: edgeplane-passwords}}
----
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthentication
-metadata: {{name: untrusted}}
-spec:
-  authenticationMethods:
-  - method: Custom
-    customSettings:
-      endpoint: https://127.0.0.1:{port}
-      caCertConfigMap: other-ca
-      auth: {{x509: {{secretRef: custom-auth-client-cert}}}}
-      headers: {{X-Test-Key: header-value}}
-  - method: UsernamePassword
-    usernamePasswordSettings: {{passwordFileSecretRef: edgeplane-passwords}}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: other-ca}}
-data:
-  ca.pem: |
-{other_ca}---
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthorization
-metadata: {{name: groups}}
-spec:
-  authorizationPolicies:
-    rules:
+/// Attribute `group: line1` (from the webhook) may use `groups/line1/#`; carol (from the
+/// password file) may only connect.
+const GROUPS: &str = r#"
     - principals:
-        attributes: [{{group: line1}}]
+        attributes: [{group: line1}]
       brokerResources:
       - method: Connect
       - method: Publish
-        topics: ["groups/{{principal.attributes.group}}/#"]
+        topics: ["groups/{principal.attributes.group}/#"]
       - method: Subscribe
-        topics: ["groups/{{principal.attributes.group}}/#"]
+        topics: ["groups/{principal.attributes.group}/#"]
     - principals:
         usernames: [old-carol, carol]
       brokerResources:
       - method: Connect
----
-apiVersion: edgeplane.io/v1
-kind: BrokerListener
-metadata: {{name: plant}}
-spec:
-  ports:
-  - port: 0
-    bindAddress: 127.0.0.1
-    authenticationRef: webhook
-    authorizationRef: groups
-  - port: 0
-    bindAddress: 127.0.0.1
-    authenticationRef: down
-    authorizationRef: groups
-  - port: 0
-    bindAddress: 127.0.0.1
-    authenticationRef: untrusted
-    authorizationRef: groups
----
-{manifests}"#
+"#;
+
+/// A port with the webhook first and passwords second, one whose webhook is down, and one
+/// that trusts another CA than the one of the webhook's certificate.
+fn config(dir: &Path, port: u16, closed_port: u16, manifests: &str) {
+    let client_cert = "auth: {x509: {secretRef: custom-auth-client-cert}}";
+    let header = "headers: {X-Test-Key: header-value}";
+    let webhook = custom_authentication(
+        "webhook",
+        &[
+            &format!("endpoint: https://127.0.0.1:{port}/"),
+            "caCertConfigMap: custom-auth-ca",
+            client_cert,
+            header,
+        ],
+        true,
     );
-    std::fs::write(dir.join("config.yaml"), text).expect("write config");
+    let down = custom_authentication(
+        "down",
+        &[
+            &format!("endpoint: https://127.0.0.1:{closed_port}"),
+            "caCertConfigMap: custom-auth-ca",
+        ],
+        true,
+    );
+    let untrusted = custom_authentication(
+        "untrusted",
+        &[
+            &format!("endpoint: https://127.0.0.1:{port}"),
+            "caCertConfigMap: other-ca",
+            client_cert,
+            header,
+        ],
+        true,
+    );
+    let other_ca = ca_config_map("other-ca", &issue_ca("another CA").expect("CA").cert_pem);
+    let groups = named_policy("groups", GROUPS);
+    let port = ["authenticationRef: webhook", "authorizationRef: groups"];
+    let down_port = ["authenticationRef: down", "authorizationRef: groups"];
+    let untrusted_port = ["authenticationRef: untrusted", "authorizationRef: groups"];
+    let plant = listener("plant", &[&port, &down_port, &untrusted_port]);
+    let text = [
+        webhook,
+        down,
+        untrusted,
+        other_ca,
+        groups,
+        plant,
+        manifests.to_owned(),
+    ];
+    std::fs::write(dir.join("config.yaml"), text.join("---\n")).expect("write config");
 }
 
 fn login(id: &str, v: ProtocolVersion, user: &str, password: &str) -> Connect {
-    let mut c = connect(id, v);
-    c.username = Some(user.into());
-    c.password = Some(password.to_owned().into());
-    c
-}
-
-async fn try_connect(addr: std::net::SocketAddr, c: Connect) -> (Client, u8) {
-    let mut client = Client::open(addr, c.protocol).await;
-    let ack = client.connect(c).await;
-    (client, ack.code)
+    auth_support::login(id, v, Some(user), Some(password))
 }
 
 /// A port that nothing listens on.
@@ -193,9 +162,8 @@ async fn custom_webhook_decides_with_the_aio_api() {
     .await;
     passwd(BIN, &dir.join("passwords.yaml"), "carol", CAROL_PASSWORD).await;
     config(&dir, port, closed_port(), &manifests);
-    let log = dir.join("broker.log");
-    let (child, addrs, http) = start_logging(&dir, &log, 3).await;
-    let (hooked, down, untrusted) = (addrs[0], addrs[1], addrs[2]);
+    let broker = start_logged(&dir, 3).await;
+    let (hooked, down, untrusted) = (broker.mqtt[0], broker.mqtt[1], broker.mqtt[2]);
 
     // Allowed with attributes: authorization grants by the webhook's `group`.
     let (mut alice, code) = try_connect(hooked, login("a1", V5, "alice", ALICE_PASSWORD)).await;
@@ -303,10 +271,8 @@ async fn custom_webhook_decides_with_the_aio_api() {
         "{r:?}"
     );
 
-    let metrics = scrape(http).await;
-    drop(child);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log_text = std::fs::read_to_string(&log).expect("log");
+    let metrics = broker.scrape().await;
+    let log_text = broker.stop().await;
     for expected in [
         "custom authentication server refused the client",
         "cannot connect",
@@ -351,47 +317,6 @@ async fn custom_settings_are_checked_at_start() {
     .expect("write");
     let err = edgeplane_start_failure(BIN, &dir).await;
     assert!(err.contains("https"), "{err}");
-}
-
-/// Like `start_edgeplane`, with the broker's log also written to `log`.
-async fn start_logging(
-    dir: &Path,
-    log: &Path,
-    listeners: usize,
-) -> (Child, Vec<std::net::SocketAddr>, std::net::SocketAddr) {
-    let script = format!(
-        "#!/usr/bin/env bash\nexec {} run --http 127.0.0.1:0 --metrics 127.0.0.1:0 --config {} 2> >(tee {} >&2)\n",
-        BIN,
-        dir.display(),
-        log.display()
-    );
-    let wrapper = dir.join("run.sh");
-    std::fs::write(&wrapper, script).expect("wrapper");
-    let status = Command::new("chmod")
-        .arg("+x")
-        .arg(&wrapper)
-        .status()
-        .await
-        .expect("chmod");
-    assert!(status.success());
-    start_edgeplane_http(wrapper.to_str().expect("utf-8 path"), dir, listeners).await
-}
-
-/// The broker's Prometheus metrics (the HTTP address serves them too).
-async fn scrape(http: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(http)
-        .await
-        .expect("connect to HTTP");
-    let req = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("request metrics");
-    let mut body = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut body))
-        .await
-        .expect("metrics within 5 s")
-        .expect("read metrics");
-    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    body
 }
 
 /// Run `paho_auth.py` (paho-mqtt 2.x, MQTT 5) with `cases`; one JSON result per case.

@@ -13,16 +13,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use edgeplane_tests::codec::{Auth, Packet, Properties, QoS, ReasonCode};
+use edgeplane_tests::codec::{Auth, Packet, Properties, ReasonCode};
 use edgeplane_tests::*;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{json, Value};
 
+mod auth_support;
 mod https_support;
+use auth_support::{
+    ca_config_map, custom_authentication, listener, named_policy, publish_reason, BIN,
+};
 use https_support::{json_reply, serve_https};
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
 const METHOD: &str = "edgeplane-test-token";
 /// Seconds of validity the webhook grants for each token it knows.
 const SHORT: u64 = 3;
@@ -109,51 +112,32 @@ async fn answer(
     reply(status, out)
 }
 
-fn config(dir: &Path, port: u16, ca_pem: &str) {
-    let ca: String = ca_pem.lines().map(|l| format!("    {l}\n")).collect();
-    let text = format!(
-        r#"
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthentication
-metadata: {{name: webhook}}
-spec:
-  authenticationMethods:
-  - method: Custom
-    customSettings:
-      endpoint: https://127.0.0.1:{port}
-      caCertConfigMap: webhook-ca
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: webhook-ca}}
-data:
-  ca.pem: |
-{ca}---
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthorization
-metadata: {{name: lines}}
-spec:
-  authorizationPolicies:
-    rules:
+/// Attribute `line` (from the webhook) `1` or `2` may publish under `lines/{line}/`.
+const LINES: &str = r#"
     - principals:
-        attributes: [{{line: "1"}}, {{line: "2"}}]
+        attributes: [{line: "1"}, {line: "2"}]
       brokerResources:
       - method: Connect
       - method: Publish
-        topics: ["lines/{{principal.attributes.line}}/#"]
----
-apiVersion: edgeplane.io/v1
-kind: BrokerListener
-metadata: {{name: plant}}
-spec:
-  ports:
-  - port: 0
-    bindAddress: 127.0.0.1
-    authenticationRef: webhook
-    authorizationRef: lines
-"#
-    );
-    std::fs::write(dir.join("config.yaml"), text).expect("write config");
+        topics: ["lines/{principal.attributes.line}/#"]
+"#;
+
+fn config(dir: &Path, port: u16, ca_pem: &str) {
+    let endpoint = format!("endpoint: https://127.0.0.1:{port}");
+    let text = [
+        custom_authentication(
+            "webhook",
+            &[&endpoint, "caCertConfigMap: webhook-ca"],
+            false,
+        ),
+        ca_config_map("webhook-ca", ca_pem),
+        named_policy("lines", LINES),
+        listener(
+            "plant",
+            &[&["authenticationRef: webhook", "authorizationRef: lines"]],
+        ),
+    ];
+    std::fs::write(dir.join("config.yaml"), text.join("---\n")).expect("write config");
 }
 
 /// Connect with enhanced authentication under [`METHOD`] and `token` as data.
@@ -182,16 +166,6 @@ async fn reauth(client: &mut Client, token: &str) {
         properties,
     };
     client.send(&Packet::Auth(auth)).await;
-}
-
-/// The PUBACK reason of a QoS 1 PUBLISH to `topic`.
-async fn publish_reason(client: &mut Client, topic: &str, packet_id: u16) -> ReasonCode {
-    let p = publish(topic, "x", QoS::AtLeastOnce, packet_id);
-    client.send(&Packet::Publish(p)).await;
-    match client.recv().await {
-        Some(Packet::PubAck(a)) if a.packet_id == packet_id => a.reason,
-        other => panic!("expected PUBACK {packet_id}, got {other:?}"),
-    }
 }
 
 /// The DISCONNECT that ends `client` within `limit`, and that the connection then closes.

@@ -9,55 +9,23 @@ use std::net::SocketAddr;
 use edgeplane_tests::codec::{ProtocolVersion, QoS};
 use edgeplane_tests::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
+mod auth_support;
+use auth_support::{policy, start_site};
+
 const PASSWORD: &str = "will-authz-password";
 
-/// Port 1 enforces the policy (each client may publish only under `status/{clientId}`),
-/// port 2 authenticates the same users and has no policy.
-const CONFIG: &str = r#"
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthentication
-metadata: {name: users}
-spec:
-  authenticationMethods:
-  - method: UsernamePassword
-    usernamePasswordSettings: {passwordFileSecretRef: edgeplane-passwords}
----
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthorization
-metadata: {name: rules}
-spec:
-  authorizationPolicies:
-    rules:
-    - principals:
-        usernames: [app]
+/// Each client may publish only under `status/{clientId}` on the port with the policy.
+const RULES: &str = r##"
+    - principals: {usernames: [app]}
       brokerResources:
-      - method: Connect
-      - method: Publish
-        topics: ["status/{principal.clientId}"]
-      - method: Subscribe
-        topics: ["status/#"]
----
-apiVersion: edgeplane.io/v1
-kind: BrokerListener
-metadata: {name: site}
-spec:
-  ports:
-  - port: 0
-    bindAddress: 127.0.0.1
-    authenticationRef: users
-    authorizationRef: rules
-  - port: 0
-    bindAddress: 127.0.0.1
-    authenticationRef: users
-"#;
+      - {method: Connect}
+      - {method: Publish, topics: ["status/{principal.clientId}"]}
+      - {method: Subscribe, topics: ["status/#"]}
+"##;
 
 async fn start(name: &str) -> (TempDir, tokio::process::Child, SocketAddr, SocketAddr) {
-    let dir = TempDir::new(&format!("will-authz-{name}"));
-    passwd(BIN, &dir.join("passwords.yaml"), "app", PASSWORD).await;
-    std::fs::write(dir.join("site.yaml"), CONFIG).expect("write config");
-    let (child, addrs) = start_edgeplane(BIN, &dir, 2).await;
-    (dir, child, addrs[0], addrs[1])
+    let dir = format!("will-authz-{name}");
+    start_site(&dir, &[("app", PASSWORD)], &policy(RULES)).await
 }
 
 /// CONNECT as `app` with a will on `topic`: the client and its CONNACK code.

@@ -5,48 +5,17 @@
 //! clients with certificates made by `edgeplane certs`.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use edgeplane_tests::*;
-use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
+mod auth_support;
+mod tls_support;
+use auth_support::listener;
+use tls_support::{certs, client_files, x509_authentication, BIN, MANUAL_TLS};
 
-const CONFIG: &str = r#"
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthentication
-metadata: {name: devices}
-spec:
-  authenticationMethods:
-  - method: X509
-    x509Settings: {trustedClientCaCert: client-ca}
----
-apiVersion: edgeplane.io/v1
-kind: BrokerListener
-metadata: {name: mtls}
-spec:
-  ports:
-  - port: 0
-    bindAddress: 127.0.0.1
-    tls: {mode: Manual, manual: {secretRef: edgeplane-server-tls}}
-    authenticationRef: devices
-"#;
-
-/// `edgeplane certs` into `dir`: a new CA, the server certificate, a client certificate
-/// for `cn`.
-async fn certs(dir: &Path, cn: &str) {
-    let status = Command::new(BIN)
-        .args(["certs", "--client", cn, "--out"])
-        .arg(dir)
-        .status()
-        .await
-        .expect("run certs");
-    assert!(status.success());
-}
-
-/// Run a mosquitto client over TLS trusting `dir`'s CA for the server, with the client
-/// certificate of `cn` from `certs_dir`; returns (success, stdout+stderr).
+/// A mosquitto client over TLS trusting `dir`'s CA for the server, with the client
+/// certificate of `cn` from `certs_dir`.
 async fn mosquitto(
     tool: &str,
     port: u16,
@@ -55,30 +24,9 @@ async fn mosquitto(
     cn: &str,
     extra: &[&str],
 ) -> (bool, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new(tool)
-            .args(["-h", "localhost", "-p", &port.to_string(), "--cafile"])
-            .arg(dir.join("ca.crt"))
-            .arg("--cert")
-            .arg(certs_dir.join(format!("client-{cn}.crt")))
-            .arg("--key")
-            .arg(certs_dir.join(format!("client-{cn}.key")))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("mosquitto client finished")
-    .expect("run mosquitto client");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let (crt, key) = client_files(certs_dir, cn);
+    let identity = Some((crt.as_path(), key.as_path()));
+    tls_support::mosquitto(tool, port, &dir.join("ca.crt"), identity, extra).await
 }
 
 /// Trust moves from CA A to CA B when `client-ca` is replaced: B's client gets in, A's new
@@ -87,9 +35,11 @@ async fn mosquitto(
 async fn replaced_client_ca_applies_to_new_handshakes_without_dropping_clients() {
     let dir = TempDir::new("x509-reload");
     let other = TempDir::new("x509-reload-other");
-    certs(&dir, "dev1").await;
-    certs(&other, "dev2").await;
-    std::fs::write(dir.join("mtls.yaml"), CONFIG).expect("write config");
+    certs(&dir, &["dev1"]).await;
+    certs(&other, &["dev2"]).await;
+    let port = listener("mtls", &[&[MANUAL_TLS, "authenticationRef: devices"]]);
+    let config = format!("{}---\n{port}", x509_authentication(""));
+    std::fs::write(dir.join("mtls.yaml"), config).expect("write config");
     let (_child, addrs) = start_edgeplane(BIN, &dir, 1).await;
     let port = addrs[0].port();
 

@@ -19,7 +19,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
+mod auth_support;
+use auth_support::{add_users, listener, policy, BIN, USERS_AND_RULES};
+
 /// How long a readiness change may take to show: the store check is polled every second.
 const READY_WAIT: Duration = Duration::from_secs(20);
 
@@ -280,48 +282,27 @@ async fn readyz_turns_not_ready_on_a_full_disk_and_back() {
 
 const SECRET_PASSWORD: &str = "correct-horse-battery-staple";
 
-/// An anonymous listener and one with user names and passwords and a policy that lets
-/// only alice connect.
-const TWO_LISTENERS: &str = r##"
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthentication
-metadata: {name: users}
-spec:
-  authenticationMethods:
-  - method: UsernamePassword
-    usernamePasswordSettings: {passwordFileSecretRef: edgeplane-passwords}
----
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthorization
-metadata: {name: rules}
-spec:
-  authorizationPolicies:
-    rules:
+/// On the `secured` listener only alice may connect (and publish anywhere).
+const ALICE_ONLY: &str = r##"
     - principals:
         usernames: [alice]
       brokerResources:
       - method: Connect
       - method: Publish
         topics: ["#"]
----
-apiVersion: edgeplane.io/v1
-kind: BrokerListener
-metadata: {name: open}
-spec:
-  ports:
-  - port: 0
-    bindAddress: 127.0.0.1
----
-apiVersion: edgeplane.io/v1
-kind: BrokerListener
-metadata: {name: secured}
-spec:
-  ports:
-  - port: 0
-    bindAddress: 127.0.0.1
-    authenticationRef: users
-    authorizationRef: rules
 "##;
+
+/// Users alice and bob, an anonymous listener `open` and a listener `secured` with user
+/// names and passwords and the policy [`ALICE_ONLY`] in `dir`.
+async fn two_listeners(dir: &Path) {
+    add_users(dir, &[("alice", SECRET_PASSWORD), ("bob", SECRET_PASSWORD)]).await;
+    let listeners = [
+        listener("open", &[&[]]),
+        listener("secured", &[USERS_AND_RULES]),
+    ];
+    std::fs::write(dir.join("broker.yaml"), listeners.join("---\n")).expect("write config");
+    std::fs::write(dir.join("policy.yaml"), policy(ALICE_ONLY)).expect("write policy");
+}
 
 fn sample(text: &str, series: &str) -> f64 {
     text.lines()
@@ -352,9 +333,7 @@ async fn mosquitto_pub(addr: SocketAddr, args: &[&str]) -> bool {
 #[tokio::test]
 async fn metrics_by_protocol_version_qos_category_and_auth_outcome() {
     let dir = TempDir::new("obs-breakdown");
-    passwd(BIN, &dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
-    passwd(BIN, &dir.join("passwords.yaml"), "bob", SECRET_PASSWORD).await;
-    std::fs::write(dir.join("broker.yaml"), TWO_LISTENERS).expect("write config");
+    two_listeners(&dir).await;
     let ep = start(&dir, &[], 2).await;
     let addr_of = |prefix: &str| {
         ep.mqtt
@@ -579,9 +558,7 @@ async fn log_level_follows_the_broker_resource_without_restart() {
 #[tokio::test]
 async fn refusals_leave_one_rate_limited_line_per_cause() {
     let dir = TempDir::new("obs-why");
-    passwd(BIN, &dir.join("passwords.yaml"), "alice", SECRET_PASSWORD).await;
-    passwd(BIN, &dir.join("passwords.yaml"), "bob", SECRET_PASSWORD).await;
-    std::fs::write(dir.join("broker.yaml"), TWO_LISTENERS).expect("write config");
+    two_listeners(&dir).await;
     let mut ep = start(&dir, &[], 2).await;
     let secured = ep
         .mqtt

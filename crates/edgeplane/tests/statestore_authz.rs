@@ -7,25 +7,20 @@
 //! back: the value, `+OK`, or `-ERR not authorized`.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edgeplane_tests::codec::{Ack, Packet, Properties, Publish, QoS, ReasonCode};
 use edgeplane_tests::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
+mod auth_support;
+use auth_support::{policy, start_site, write_site, BIN};
+
 const PASSWORD: &str = "state-store-authz-password";
 const REQUEST_TOPIC: &str = "statestore/v1/FA9AE35F-2F64-47CD-9BFF-08E2B32A0FE8/command/invoke";
 const DENIED: &[u8] = b"-ERR not authorized\r\n";
 const OK: &[u8] = b"+OK\r\n";
 
-const POLICY: &str = r#"
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthorization
-metadata: {name: rules}
-spec:
-  authorizationPolicies:
-    rules:
+const RULES: &str = r#"
     - principals:
         usernames: [app]
       brokerResources:
@@ -49,40 +44,10 @@ spec:
         keys: ["AP8="]
 "#;
 
-/// Port 1 enforces the policy, port 2 authenticates the same users and has no policy.
-fn config(dir: &Path, policy: &str) {
-    let text = r#"
-apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerAuthentication
-metadata: {name: users}
-spec:
-  authenticationMethods:
-  - method: UsernamePassword
-    usernamePasswordSettings: {passwordFileSecretRef: edgeplane-passwords}
----
-apiVersion: edgeplane.io/v1
-kind: BrokerListener
-metadata: {name: site}
-spec:
-  ports:
-  - port: 0
-    bindAddress: 127.0.0.1
-    authenticationRef: users
-    authorizationRef: rules
-  - port: 0
-    bindAddress: 127.0.0.1
-    authenticationRef: users
-"#;
-    std::fs::write(dir.join("listener.yaml"), text).expect("write listener");
-    std::fs::write(dir.join("policy.yaml"), policy).expect("write policy");
-}
-
+/// Port 1 enforces `rules` (`policy`), port 2 authenticates the same users and has none.
 async fn start(name: &str) -> (TempDir, tokio::process::Child, SocketAddr, SocketAddr) {
-    let dir = TempDir::new(&format!("ss-authz-{name}"));
-    passwd(BIN, &dir.join("passwords.yaml"), "app", PASSWORD).await;
-    config(&dir, POLICY);
-    let (child, addrs) = start_edgeplane(BIN, &dir, 2).await;
-    (dir, child, addrs[0], addrs[1])
+    let dir = format!("ss-authz-{name}");
+    start_site(&dir, &[("app", PASSWORD)], &policy(RULES)).await
 }
 
 /// A state store client speaking the protocol as the AIO SDK does, over our MQTT v5 client.
@@ -303,11 +268,11 @@ async fn changed_policy_applies_to_connected_clients() {
     seed(open).await;
     let mut app = App::connect(secured, "writer").await;
     assert_eq!(app.call(&[b"SET", b"sensor/t1", b"1"]).await, DENIED);
-    let widened = POLICY.replace(
+    let widened = policy(&RULES.replace(
         "      - method: Read\n        keyType: Pattern\n        keys: [\"sensor/*\"]",
         "      - method: ReadWrite\n        keyType: Pattern\n        keys: [\"sensor/*\"]",
-    );
-    assert_ne!(widened, POLICY);
+    ));
+    assert_ne!(widened, policy(RULES));
     std::fs::write(dir.join("policy.yaml"), &widened).expect("edit policy");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -324,7 +289,7 @@ async fn changed_policy_applies_to_connected_clients() {
     }
     assert_eq!(app.call(&[b"GET", b"sensor/t1"]).await, bulk(b"2"));
     // And back: the narrower policy applies as soon as it is read again.
-    std::fs::write(dir.join("policy.yaml"), POLICY).expect("restore policy");
+    std::fs::write(dir.join("policy.yaml"), policy(RULES)).expect("restore policy");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while app.call(&[b"SET", b"sensor/t1", b"3"]).await != DENIED {
         assert!(
@@ -383,13 +348,10 @@ async fn will_to_the_state_store_follows_the_policy_of_its_port() {
 #[tokio::test]
 async fn invalid_state_store_resources_refuse_to_start() {
     let dir = TempDir::new("ss-authz-invalid");
-    passwd(BIN, &dir.join("passwords.yaml"), "app", PASSWORD).await;
-    config(
-        &dir,
-        &POLICY
-            .replace("keyType: Binary", "keyType: Regex")
-            .replace("method: Write\n", "method: Delete\n"),
-    );
+    let invalid = RULES
+        .replace("keyType: Binary", "keyType: Regex")
+        .replace("method: Write\n", "method: Delete\n");
+    write_site(&dir, &[("app", PASSWORD)], &policy(&invalid)).await;
     let err = edgeplane_start_failure(BIN, &dir).await;
     for field in [
         "rules[0].stateStoreResources[2].method",
