@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use edgeplane_tests::codec::{Packet, QoS, ReasonCode};
 use edgeplane_tests::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 mod auth_support;
@@ -115,38 +114,11 @@ async fn start_with(dir: &Path, args: &[&str], ports: usize, rust_log: Option<&s
     }
 }
 
-/// GET `path` with `Connection: close`; the status and the body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    tokio::time::timeout(WAIT, try_get(addr, path))
-        .await
-        .expect("response within 5 s")
-        .unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
-}
-
-async fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr).await?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    let text = String::from_utf8(buf).map_err(|_| bad("response is not UTF-8"))?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| bad("no end of headers"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no status code"))?;
-    Ok((status, body.to_owned()))
-}
-
 /// Poll `/readyz` until `want` holds for its status and body; the last answer.
 async fn readyz_until(http: SocketAddr, what: &str, want: impl Fn(u16, &str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + READY_WAIT;
     loop {
-        let (status, body) = get(http, "/readyz").await;
+        let (status, body) = http_get(http, "/readyz").await;
         if want(status, &body) {
             return body;
         }
@@ -276,7 +248,7 @@ async fn readyz_turns_not_ready_on_a_full_disk_and_back() {
             other => panic!("expected the withheld PUBACKs, got {other:?}"),
         }
     }
-    let (_, metrics) = get(ep.metrics, "/metrics").await;
+    let (_, metrics) = http_get(ep.metrics, "/metrics").await;
     assert!(metrics.contains("aio_broker_publishes_received_total"));
 }
 
@@ -302,13 +274,6 @@ async fn two_listeners(dir: &Path) {
     ];
     std::fs::write(dir.join("broker.yaml"), listeners.join("---\n")).expect("write config");
     std::fs::write(dir.join("policy.yaml"), policy(ALICE_ONLY)).expect("write policy");
-}
-
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
 }
 
 /// `mosquitto_pub` (Debian's mosquitto-clients) with `args`; whether it succeeded.
@@ -361,8 +326,8 @@ async fn metrics_by_protocol_version_qos_category_and_auth_outcome() {
         .spawn()
         .expect("mosquitto_sub (Debian package mosquitto-clients)");
     let deadline = tokio::time::Instant::now() + WAIT;
-    while sample(
-        &get(ep.metrics, "/metrics").await.1,
+    while metric_sample(
+        &http_get(ep.metrics, "/metrics").await.1,
         "aio_broker_total_subscriptions",
     ) < 1.0
     {
@@ -400,7 +365,7 @@ async fn metrics_by_protocol_version_qos_category_and_auth_outcome() {
     assert!(!mosquitto_pub(secured, &login("alice", "wrong-password", "mqttv311")).await);
     assert!(!mosquitto_pub(secured, &login("bob", SECRET_PASSWORD, "mqttv5")).await);
 
-    let (status, text) = get(ep.metrics, "/metrics").await;
+    let (status, text) = http_get(ep.metrics, "/metrics").await;
     assert_eq!(status, 200);
     let expect = [
         ("edgeplane_connections_total{mqtt_version=\"3.1.1\"}", 3.0),
@@ -447,7 +412,7 @@ async fn metrics_by_protocol_version_qos_category_and_auth_outcome() {
         ("edgeplane_publishes_received_by_qos_total{qos=\"2\"}", 1.0),
     ];
     for (series, value) in expect {
-        assert_eq!(sample(&text, series), value, "{series}");
+        assert_eq!(metric_sample(&text, series), value, "{series}");
     }
     assert!(!text.contains(SECRET_PASSWORD) && !text.contains("wrong-password"));
 
