@@ -12,19 +12,16 @@
 //! Chromium is driven by the WebDriver client of the binary's browser test (Debian's
 //! `chromium` and `chromium-driver`; without them the test fails and says so).
 
-#[path = "../../edgeplane/tests/portal_browser/mod.rs"]
-#[allow(dead_code)]
-mod portal_browser;
-
+mod browser;
 mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use browser::{browser_cookie, labelled_value, sign_in, sign_in_page, Browser, SLOW};
 use common::{call, start_with_state, Http, DEVICE};
 use edgeplane_registry::Registry;
 use edgeplane_tests::*;
-use portal_browser::{Browser, SLOW};
 use serde_json::{json, Value};
 
 /// Three data points as the page's CSV writer spells them: a quoted name with a comma, a
@@ -261,39 +258,6 @@ async fn sessions_in_the_page(browser: &Browser, base: &str, admin: &Http) {
     );
 }
 
-async fn sign_in_page(browser: &Browser) {
-    browser
-        .until(
-            "the sign-in page",
-            "const h = document.querySelector('h1'); return h && h.textContent === 'Sign in';",
-            json!([]),
-        )
-        .await;
-}
-
-async fn sign_in(browser: &Browser, base: &str) {
-    browser.go(base).await;
-    sign_in_page(browser).await;
-    browser.type_into("User name", "admin").await;
-    browser.type_into("Password", "correct horse\u{E007}").await;
-    browser
-        .until(
-            "the devices page",
-            "const h = document.querySelector('h1'); return location.hash === '#/devices' && h && h.textContent === 'Devices';",
-            json!([]),
-        )
-        .await;
-}
-
-/// The browser's `edgeplane_session` cookie, if it has one.
-async fn browser_cookie(browser: &Browser) -> Option<String> {
-    let all = browser.cmd("GET", "/cookie", None).await;
-    all.as_array()?
-        .iter()
-        .find(|c| c["name"] == edgeplane_portal::COOKIE)
-        .and_then(|c| c["value"].as_str().map(str::to_owned))
-}
-
 async fn new_asset_form(browser: &Browser, base: &str) {
     browser.go(&format!("{base}#/assets")).await;
     browser
@@ -313,18 +277,6 @@ async fn asset_page(browser: &Browser, name: &str) {
             json!([name]),
         )
         .await;
-}
-
-/// The value of the control labelled `label`.
-async fn labelled_value(browser: &Browser, label: &str) -> String {
-    let v = browser
-        .until(
-            &format!("a field labelled {label}"),
-            "const l = [...document.querySelectorAll('label')].find(l => l.textContent.trim() === arguments[0]); return l ? document.getElementById(l.htmlFor).value : null;",
-            json!([label]),
-        )
-        .await;
-    v.as_str().unwrap_or_default().to_owned()
 }
 
 /// The import report once it contains `text`.
