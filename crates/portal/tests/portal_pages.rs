@@ -3,7 +3,9 @@
 //! `<label>`, `aria-label` or text), every table a caption, every link text; nothing the
 //! pages load comes from another origin (no CDN); and the dataflow form and its YAML view
 //! follow each other both ways, a broken YAML text reported beside it, the dataflow saved
-//! from what was typed.
+//! from what was typed. The keyboard: Tab from the top reaches every control of the asset
+//! form, the dataflow form and the broker page. A tablet in portrait (768 px): no page
+//! scrolls sideways, and the dataflow form stacks above its YAML view.
 
 mod browser;
 mod common;
@@ -51,8 +53,74 @@ return {
   h1: document.querySelectorAll('h1').length,
 };";
 
+/// Every page: route and title.
+const PAGES: [(&str, &str); 9] = [
+    ("#/devices", "Devices"),
+    ("#/assets", "Assets"),
+    ("#/assets/oven", "Asset oven"),
+    ("#/dataflows", "Dataflows"),
+    ("#/dataflows/new", "New dataflow"),
+    ("#/broker", "Broker"),
+    ("#/activity", "Activity"),
+    ("#/export", "Export"),
+    ("#/users", "Users"),
+];
+
+/// Go to `route` and wait for its title.
+async fn open(browser: &Browser, base: &str, route: &str, title: &str) {
+    browser.go(&format!("{base}{route}")).await;
+    browser
+        .until(
+            &format!("the page {route}"),
+            "const h = document.querySelector('h1'); return location.hash === arguments[0] && h && h.textContent === arguments[1];",
+            json!([route, title]),
+        )
+        .await;
+}
+
+/// Pressing Tab from the top of the page reaches every visible control and link, so
+/// nothing needs the mouse.
+async fn tab_reaches_every_control(browser: &Browser, route: &str) {
+    let count = browser
+        .js(
+            "const els = [...document.querySelectorAll('a[href], button, input, select, textarea')].filter((e) => !e.disabled && e.getClientRects().length > 0);
+             els.forEach((e, i) => { e.dataset.tab = String(i); });
+             window.tabbed = new Set();
+             document.addEventListener('focusin', (ev) => { if (ev.target.dataset && ev.target.dataset.tab) window.tabbed.add(ev.target.dataset.tab); });
+             document.activeElement && document.activeElement.blur();
+             return els.length;",
+            json!([]),
+        )
+        .await
+        .as_u64()
+        .unwrap_or(0);
+    assert!(count > 5, "{route}: {count} controls");
+    let press: Vec<_> = (0..count + 5)
+        .flat_map(|_| {
+            [
+                json!({"type": "keyDown", "value": "\u{E004}"}),
+                json!({"type": "keyUp", "value": "\u{E004}"}),
+            ]
+        })
+        .collect();
+    browser
+        .cmd(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": press}]})),
+        )
+        .await;
+    let missed = browser
+        .js(
+            "return [...document.querySelectorAll('[data-tab]')].filter((e) => !window.tabbed.has(e.dataset.tab)).map((e) => e.outerHTML.slice(0, 160));",
+            json!([]),
+        )
+        .await;
+    assert_eq!(missed, json!([]), "{route}: not reached with Tab");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_page_is_labelled_local_and_the_yaml_follows_the_form() {
+async fn every_page_is_accessible_local_and_the_yaml_follows_the_form() {
     // On the heap: the whole walk-through is one large future.
     Box::pin(walk_through()).await;
 }
@@ -73,25 +141,8 @@ async fn walk_through() {
     let base = format!("http://{addr}/");
     sign_in(&browser, &base).await;
 
-    for (route, title) in [
-        ("#/devices", "Devices"),
-        ("#/assets", "Assets"),
-        ("#/assets/oven", "Asset oven"),
-        ("#/dataflows", "Dataflows"),
-        ("#/dataflows/new", "New dataflow"),
-        ("#/broker", "Broker"),
-        ("#/activity", "Activity"),
-        ("#/export", "Export"),
-        ("#/users", "Users"),
-    ] {
-        browser.go(&format!("{base}{route}")).await;
-        browser
-            .until(
-                &format!("the page {route}"),
-                "const h = document.querySelector('h1'); return location.hash === arguments[0] && h && h.textContent === arguments[1];",
-                json!([route, title]),
-            )
-            .await;
+    for (route, title) in PAGES {
+        open(&browser, &base, route, title).await;
         if route == "#/assets" {
             // The form's repeated parts too: a second dataset and an event group.
             browser.click_button("Add dataset").await;
@@ -103,7 +154,48 @@ async fn walk_through() {
             json!({"controls": [], "tables": [], "links": [], "h1": 1}),
             "{route}"
         );
+        if matches!(route, "#/assets" | "#/dataflows/new" | "#/broker") {
+            tab_reaches_every_control(&browser, route).await;
+        }
     }
+
+    // On a tablet in portrait (768 px): no page scrolls sideways, and the dataflow form
+    // and its YAML view stack in one column.
+    browser
+        .cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": 768, "height": 1000})),
+        )
+        .await;
+    for (route, title) in PAGES {
+        open(&browser, &base, route, title).await;
+        let sizes = browser
+            .js(
+                "const d = document.documentElement; return [d.scrollWidth, d.clientWidth];",
+                json!([]),
+            )
+            .await;
+        assert!(
+            sizes[0].as_u64() <= sizes[1].as_u64() && sizes[1].as_u64() <= Some(768),
+            "{route} scrolls sideways on a tablet: {sizes}"
+        );
+    }
+    open(&browser, &base, "#/dataflows/new", "New dataflow").await;
+    let stacked = browser
+        .js(
+            "const [form, yaml] = document.querySelectorAll('.split > fieldset'); return yaml.getBoundingClientRect().top >= form.getBoundingClientRect().bottom;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(stacked, json!(true), "the YAML view below the form");
+    browser
+        .cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": 1280, "height": 1000})),
+        )
+        .await;
     let foreign = browser
         .js(
             "return performance.getEntriesByType('resource').map((r) => r.name).filter((n) => !n.startsWith(location.origin + '/') && !n.startsWith('data:'));",
