@@ -407,6 +407,30 @@ pub async fn start_edgeplane_http(
     dir: &std::path::Path,
     listeners: usize,
 ) -> (tokio::process::Child, Vec<SocketAddr>, SocketAddr) {
+    let started = start_edgeplane_logged(bin, dir, listeners).await;
+    (started.child, started.mqtt, started.http)
+}
+
+/// A started `edgeplane` binary ([`start_edgeplane_logged`]): the process (killed when
+/// dropped), the addresses of its MQTT listeners, HTTP API and Prometheus metrics, and
+/// every line it logs, for a test that looks for what must (not) be in the log.
+pub struct Edgeplane {
+    pub child: tokio::process::Child,
+    pub mqtt: Vec<SocketAddr>,
+    pub http: SocketAddr,
+    pub metrics: SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+/// Start `bin run --config dir` with `RUST_LOG=info`, HTTP and metrics on ephemeral
+/// loopback ports; returns once its first `listeners` MQTT listeners and both HTTP servers
+/// are in its log, which it keeps reading.
+pub async fn start_edgeplane_logged(
+    bin: &str,
+    dir: &std::path::Path,
+    listeners: usize,
+) -> Edgeplane {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(bin)
         .args([
@@ -427,8 +451,8 @@ pub async fn start_edgeplane_http(
         .expect("start edgeplane");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = tokio::io::BufReader::new(stderr).lines();
-    let mut addrs = Vec::new();
-    let mut http = None;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (mut mqtt, mut http, mut metrics) = (Vec::new(), None, None);
     let addr_of = |line: &str| -> Option<SocketAddr> {
         line.split("addr=")
             .nth(1)?
@@ -438,17 +462,20 @@ pub async fn start_edgeplane_http(
             .ok()
     };
     let read = async {
-        while addrs.len() < listeners || http.is_none() {
+        while mqtt.len() < listeners || http.is_none() || metrics.is_none() {
             let line = lines
                 .next_line()
                 .await
                 .expect("read log")
                 .expect("edgeplane exited early");
             if line.contains("listener=") {
-                addrs.extend(addr_of(&line));
+                mqtt.extend(addr_of(&line));
             } else if line.contains("http listening") {
                 http = addr_of(&line);
+            } else if line.contains("metrics listening") {
+                metrics = addr_of(&line);
             }
+            log.lock().expect("log").push(line);
         }
     };
     // Generous: a debug binary on a loaded two-core CI machine, with the whole suite
@@ -456,8 +483,36 @@ pub async fn start_edgeplane_http(
     tokio::time::timeout(STARTUP, read)
         .await
         .expect("listeners within 30 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addrs, http.expect("http address"))
+    let sink = std::sync::Arc::clone(&log);
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().expect("log").push(line);
+        }
+    });
+    Edgeplane {
+        child,
+        mqtt,
+        http: http.expect("http address"),
+        metrics: metrics.expect("metrics address"),
+        log,
+        reader,
+    }
+}
+
+impl Edgeplane {
+    /// The Prometheus text on the metrics port (panics unless 200).
+    pub async fn scrape(&self) -> String {
+        let (status, body) = http_get(self.metrics, "/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Stop the binary and return everything it logged.
+    pub async fn stop(mut self) -> String {
+        let _ = self.child.kill().await;
+        let _ = tokio::time::timeout(WAIT, &mut self.reader).await;
+        self.log.lock().expect("log").join("\n")
+    }
 }
 
 /// A folder for one test, removed when dropped (declare it first so it outlives the broker

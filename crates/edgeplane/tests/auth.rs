@@ -10,7 +10,7 @@ use edgeplane_tests::codec::{Packet, QoS, ReasonCode};
 use edgeplane_tests::*;
 
 mod auth_support;
-use auth_support::{login, policy, start_logged, try_connect, write_site, BIN};
+use auth_support::{login, policy, try_connect, write_site, BIN};
 
 const SECRET_PASSWORD: &str = "correct-horse-battery-staple";
 
@@ -41,7 +41,7 @@ async fn config(dir: &Path, user: &str) {
 async fn refusals_use_the_specified_codes_and_never_log_passwords() {
     let dir = temp_dir("refusals");
     config(&dir, "alice").await;
-    let broker = start_logged(&dir, 1).await;
+    let broker = start_edgeplane_logged(BIN, &dir, 1).await;
     let a = broker.mqtt[0];
     let cases = [
         (

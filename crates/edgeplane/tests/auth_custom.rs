@@ -18,7 +18,7 @@ use tokio::process::{Child, Command};
 
 mod auth_support;
 use auth_support::{
-    ca_config_map, custom_authentication, listener, named_policy, start_logged, try_connect, BIN,
+    ca_config_map, custom_authentication, listener, named_policy, try_connect, BIN,
 };
 
 const SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/custom_auth_server.py");
@@ -162,7 +162,7 @@ async fn custom_webhook_decides_with_the_aio_api() {
     .await;
     passwd(BIN, &dir.join("passwords.yaml"), "carol", CAROL_PASSWORD).await;
     config(&dir, port, closed_port(), &manifests);
-    let broker = start_logged(&dir, 3).await;
+    let broker = start_edgeplane_logged(BIN, &dir, 3).await;
     let (hooked, down, untrusted) = (broker.mqtt[0], broker.mqtt[1], broker.mqtt[2]);
 
     // Allowed with attributes: authorization grants by the webhook's `group`.

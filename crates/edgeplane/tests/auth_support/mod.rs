@@ -3,21 +3,18 @@
 //! `observability.rs`, `tls_x509.rs`, ...): the password `BrokerAuthentication`, listeners
 //! such as the two-port `site` (one port enforcing the policy `rules`, one without a
 //! policy), policies, the `Custom` method's manifests, users added with
-//! `edgeplane passwd`, CONNECT with credentials, and a started binary whose whole log and
-//! Prometheus port the test can read, so it can check that no secret shows in either.
+//! `edgeplane passwd`, CONNECT with credentials. (A started binary whose whole log and
+//! metrics a test reads is `edgeplane_tests::start_edgeplane_logged`.)
 //!
 //! Each test target compiles this module and uses a part of it.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
 use edgeplane_tests::codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 use edgeplane_tests::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_edgeplane");
 
@@ -144,93 +141,4 @@ pub async fn try_connect(addr: SocketAddr, c: Connect) -> (Client, u8) {
     let mut client = Client::open(addr, c.protocol).await;
     let ack = client.connect(c).await;
     (client, ack.code)
-}
-
-/// The binary started by [`start_logged`]: its MQTT ports, HTTP and metrics addresses, and
-/// every line it logs.
-pub struct Logged {
-    child: Child,
-    pub mqtt: Vec<SocketAddr>,
-    pub http: SocketAddr,
-    pub metrics: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    reader: tokio::task::JoinHandle<()>,
-}
-
-/// `edgeplane run --config dir` with `RUST_LOG=info`, HTTP and metrics on ephemeral
-/// loopback ports; returns once the first `listeners` MQTT ports and both HTTP servers are
-/// logged.
-pub async fn start_logged(dir: &Path, listeners: usize) -> Logged {
-    let mut child = Command::new(BIN)
-        .args(["run", "--http", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-        .arg("--config")
-        .arg(dir)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start edgeplane");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (mut mqtt, mut http, mut metrics) = (Vec::new(), None, None);
-    let addr_of = |line: &str| -> Option<SocketAddr> {
-        line.split("addr=")
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    let read = async {
-        while mqtt.len() < listeners || http.is_none() || metrics.is_none() {
-            let line = lines
-                .next_line()
-                .await
-                .expect("read log")
-                .expect("edgeplane exited early");
-            if line.contains("listener=") {
-                mqtt.extend(addr_of(&line));
-            } else if line.contains("http listening") {
-                http = addr_of(&line);
-            } else if line.contains("metrics listening") {
-                metrics = addr_of(&line);
-            }
-            log.lock().expect("log").push(line);
-        }
-    };
-    tokio::time::timeout(STARTUP, read)
-        .await
-        .expect("listening within 30 s");
-    let sink = Arc::clone(&log);
-    let reader = tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            sink.lock().expect("log").push(line);
-        }
-    });
-    Logged {
-        child,
-        mqtt,
-        http: http.expect("http address"),
-        metrics: metrics.expect("metrics address"),
-        log,
-        reader,
-    }
-}
-
-impl Logged {
-    /// The Prometheus text on the metrics port.
-    pub async fn scrape(&self) -> String {
-        let (status, body) = http_get(self.metrics, "/metrics").await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    /// Stop the binary and return everything it logged.
-    pub async fn stop(mut self) -> String {
-        let _ = self.child.kill().await;
-        let _ = tokio::time::timeout(WAIT, &mut self.reader).await;
-        self.log.lock().expect("log").join("\n")
-    }
 }
