@@ -1,11 +1,13 @@
 //! Every page of the portal in headless Chromium against the real portal: each one loads
 //! (one `h1`, no error), every control has a name a screen reader announces (its
 //! `<label>`, `aria-label` or text), every table a caption, every link text; nothing the
-//! pages load comes from another origin (no CDN); and the dataflow form and its YAML view
-//! follow each other both ways, a broken YAML text reported beside it, the dataflow saved
-//! from what was typed. The keyboard: Tab from the top reaches every control of the asset
-//! form, the dataflow form and the broker page. A tablet in portrait (768 px): no page
-//! scrolls sideways, and the dataflow form stacks above its YAML view.
+//! pages load comes from another origin (no CDN), they ask nothing but `/ui/` and
+//! `/api/v1/`, and they keep nothing in the browser but the HttpOnly session cookie. The
+//! keyboard: Tab from the top reaches every control of the asset form, the dataflow form
+//! and the broker page. A tablet in portrait (768 px): no page scrolls sideways, and the
+//! dataflow form stacks above its YAML view. The dataflow form and its YAML view follow
+//! each other both ways, a broken YAML text is reported beside it, and the dataflow is
+//! saved from what was typed.
 
 mod browser;
 mod common;
@@ -203,6 +205,22 @@ async fn walk_through() {
         )
         .await;
     assert_eq!(foreign, json!([]), "loaded from another origin");
+    // No hidden state: the pages read the shell, its files and the REST API, and keep
+    // nothing in the browser but the session cookie (which scripts cannot read).
+    let other = browser
+        .js(
+            "return performance.getEntriesByType('resource').map((r) => new URL(r.name, location.href)).filter((u) => u.protocol !== 'data:' && !u.pathname.startsWith('/ui/') && !u.pathname.startsWith('/api/v1/')).map((u) => u.href);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(other, json!([]), "requests beside the shell and the API");
+    let kept = browser
+        .js(
+            "return {local: localStorage.length, session: sessionStorage.length, cookie: document.cookie};",
+            json!([]),
+        )
+        .await;
+    assert_eq!(kept, json!({"local": 0, "session": 0, "cookie": ""}));
 
     // The YAML view fills the form ...
     browser.go(&format!("{base}#/dataflows/new")).await;
