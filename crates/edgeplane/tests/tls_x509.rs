@@ -85,11 +85,17 @@ async fn connected(dir: &Path, port: u16, cn: &str) -> Client {
     c
 }
 
-/// The TLS connection is refused: no CONNACK, the connection closes.
-async fn assert_refused_in_handshake(mut c: Client) {
+/// The certificate `crt` (key `key`) is refused in the TLS handshake: `mosquitto_pub` fails,
+/// and the raw client gets no CONNACK, the connection closes; a trusted client still
+/// connects, so the port itself works.
+async fn assert_refused_in_handshake(dir: &Path, port: u16, crt: &Path, key: &Path, what: &str) {
+    let (ok, out) = mosquitto_pub(dir, port, Some((crt, key))).await;
+    assert!(!ok, "{what} must not connect: {out}");
+    let mut c = tls_client(dir, port, Some((crt, key))).await;
     c.send(&Packet::Connect(Box::new(connect("refused", V5))))
         .await;
-    assert_eq!(c.observe(WAIT).await, Observed::Closed);
+    assert_eq!(c.observe(WAIT).await, Observed::Closed, "{what}");
+    connected(dir, port, "dev1").await.disconnect().await;
 }
 
 /// `mosquitto_pub` with the certificate files given, to `devices/dev1/temp`.
@@ -155,11 +161,7 @@ async fn certificate_from_another_ca_cannot_connect() {
     let other = TempDir::new("x509-other-ca-certs");
     certs(&other, &["dev1"]).await;
     let (crt, key) = client_files(&other, "dev1");
-    let (ok, out) = mosquitto_pub(&dir, port, Some((crt.as_path(), key.as_path()))).await;
-    assert!(!ok, "a certificate from another CA must not connect: {out}");
-    assert_refused_in_handshake(tls_client(&dir, port, Some((crt.as_path(), key.as_path()))).await)
-        .await;
-    connected(&dir, port, "dev1").await.disconnect().await;
+    assert_refused_in_handshake(&dir, port, &crt, &key, "a certificate from another CA").await;
 }
 
 /// An expired certificate issued by the trusted CA is refused in the TLS handshake.
@@ -168,11 +170,7 @@ async fn expired_certificate_cannot_connect() {
     let (dir, _child, port) = start("expired").await;
     let expired = expired_client_cert(&local_ca(&dir), "dev1");
     let (crt, key) = write_identity(&dir, "expired", &expired, &[]);
-    let (ok, out) = mosquitto_pub(&dir, port, Some((crt.as_path(), key.as_path()))).await;
-    assert!(!ok, "an expired certificate must not connect: {out}");
-    assert_refused_in_handshake(tls_client(&dir, port, Some((crt.as_path(), key.as_path()))).await)
-        .await;
-    connected(&dir, port, "dev1").await.disconnect().await;
+    assert_refused_in_handshake(&dir, port, &crt, &key, "an expired certificate").await;
 }
 
 /// `dev1` may use `devices/dev1/#` only: a wider or another device's filter gets SUBACK
