@@ -20,13 +20,13 @@ pub(super) async fn process(rbuf: &mut BytesMut, conn: &mut Conn, ctx: &Context)
     conn.over_memory = conn.v5() && ctx.router.over_memory();
     conn.over_disk = conn.v5() && ctx.router.store.as_ref().is_some_and(|s| s.over_size());
     while !conn.paused {
-        let Some(packet) = conn.deferred.pop_front() else {
+        let Some(packet) = conn.rare.as_mut().and_then(|r| r.deferred.pop_front()) else {
             conn.deferred_bytes = 0;
             break;
         };
         if matches!(packet, Packet::Publish(_)) && super::pause_if_over(conn, ctx) {
             // Over the bound again: back to waiting, in order.
-            conn.deferred.push_front(packet);
+            conn.rare().deferred.push_front(packet);
             break;
         }
         if let Some(stop) = handle(packet, conn, ctx).await {
@@ -46,7 +46,7 @@ pub(super) async fn process(rbuf: &mut BytesMut, conn: &mut Conn, ctx: &Context)
                     || (conn.paused && !passes_pause(&packet))
                 {
                     conn.deferred_bytes += before - rbuf.len();
-                    conn.deferred.push_back(packet);
+                    conn.rare().deferred.push_back(packet);
                     continue;
                 }
                 if let Some(stop) = handle(packet, conn, ctx).await {
@@ -95,7 +95,11 @@ async fn handle(packet: Packet, conn: &mut Conn, ctx: &Context) -> Option<Stop> 
         }
         Packet::PubComp(a) => ack(conn, ctx, a.packet_id, AckKind::Qos2Completed).await,
         Packet::PubRel(a) => {
-            if !conn.incoming_qos2.remove(&a.packet_id) {
+            if !conn
+                .rare
+                .as_mut()
+                .is_some_and(|r| r.incoming_qos2.remove(&a.packet_id))
+            {
                 conn.write_ack(OwedAck {
                     kind: AckType::PubComp,
                     packet_id: a.packet_id,
@@ -189,7 +193,7 @@ fn denied_filters(s: &edgeplane_codec::Subscribe, conn: &Conn) -> Vec<bool> {
 /// the webhook's new attributes); failure disconnects with 0x87 (DISCONNECT has no code for
 /// a bad method).
 async fn reauthenticate(a: edgeplane_codec::Auth, conn: &mut Conn) -> Option<Stop> {
-    let Some(method) = conn.auth_method.clone() else {
+    let Some(method) = conn.rare.as_ref().and_then(|r| r.auth_method.clone()) else {
         return violation(
             conn,
             ReasonCode::PROTOCOL_ERROR,
@@ -287,7 +291,11 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
                 );
             }
             if p.topic.is_empty() {
-                match conn.inbound_aliases.get(&alias) {
+                match conn
+                    .rare
+                    .as_ref()
+                    .and_then(|r| r.inbound_aliases.get(&alias))
+                {
                     Some(t) => p.topic = t.clone(),
                     None => {
                         return violation(
@@ -298,7 +306,7 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
                     }
                 }
             } else {
-                conn.inbound_aliases.insert(alias, p.topic.clone());
+                conn.rare().inbound_aliases.insert(alias, p.topic.clone());
             }
         }
     }
@@ -329,7 +337,11 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
     };
     let (qos, packet_id) = (p.qos, p.packet_id);
     if qos == QoS::ExactlyOnce {
-        if conn.incoming_qos2.contains(&packet_id) {
+        if conn
+            .rare
+            .as_ref()
+            .is_some_and(|r| r.incoming_qos2.contains(&packet_id))
+        {
             // A re-sent PUBLISH whose first copy was already routed [MQTT-4.3.3-10].
             let ack = OwedAck {
                 kind: AckType::PubRec,
@@ -339,7 +351,7 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
             conn.ack(ack, None);
             return None;
         }
-        if conn.incoming_qos2.len() >= usize::from(ctx.settings.receive_maximum) {
+        if conn.incoming_qos2() >= usize::from(ctx.settings.receive_maximum) {
             return violation(
                 conn,
                 ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
@@ -370,7 +382,7 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
         }
         None => {
             if qos == QoS::ExactlyOnce {
-                conn.incoming_qos2.insert(packet_id);
+                conn.rare().incoming_qos2.insert(packet_id);
                 let cmd = Cmd::IncomingQos2 {
                     client: Arc::clone(&conn.client_id),
                     conn: conn.conn_id,

@@ -79,7 +79,9 @@ async fn deliver(conn: &mut Conn, d: Delivery, ctx: &Context) {
     }
     edgeplane_codec::encode_publish_view(&view, conn.version, &mut conn.wbuf);
     if let Some(alias) = new_alias {
-        conn.outbound_aliases.insert(msg.topic.clone(), alias);
+        conn.rare()
+            .outbound_aliases
+            .insert(msg.topic.clone(), alias);
     }
     Stats::add(&ctx.stats.messages_sent, 1);
     ctx.stats.sent_by_qos.add(d.qos);
@@ -90,10 +92,12 @@ async fn deliver(conn: &mut Conn, d: Delivery, ctx: &Context) {
 /// (the topic is then left out), or a new one while aliases are left (sent with the topic,
 /// and returned second, to be remembered only once the packet is actually written).
 fn alias_for(conn: &Conn, topic: &str) -> (Option<u16>, Option<u16>) {
-    if let Some(&alias) = conn.outbound_aliases.get(topic) {
+    let known = conn.rare.as_ref().map(|r| &r.outbound_aliases);
+    let used = known.map_or(0, |k| k.len());
+    if let Some(&alias) = known.and_then(|k| k.get(topic)) {
         (Some(alias), None)
-    } else if conn.outbound_aliases.len() < usize::from(conn.client_alias_max) {
-        let alias = conn.outbound_aliases.len() as u16 + 1;
+    } else if used < usize::from(conn.client_alias_max) {
+        let alias = used as u16 + 1;
         (Some(alias), Some(alias))
     } else {
         (None, None)
