@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use edgeplane_broker::auth::{
     Authentication, Authorization, CustomSettings, ListenerAuth, Method, PasswordFile, SatSettings,
-    TokenReview, X509Settings, SERVICE_ACCOUNT_DIR,
+    TokenReview, X509Error, X509Settings, SERVICE_ACCOUNT_DIR,
 };
 use edgeplane_broker::tls::{issue_leaf, Issued, ServerTls};
 use edgeplane_broker::{ConnectionLimits, ListenerSpec};
@@ -246,7 +246,9 @@ fn authentication_inputs(config: &Config, name: &str) -> String {
 }
 
 /// `x509Settings`: the ConfigMap of trusted client CAs (every entry's PEM, default name
-/// `client-ca` as in Azure IoT Operations) and `authorizationAttributes` by subject.
+/// `client-ca` as in Azure IoT Operations) and `authorizationAttributes` by subject. The
+/// entries arrive as a JSON map (their YAML order is not kept), which is why two entries
+/// with the same subject are refused rather than one picked by position.
 fn x509(config: &Config, m: &Value, at: &str) -> anyhow::Result<(X509Settings, Vec<u8>)> {
     let settings = m.get("x509Settings");
     let ca_name = settings
@@ -284,11 +286,13 @@ fn x509(config: &Config, m: &Value, at: &str) -> anyhow::Result<(X509Settings, V
                     .ok_or_else(|| anyhow!("{field}.attributes.{k}: expected a string"))?;
                 map.insert(k.clone(), v.to_owned());
             }
-            rules.push((subject.to_owned(), map));
+            rules.push((key.clone(), subject.to_owned(), map));
         }
     }
-    let parsed = X509Settings::new(cas.as_bytes(), rules)
-        .map_err(|e| anyhow!("ConfigMap/{ca_name}: {e}"))?;
+    let parsed = X509Settings::new(cas.as_bytes(), rules).map_err(|e| match e {
+        X509Error::BadCa(_) => anyhow!("ConfigMap/{ca_name}: {e}"),
+        _ => anyhow!("{at}.x509Settings.{e}"),
+    })?;
     Ok((parsed, cas.into_bytes()))
 }
 

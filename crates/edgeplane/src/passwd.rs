@@ -1,20 +1,21 @@
 //! `edgeplane passwd FILE USER`: add or change a user in a password Secret manifest (kind
 //! `Secret`, entry `passwords`, one `user:argon2id-hash` line per user), reading the password
-//! from standard input. The plaintext is never written, logged or echoed.
+//! from standard input. The plaintext is never written, logged or echoed. User names the
+//! file format cannot hold (starting with `#`, which marks a comment, or with spaces at
+//! either end, `:` or a line break) are refused before anything is read or written. The
+//! file is rewritten from its users: comment lines in its `passwords` entry are not kept.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
 
 use anyhow::{anyhow, Context as _};
-use edgeplane_broker::auth::hash_password;
+use edgeplane_broker::auth::{check_user_name, hash_password, password_entries};
 
 use crate::listeners::PASSWORDS_KEY;
 
 pub fn run(file: &Path, secret: &str, user: &str) -> anyhow::Result<()> {
-    if user.is_empty() || user.contains([':', '\n']) {
-        anyhow::bail!("user names cannot be empty or contain ':' or a newline");
-    }
+    check_user_name(user)?;
     let mut users = existing(file, secret)?;
     eprintln!("password for {user} (read from standard input, not echoed by this command):");
     let mut line = String::new();
@@ -58,10 +59,9 @@ fn existing(file: &Path, secret: &str) -> anyhow::Result<BTreeMap<String, String
         .ok_or_else(|| {
             anyhow!("{name} exists but holds no Secret/{secret} with a {PASSWORDS_KEY:?} entry")
         })?;
-    let text = String::from_utf8_lossy(data);
-    Ok(text
-        .lines()
-        .filter_map(|l| l.trim().split_once(':'))
-        .map(|(u, h)| (u.to_owned(), h.to_owned()))
-        .collect())
+    let text = std::str::from_utf8(data)
+        .map_err(|_| anyhow!("{name}: Secret/{secret} {PASSWORDS_KEY} is not UTF-8"))?;
+    let users = password_entries(text)
+        .map_err(|e| anyhow!("{name}: Secret/{secret} {PASSWORDS_KEY}: {e}"))?;
+    Ok(users.into_iter().collect())
 }

@@ -16,6 +16,7 @@ pub mod glob;
 mod keys;
 mod password;
 mod sat;
+mod subject;
 mod tokenreview;
 mod x509;
 
@@ -29,10 +30,12 @@ pub use authz::{Authorization, PolicyError};
 pub use cache::DecisionCache;
 pub use custom::{parse_rfc3339, CustomConfigError, CustomSettings, Outcome, API_VERSION};
 pub use keys::KeyAccess;
-pub use password::{hash_password, PasswordFile, PasswordFileError};
+pub use password::{
+    check_user_name, entries as password_entries, hash_password, PasswordFile, PasswordFileError,
+};
 pub use sat::{SatConfigError, SatSettings, TokenError, VerifiedToken, SAT_METHOD};
 pub use tokenreview::{ClusterConfigError, ReviewError, TokenReview, SERVICE_ACCOUNT_DIR};
-pub use x509::{X509Error, X509Settings};
+pub use x509::{AttributeEntry, X509Error, X509Settings};
 
 /// The certificate chain a client presented over TLS (leaf first), already verified.
 pub type ClientCerts = Arc<Vec<rustls::pki_types::CertificateDer<'static>>>;
