@@ -23,6 +23,10 @@ const DEFAULT_SAMPLING_MS: i64 = 500;
 const DEFAULT_QUEUE_SIZE: i64 = 1;
 const DEFAULT_KEY_FRAME_COUNT: i64 = 0;
 
+/// The most OPC UA sessions an endpoint's `additionalConfiguration` may ask for with
+/// `sessionCount` (an Edgeplane extension; see [`EndpointPlan::sessions`]).
+pub const MAX_SESSION_COUNT: i64 = 16;
+
 /// Where a dataset's messages go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -90,6 +94,10 @@ pub struct EndpointPlan {
     pub auth: Auth,
     pub security: Security,
     pub auto_accept: bool,
+    /// How many OPC UA sessions to spread the datasets over, from the endpoint's
+    /// `additionalConfiguration` `{"sessionCount": N}` (1 to [`MAX_SESSION_COUNT`]);
+    /// `None`: the connector's default (see `session::session_count`).
+    pub sessions: Option<usize>,
     pub assets: Vec<String>,
     pub datasets: Vec<DatasetPlan>,
     pub events: Vec<EventPlan>,
@@ -231,10 +239,34 @@ fn endpoint_plan(
         auth,
         security,
         auto_accept: security_auto_accept(endpoint),
+        sessions: session_count(endpoint)?,
         assets: Vec::new(),
         datasets: Vec::new(),
         events: Vec::new(),
     })
+}
+
+/// The endpoint's `sessionCount`, if it sets one; an error in words if it is not a whole
+/// number from 1 to [`MAX_SESSION_COUNT`].
+fn session_count(endpoint: &InboundEndpoint) -> Result<Option<usize>, String> {
+    let parsed: Option<serde_json::Value> = endpoint
+        .additional_configuration
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok());
+    let Some(value) = parsed.as_ref().and_then(|v| v.get("sessionCount")) else {
+        return Ok(None);
+    };
+    value
+        .as_i64()
+        .filter(|n| (1..=MAX_SESSION_COUNT).contains(n))
+        .and_then(|n| usize::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "additionalConfiguration sessionCount {value} is not a whole number from 1 to \
+                 {MAX_SESSION_COUNT}; use e.g. {{\"sessionCount\": 2}} or leave it out"
+            )
+        })
 }
 
 fn security_auto_accept(endpoint: &InboundEndpoint) -> bool {
@@ -416,7 +448,7 @@ spec:
         authentication:
           method: UsernamePassword
           usernamePasswordCredentials: {usernameSecretName: creds, passwordSecretName: creds/pw}
-        additionalConfiguration: '{"security":{"securityMode":"Sign"}}'
+        additionalConfiguration: '{"security":{"securityMode":"Sign"}, "sessionCount": 3}'
 ---
 apiVersion: edgeplane.io/v1
 kind: Asset
@@ -469,6 +501,7 @@ spec:
             Security::Require(SecurityMode::Sign, SecurityPolicy::Basic256Sha256)
         );
         assert_eq!(p.assets, ["oven"]);
+        assert_eq!(p.sessions, Some(3));
         let a = &p.datasets[0];
         let Target::Mqtt(t) = &a.target else {
             panic!("dataset a goes to MQTT: {:?}", a.target)
@@ -496,6 +529,27 @@ spec:
             }
         );
         assert_eq!(plans.idle_assets.get("idle"), Some(&None));
+    }
+
+    #[test]
+    fn a_bad_session_count_keeps_the_endpoint_idle_with_the_reason() {
+        for bad in ["0", "17", "1.5", "\"two\""] {
+            let folder =
+                FOLDER.replace(r#""sessionCount": 3"#, &format!(r#""sessionCount": {bad}"#));
+            let config = edgeplane_config::load_str("t.yaml", &folder).expect("folder loads");
+            let registry = Registry::open(None).expect("registry");
+            registry.apply_config(&config);
+            let plans = plan(&registry.snapshot());
+            assert!(plans.endpoints.is_empty(), "sessionCount {bad} accepted");
+            let why = plans.idle_endpoints[&("plc".to_owned(), "main".to_owned())]
+                .clone()
+                .unwrap_or_default();
+            assert!(why.contains("sessionCount"), "{bad}: {why}");
+            assert!(
+                plans.idle_assets["oven"].is_some(),
+                "{bad}: the asset says why"
+            );
+        }
     }
 
     #[test]

@@ -1,15 +1,18 @@
-//! One running OPC UA session for one device endpoint: the connection, the frames of each
-//! dataset, and the publishing of messages and status.
+//! One running device endpoint: the connection (one or more OPC UA sessions, see
+//! [`session_count`]), the frames of each dataset, and the publishing of messages and
+//! status.
 //!
-//! Notifications arrive on the connection's channel. The session task routes each data
-//! notification (one server notification message of one dataset) to that dataset's task,
-//! which owns the dataset's frames: it applies the changes, builds one message and hands it
-//! to the broker (or the state store) before taking the next, so each dataset's messages
-//! keep their order while the datasets of a session are built and published side by side
+//! Notifications of all the endpoint's sessions arrive on the connection's one channel.
+//! The session task routes each data notification (one server notification message of
+//! one dataset) to that dataset's task, which owns the dataset's frames: it applies the
+//! changes, builds one message and hands it to the broker (or the state store) before
+//! taking the next, so each dataset's messages keep their order (a dataset lives on one
+//! OPC UA session) while the datasets of an endpoint are built and published side by side
 //! (a server tick of 10,000 values is worked through on every core, and a QoS 1 publish
 //! waiting for the durable store holds back only its own dataset). Events are published by
-//! the session task. Status changes of the connection are written to the registry for the
-//! device endpoint and for each asset it serves. Per-stage latencies are logged at debug
+//! the session task. Status changes of the connection (one status for the endpoint:
+//! connected only when all its sessions are) are written to the registry for the device
+//! endpoint and for each asset it serves. Per-stage latencies are logged at debug
 //! level (see [`crate::stages`]).
 
 use std::collections::HashMap;
@@ -39,6 +42,22 @@ use crate::OpcUaSettings;
 /// session task waits for it, and the connection's channel (which counts what it drops)
 /// absorbs the rest.
 const DATASET_QUEUE: usize = 64;
+
+/// The most OPC UA sessions an endpoint gets by default.
+const DEFAULT_MAX_SESSIONS: usize = 4;
+
+/// How many OPC UA sessions an endpoint's datasets are spread over: its `sessionCount` if
+/// set, otherwise one per core up to [`DEFAULT_MAX_SESSIONS`] (the connection never opens
+/// more than one per dataset). One session is one TCP connection, encoded by one server
+/// task and decoded by one client task, so a server tick's notification messages are
+/// worked through one after the other; a session per core lets both sides use every core.
+fn session_count(plan: &EndpointPlan) -> usize {
+    plan.sessions.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(DEFAULT_MAX_SESSIONS)
+    })
+}
 
 /// A session task and how to stop it.
 pub(crate) struct Running {
@@ -90,6 +109,7 @@ fn endpoint_config(plan: &EndpointPlan, settings: &OpcUaSettings) -> EndpointCon
     config.reconnect = settings.reconnect;
     config.keep_alive_interval = settings.keep_alive_interval;
     config.request_timeout = settings.request_timeout;
+    config.sessions = session_count(plan);
     config
 }
 

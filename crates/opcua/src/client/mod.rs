@@ -1,18 +1,27 @@
 //! The connector side: one [`Connection`] per OPC UA endpoint.
 //!
 //! [`Connection::start`] takes an [`EndpointConfig`] (URL, identity, security, PKI
-//! directory, reconnect backoff) and the [`Dataset`]s and [`EventSource`]s to subscribe to.
-//! A supervisor task owns the OPC UA session: it picks the server endpoint (by default the
-//! most secure one that accepts the identity), connects, creates one subscription per
+//! directory, reconnect backoff, how many sessions) and the [`Dataset`]s and
+//! [`EventSource`]s to subscribe to. The datasets are spread over up to
+//! [`EndpointConfig::sessions`] OPC UA sessions (each dataset whole on one session; see
+//! `subscribe::Plan::split`), because one session is one TCP connection that the server
+//! encodes and the client decodes on one task each: a server tick of ten 1,000-value
+//! notification messages is worked through one after the other there, so the last
+//! dataset waits for the other nine. With several sessions that work runs on every core.
+//!
+//! One supervisor task owns each OPC UA session: it picks the server endpoint (by default
+//! the most secure one that accepts the identity), connects, creates one subscription per
 //! dataset chunk of at most [`MAX_ITEMS_PER_SUBSCRIPTION`] data points and one per event
 //! source, and reconnects with exponential backoff when the connection fails. Each new
 //! server session gets a fresh set of subscriptions, so the server never holds duplicates.
 //!
-//! Data leaves through the [`Notification`] channel returned by `start`, and the
-//! connection's health through [`Connection::status`] / [`Connection::watch_status`].
+//! Data of every session leaves through the one [`Notification`] channel returned by
+//! `start`, and the endpoint's health, one status aggregated over its sessions (see
+//! [`status`]), through [`Connection::status`] / [`Connection::watch_status`].
 
 mod pki;
 mod session;
+mod status;
 mod subscribe;
 
 use std::path::PathBuf;
@@ -123,6 +132,9 @@ pub struct EndpointConfig {
     /// holds one server notification message of a dataset); notifications beyond it are
     /// dropped and counted ([`Connection::dropped_notifications`]).
     pub channel_capacity: usize,
+    /// The most OPC UA sessions (TCP connections) to spread the datasets over; never more
+    /// than one per dataset, at least one. Event sources share a session with datasets.
+    pub sessions: usize,
 }
 
 impl EndpointConfig {
@@ -144,6 +156,7 @@ impl EndpointConfig {
             keep_alive_interval: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             channel_capacity: 1_024,
+            sessions: 1,
         }
     }
 }
@@ -233,7 +246,8 @@ pub enum Notification {
     Event(Event),
 }
 
-/// The health of the connection to an endpoint.
+/// The health of the connection to an endpoint (over all its sessions: connected only
+/// when every session is).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EndpointStatus {
     /// Trying to connect (first attempt, or after losing a working connection).
@@ -269,12 +283,12 @@ pub(crate) struct Counters {
     pub(crate) sessions: AtomicU64,
 }
 
-/// A running connection to one endpoint. Dropping it stops the supervisor abruptly;
-/// [`Connection::shutdown`] closes the session cleanly first.
+/// A running connection to one endpoint, over one or more sessions. Dropping it stops
+/// the supervisors abruptly; [`Connection::shutdown`] closes the sessions cleanly first.
 pub struct Connection {
     status: watch::Receiver<EndpointStatus>,
     stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
     counters: Arc<Counters>,
 }
 
@@ -290,27 +304,40 @@ impl Connection {
         datasets: Vec<Dataset>,
         events: Vec<EventSource>,
     ) -> Result<(Connection, mpsc::Receiver<Notification>), ClientError> {
-        let plan = subscribe::Plan::new(&datasets, &events)?;
-        let client = session::build_client(&config)?;
+        let plans = subscribe::Plan::new(&datasets, &events)?.split(config.sessions);
+        // Built one after the other: the first creates the certificate the others load.
+        let clients = plans
+            .iter()
+            .map(|_| session::build_client(&config))
+            .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
-        let (status_tx, status) = watch::channel(EndpointStatus::Connecting);
+        let (board, status) = status::StatusBoard::new(plans.len());
+        let board = Arc::new(board);
         let (stop, stop_rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
-        let supervisor = session::Supervisor {
-            config,
-            client,
-            plan: Arc::new(plan),
-            tx,
-            status: status_tx,
-            stop: stop_rx,
-            counters: counters.clone(),
-        };
-        let task = tokio::spawn(supervisor.run());
+        let tasks = plans
+            .into_iter()
+            .zip(clients)
+            .enumerate()
+            .map(|(slot, (plan, client))| {
+                let supervisor = session::Supervisor {
+                    config: config.clone(),
+                    client,
+                    plan: Arc::new(plan),
+                    tx: tx.clone(),
+                    status: Arc::clone(&board),
+                    slot,
+                    stop: stop_rx.clone(),
+                    counters: counters.clone(),
+                };
+                tokio::spawn(supervisor.run())
+            })
+            .collect();
         Ok((
             Connection {
                 status,
                 stop,
-                task: Some(task),
+                tasks,
                 counters,
             },
             rx,
@@ -332,24 +359,26 @@ impl Connection {
         self.counters.dropped.load(Ordering::Relaxed)
     }
 
-    /// How many server sessions this connection has created (1 + reconnects that needed
-    /// a new session).
+    /// How many server sessions this connection has created, over all its sessions (one
+    /// each, plus one per reconnect that needed a new session).
     pub fn sessions_created(&self) -> u64 {
         self.counters.sessions.load(Ordering::Relaxed)
     }
 
-    /// Closes the session (deleting its subscriptions on the server) and stops.
+    /// Closes the sessions (deleting their subscriptions on the server) and stops.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        for task in &mut self.tasks {
+            let _ = tokio::time::timeout_at(deadline, task).await;
         }
+        // Drop aborts whatever did not finish in time.
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
+        for task in self.tasks.drain(..) {
             task.abort();
         }
     }

@@ -1,12 +1,12 @@
-//! The supervisor task that owns one endpoint's OPC UA session.
+//! The supervisor task that owns one OPC UA session of an endpoint.
 //!
 //! Each round: GetEndpoints on the configured URL, choose an endpoint, build a session and
 //! drive its event loop on a helper task, create the plan's subscriptions, then wait until
 //! the connection is lost, the server forces a new session, or the connection is stopped.
 //! The library reconnects a lost channel once (reactivating the same session, whose
 //! subscriptions survive); anything else ends the round and the next one starts after the
-//! backoff with a brand-new session. Status changes go to the `watch` channel; failures
-//! are described in words by [`describe`].
+//! backoff with a brand-new session. Status changes go to the session's slot of the
+//! endpoint's [`StatusBoard`]; failures are described in words by [`describe`].
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -22,6 +22,13 @@ use opcua_crypto::{SecurityPolicy as UaPolicy, X509};
 use opcua_types::{EndpointDescription, MessageSecurityMode, StatusCode, UserTokenType};
 use tokio::sync::{mpsc, watch};
 
+/// Held while a client is built: async-opcua creates the application instance certificate
+/// when it is missing and refuses to overwrite one that appeared meanwhile, so two
+/// connections starting at once (two endpoints, or the sessions of one) would otherwise
+/// race and leave the loser without its certificate.
+static PKI_CREATION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+use super::status::StatusBoard;
 use super::subscribe::{create_all, Plan, Sink};
 use super::{
     pki, Auth, ClientError, Counters, EndpointConfig, EndpointStatus, Notification, Security,
@@ -31,6 +38,8 @@ use super::{
 /// Builds the async-opcua client: creates the application instance certificate in the
 /// PKI directory if it is not there yet.
 pub(crate) fn build_client(cfg: &EndpointConfig) -> Result<Client, ClientError> {
+    // Poisoned only if a build panicked; the files it may have written are checked below.
+    let _creating = PKI_CREATION.lock().unwrap_or_else(|e| e.into_inner());
     let builder = ClientBuilder::new()
         .application_name(cfg.application_name.as_str())
         .application_uri(cfg.application_uri.as_str())
@@ -66,7 +75,9 @@ pub(crate) struct Supervisor {
     pub(crate) client: Client,
     pub(crate) plan: Arc<Plan>,
     pub(crate) tx: mpsc::Sender<Notification>,
-    pub(crate) status: watch::Sender<EndpointStatus>,
+    pub(crate) status: Arc<StatusBoard>,
+    /// This session's slot on the board.
+    pub(crate) slot: usize,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) counters: Arc<Counters>,
 }
@@ -102,7 +113,7 @@ impl Supervisor {
                     self.set_status(EndpointStatus::Connecting);
                 }
                 Round::Failed(why) => {
-                    tracing::warn!(url = %self.config.url, error = %why, "opc ua connection failed");
+                    tracing::warn!(url = %self.config.url, session = self.slot, error = %why, "opc ua connection failed");
                     self.set_status(EndpointStatus::Error(why));
                 }
             }
@@ -115,11 +126,7 @@ impl Supervisor {
     }
 
     fn set_status(&self, status: EndpointStatus) {
-        self.status.send_if_modified(|s| {
-            let changed = *s != status;
-            *s = status;
-            changed
-        });
+        self.status.set(self.slot, status);
     }
 
     async fn round(&mut self) -> Round {

@@ -154,6 +154,45 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Spreads the plan over `parts` sessions (at least one, at most one per dataset):
+    /// datasets, largest first, each go whole to the part with the fewest data points so
+    /// far, and the event sources to the lightest part after that. Every dataset and event
+    /// source lands in exactly one part, so the server never holds one twice and each
+    /// dataset's notifications keep their order on its session.
+    pub(crate) fn split(self, parts: usize) -> Vec<Plan> {
+        let parts = parts.clamp(1, self.datasets.len().max(1));
+        let mut out: Vec<Plan> = (0..parts)
+            .map(|_| Plan {
+                datasets: Vec::new(),
+                events: Vec::new(),
+            })
+            .collect();
+        let mut datasets = self.datasets;
+        datasets.sort_by_key(|d| std::cmp::Reverse(d.points.len()));
+        for d in datasets {
+            let i = lightest(&out);
+            out[i].datasets.push(d);
+        }
+        let i = lightest(&out);
+        out[i].events = self.events;
+        out
+    }
+
+    fn points(&self) -> usize {
+        self.datasets.iter().map(|d| d.points.len()).sum()
+    }
+}
+
+/// The index of the part with the fewest data points (the first of equals).
+fn lightest(parts: &[Plan]) -> usize {
+    parts
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, p)| p.points())
+        .map_or(0, |(i, _)| i)
+}
+
 fn check_name(problems: &mut Vec<String>, seen: &mut HashSet<String>, what: &str, name: &str) {
     if name.is_empty() {
         problems.push(format!("a {what} has no name; give it one"));
@@ -492,6 +531,55 @@ mod tests {
         assert_eq!(uri, "http://x/y");
         assert_eq!(id, Identifier::from("A.B"));
         assert!(NodeRef::parse("Fast.Sine.0").is_none());
+    }
+
+    fn named(name: &str, points: usize) -> Dataset {
+        Dataset {
+            name: name.into(),
+            publishing_interval: Duration::from_millis(20),
+            data_points: (0..points)
+                .map(|i| point(&format!("p{i}"), &format!("ns=2;s=N{i}")))
+                .collect(),
+        }
+    }
+
+    fn names(plan: &Plan) -> Vec<String> {
+        plan.datasets.iter().map(|d| d.name.to_string()).collect()
+    }
+
+    #[test]
+    fn split_puts_each_dataset_in_one_session_balanced_by_points() -> Result<(), ClientError> {
+        let datasets =
+            [("a", 1000), ("b", 10), ("c", 1000), ("d", 500), ("e", 500)].map(|(n, p)| named(n, p));
+        let ev = EventSource {
+            name: "alarms".into(),
+            node_id: "ns=2;s=Special.Events".into(),
+            publishing_interval: Duration::from_millis(100),
+            queue_size: 10,
+        };
+        let parts = Plan::new(&datasets, &[ev])?.split(2);
+        assert_eq!(parts.len(), 2);
+        let mut all: Vec<String> = parts.iter().flat_map(names).collect();
+        all.sort();
+        assert_eq!(all, ["a", "b", "c", "d", "e"], "every dataset exactly once");
+        let points: Vec<usize> = parts.iter().map(Plan::points).collect();
+        assert_eq!(points, [1510, 1500]);
+        let events: usize = parts.iter().map(|p| p.events.len()).sum();
+        assert_eq!(events, 1, "the event source subscribed once");
+        assert_eq!(parts[1].events.len(), 1, "events go to the lighter part");
+        Ok(())
+    }
+
+    #[test]
+    fn split_never_makes_more_sessions_than_datasets() -> Result<(), ClientError> {
+        let parts = Plan::new(&[named("a", 3), named("b", 3)], &[])?.split(4);
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| p.datasets.len() == 1));
+        let parts = Plan::new(&[], &[])?.split(4);
+        assert_eq!(parts.len(), 1, "an empty plan still gets its one session");
+        let parts = Plan::new(&[named("a", 3)], &[])?.split(0);
+        assert_eq!(parts.len(), 1, "zero sessions means one");
+        Ok(())
     }
 
     #[test]
