@@ -9,7 +9,10 @@
 # sampling 0 the server reports each change as it happens. The simulator's CPU is reported
 # too (it shares the machine).
 # QOS (Qos1, the default, or Qos0) is the destination's QoS: with the data folder, a QoS 1
-# publish waits for the durable store. NO_BUILD=1 uses the release binary as it is.
+# publish waits for the durable store. NO_BUILD=1 uses the release binary as it is; BIN=path
+# runs another edgeplane binary (e.g. a copy of an older build, to compare back to back).
+# SESSIONS=N sets the device endpoint's `sessionCount` (default: the connector's own, one
+# OPC UA session per core up to 4).
 # The connector logs its per-stage latencies (source->callback->built->broker, p50/p99/max
 # per 10 s window, weighted by values) at debug level; the windows after the warm-up are
 # printed at the end.
@@ -24,12 +27,15 @@ QOS="${QOS:-Qos1}"
 scripts/install-deps.sh >/dev/null
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q -p edgeplane
 T="${CARGO_TARGET_DIR:-target}/release"
+BIN="${BIN:-$T/edgeplane}"
+ADDITIONAL='"security":{"securityMode":"None"}'
+[ -z "${SESSIONS:-}" ] || ADDITIONAL="$ADDITIONAL, \"sessionCount\": $SESSIONS"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 OPC=$(free_port); MQTT=$(free_port)
 
-RUST_LOG=warn "$T/edgeplane" opcua-sim --listen "127.0.0.1:$OPC" --pki-dir "$work/sim-pki" \
+RUST_LOG=warn "$BIN" opcua-sim --listen "127.0.0.1:$OPC" --pki-dir "$work/sim-pki" \
   --fast-nodes 2000 --fast-interval-ms 100 --slow-nodes 0 --security none >/dev/null 2>&1 &
 SIM=$!
 
@@ -50,7 +56,7 @@ spec:
       opc-ua:
         endpointType: Microsoft.OpcUa
         address: opc.tcp://127.0.0.1:$OPC
-        additionalConfiguration: '{"security":{"securityMode":"None"}}'
+        additionalConfiguration: '{$ADDITIONAL}'
 ---
 apiVersion: namespaces.deviceregistry.microsoft.com/v1
 kind: Asset
@@ -72,7 +78,7 @@ with open(sys.argv[1], "a") as f:
             kind, i = kinds[n // 2000], n % 2000
             f.write(f"    - {{name: {kind}{i}, dataSource: 'ns=2;s=Fast.{kind}.{i}'}}\n")
 PY
-NO_COLOR=1 RUST_LOG=warn,edgeplane_connectors::stages=debug "$T/edgeplane" run --config "$work/config" --data-dir "$work/data" \
+NO_COLOR=1 RUST_LOG=warn,edgeplane_connectors::stages=debug "$BIN" run --config "$work/config" --data-dir "$work/data" \
   --http 127.0.0.1:0 --metrics 127.0.0.1:0 >"$work/run.log" 2>&1 &
 EP=$!
 sleep 1

@@ -3,7 +3,8 @@
 //! sees the asset's data in Azure IoT Operations' shape; `GET /api/v1/.../status` reports a
 //! wrong password, an untrusted certificate and an outage in words; `edgeplane opcua
 //! trust` fixes the certificate; an asset changed or deleted through the API reconfigures
-//! or ends its session; data resumes after the server comes back.
+//! or ends its session; data resumes after the server comes back, on every one of the
+//! endpoint's OPC UA sessions (`sessionCount`).
 //!
 //! Servers: the built-in simulator (in process, so a test can stop it and start it again on
 //! the same port and count its monitored items) and an independent one, Python's `asyncua`
@@ -32,12 +33,15 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
         "secret.yaml",
         &secret("plc-user", "operator", "secret"),
     );
-    let auto_accept = r#"{"security":{"autoAcceptUntrustedServerCertificates":true}}"#;
+    // Two sessions (`sessionCount`): the oven's dataset on one, the mixer's on the other.
+    let two_sessions =
+        r#"{"security":{"autoAcceptUntrustedServerCertificates":true}, "sessionCount": 2}"#;
     write(
         &dir,
         "device.yaml",
-        &device("plc", &url, "plc-user", auto_accept),
+        &device("plc", &url, "plc-user", two_sessions),
     );
+    write(&dir, "mixer.yaml", MIXER);
     let events = "  eventGroups:
   - name: alarms
     events:
@@ -55,6 +59,7 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
     let ep = start_edgeplane(&dir).await;
     let mut sub = subscriber(ep.mqtt, "azure-iot-operations/data/#").await;
     let mut event_sub = subscriber(ep.mqtt, "factory/oven/events").await;
+    let mut mixer_sub = subscriber(ep.mqtt, "factory/mixer/speed").await;
 
     let first = next_publish(&mut sub).await;
     assert_aio_message(&first, "oven", &[], &url);
@@ -88,14 +93,19 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
             "ns=2;s=Fast.Sine.0",
             "ns=2;s=Fast.Counter.0",
             "ns=2;s=Special.Events",
+            "ns=2;s=Fast.Trend.0",
+            "ns=2;s=Fast.Random.0",
         ]
         .map(|n| sim.monitored_items_on(n))
     };
     assert_eq!(
         one_each(&sim),
-        [1, 1, 1],
-        "one monitored item per data point and event"
+        [1, 1, 1, 1, 1],
+        "one monitored item per data point and event, over both sessions"
     );
+    let mixer = next_publish(&mut mixer_sub).await;
+    assert_eq!(user_property(&mixer, "dataset"), Some("speed"));
+    assert_eq!(user_property(&mixer, "subject"), Some("mixer"));
 
     // Events go to their own destination, one message each.
     let event = next_publish(&mut event_sub).await;
@@ -115,6 +125,7 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
     let last_before = before.last().copied().unwrap_or(0);
     let stopped = tokio::time::Instant::now();
     sim.shutdown().await;
+    let mixer_late = drain_sequences(&mut mixer_sub).await;
     let down = wait_status(ep.http, "/api/v1/devices/plc/status", "the outage", |s| {
         state(s, Some("opc-ua")) == "error"
     })
@@ -144,6 +155,10 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
             sub.recv_within(Duration::from_secs(1)).await.is_none(),
             "asset data while the server is down"
         );
+        assert!(
+            mixer_sub.recv_within(Duration::ZERO).await.is_none(),
+            "mixer data while the server is down"
+        );
     }
 
     // The server comes back on the same port: the connector recovers by itself, the
@@ -165,15 +180,41 @@ async fn simulator_data_reaches_mqtt_and_resumes_after_an_outage() {
         after[0] > last_before && after.windows(2).all(|w| w[1] > w[0]),
         "sequences after recovery {after:?} do not continue {last_before}"
     );
+    // The mixer's session recovered too; its sequence continues as well.
+    let mixer_last = mixer_late
+        .last()
+        .copied()
+        .unwrap_or_else(|| sequence(&mixer));
+    let mixer_again = sequence(&next_publish(&mut mixer_sub).await);
+    assert!(
+        mixer_again > mixer_last,
+        "mixer sequence {mixer_again} after recovery does not continue {mixer_last}"
+    );
     assert_eq!(
         one_each(&sim),
-        [1, 1, 1],
-        "subscriptions recreated without duplicates"
+        [1, 1, 1, 1, 1],
+        "subscriptions of both sessions recreated without duplicates"
     );
     let event = next_publish(&mut event_sub).await;
     assert_eq!(user_property(&event, "type"), Some("ua-event"));
     sim.shutdown().await;
 }
+
+/// A second asset on the outage test's device, publishing to its own topic.
+const MIXER: &str = "apiVersion: namespaces.deviceregistry.microsoft.com/v1
+kind: Asset
+metadata: {name: mixer}
+spec:
+  deviceRef: {deviceName: plc, endpointName: opc-ua}
+  datasets:
+  - name: speed
+    datasetConfiguration: '{\"publishingInterval\": 100, \"samplingInterval\": 100}'
+    dataPoints:
+    - {name: trend, dataSource: \"ns=2;s=Fast.Trend.0\"}
+    - {name: random, dataSource: \"ns=2;s=Fast.Random.0\"}
+    destinations:
+    - {target: Mqtt, configuration: {topic: factory/mixer/speed, qos: Qos1}}
+";
 
 #[tokio::test]
 async fn wrong_password_and_untrusted_certificate_show_a_clear_status() {
