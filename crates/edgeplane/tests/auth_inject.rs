@@ -22,6 +22,7 @@ use edgeplane_tests::codec::{QoS, ReasonCode};
 use edgeplane_tests::*;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt as _;
 
 mod auth_support;
 mod https_support;
@@ -222,8 +223,9 @@ async fn assert_only_literal(c: &mut Client, watcher: &mut Client, prefix: &str,
     watcher.expect_nothing().await;
 }
 
-/// User names from the password file, but `#`: the broker reads a password file line that
-/// starts with `#` as a comment, so no user named `#` can log in with a password.
+/// User names from the password file, but `#`: a password file line starting with `#` is a
+/// comment, so `edgeplane passwd` refuses that name
+/// ([`user_names_starting_with_hash_are_refused_by_passwd`]).
 #[tokio::test]
 async fn password_user_names_never_widen_a_grant() {
     let users: Vec<&str> = VALUES.into_iter().filter(|v| *v != "#").collect();
@@ -269,4 +271,62 @@ async fn certificate_names_and_attributes_never_widen_a_grant() {
             assert_only_literal(&mut c, &mut watch, prefix, value).await;
         }
     }
+}
+
+/// `edgeplane passwd FILE NAME` with `password` on standard input: success, and what it
+/// printed.
+async fn try_passwd(file: &std::path::Path, user: &str, password: &str) -> (bool, String) {
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("passwd")
+        .arg(file)
+        .arg(user)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run passwd");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // passwd may exit before reading; a closed pipe is not the test's failure.
+    let _ = stdin.write_all(format!("{password}\n").as_bytes()).await;
+    drop(stdin);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("passwd finished within 30 s")
+        .expect("passwd output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A user name starting with `#` would be written as a comment line and never log in, so
+/// `edgeplane passwd` refuses it, saying why, and leaves the file as it was; logging in as
+/// `#` is refused with 0x86 (bad user name or password) while `*`, added before (and
+/// allowed to connect by the policy), still logs in.
+#[tokio::test]
+async fn user_names_starting_with_hash_are_refused_by_passwd() {
+    let site = start("hash", &["*"]).await;
+    let file = site.dir.join("passwords.yaml");
+    let before = std::fs::read(&file).expect("password file");
+    for user in ["#", "#admin"] {
+        let (ok, out) = try_passwd(&file, user, PASSWORD).await;
+        assert!(!ok, "passwd accepted {user:?}: {out}");
+        assert!(
+            out.contains("starts with `#`, which marks a comment line"),
+            "passwd names the rule for {user:?}: {out}"
+        );
+        assert!(!out.contains(PASSWORD), "passwd echoed the password: {out}");
+        assert_eq!(
+            std::fs::read(&file).expect("password file"),
+            before,
+            "file unchanged"
+        );
+    }
+    let (_c, code) = try_connect(site.password, login("h", V5, Some("#"), Some(PASSWORD))).await;
+    assert_eq!(code, 0x86, "user # does not exist");
+    let (_c, code) = try_connect(site.password, login("a", V5, Some("*"), Some(PASSWORD))).await;
+    assert_eq!(code, 0, "user * from the same file");
 }

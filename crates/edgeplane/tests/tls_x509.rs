@@ -3,13 +3,17 @@
 //! authorization uses), and each refusal is its own test: no certificate, a certificate from
 //! another CA, an expired certificate. An authorized client publishes and subscribes only
 //! where its rules allow. `authorizationAttributes` are matched leaf first, then up the
-//! chain: a leaf's entry wins over its intermediate's.
+//! chain: a leaf's entry wins over its intermediate's. Subjects compare attribute by
+//! attribute: a comma inside a CN never stands for a second attribute, and two entries for
+//! one subject stop the broker from starting.
 //!
 //! `mosquitto_pub`/`mosquitto_sub` are the real clients; where a test needs the broker's
 //! reason codes, the raw client of `edgeplane_tests` speaks through [`tls_relay`], a
 //! loopback relay that makes the TLS connection with the client certificate.
 
 use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
 use edgeplane_tests::codec::{Packet, QoS, ReasonCode};
 use edgeplane_tests::*;
@@ -23,10 +27,13 @@ use tls_support::{
 };
 
 /// Attributes by subject: `dev1` is a sensor, `admin` may watch everything; the
-/// intermediate CA and a leaf it issued each have an entry (listed intermediate first).
+/// intermediate CA and a leaf it issued each have an entry (listed intermediate first). A
+/// certificate whose only attribute is the CN `admin, O = Edgeplane` (the comma escaped in
+/// the configured subject) is a sensor too.
 const ATTRIBUTES: &str = r#"
         sensors: {subject: "CN = dev1, O = Edgeplane", attributes: {role: sensor}}
         admins: {subject: "CN = admin, O = Edgeplane", attributes: {role: admin}}
+        comma-in-cn: {subject: 'CN = admin\, O = Edgeplane', attributes: {role: sensor}}
         by-intermediate: {subject: "CN = Edgeplane intermediate, O = Edgeplane", attributes: {role: intermediate}}
         by-leaf: {subject: "O=Edgeplane,CN=chained-leaf", attributes: {role: leaf}}
 "#;
@@ -257,4 +264,103 @@ async fn leaf_attributes_win_over_its_intermediate() {
             "{cn} has role {role}"
         );
     }
+}
+
+/// A client certificate whose only subject attribute is the CN `admin, O = Edgeplane`,
+/// signed by the local CA of `dir`.
+fn comma_cn_certificate(dir: &Path) -> edgeplane_broker::tls::Issued {
+    let ca = local_ca(dir);
+    let ca_key = rcgen::KeyPair::from_pem(&ca.key_pem).expect("CA key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key).expect("issuer");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, "admin, O = Edgeplane");
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).expect("sign");
+    edgeplane_broker::tls::Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// A comma inside a CN never passes for a second attribute: the certificate with CN
+/// `admin, O = Edgeplane` (and no O) does not get the attributes of the subject
+/// `CN = admin, O = Edgeplane` (SUBSCRIBE `#` and `roles/admin/#` refused), but those of
+/// the entry that escapes the comma (`roles/sensor/#` granted); the real `admin` still
+/// subscribes to `#`.
+#[tokio::test]
+async fn comma_in_common_name_does_not_match_another_subject() {
+    let (dir, _child, port) = start("comma").await;
+    let (crt, key) = write_identity(&dir, "comma", &comma_cn_certificate(&dir), &[]);
+    let mut c = tls_client(&dir, port, Some((crt.as_path(), key.as_path()))).await;
+    assert_eq!(c.connect(connect("comma", V5)).await.code, 0);
+    let ack = c
+        .subscribe(subscribe(
+            1,
+            &[
+                ("#", QoS::AtMostOnce),
+                ("roles/admin/#", QoS::AtMostOnce),
+                ("roles/sensor/#", QoS::AtMostOnce),
+            ],
+        ))
+        .await;
+    assert_eq!(
+        ack.reasons,
+        vec![
+            ReasonCode::NOT_AUTHORIZED,
+            ReasonCode::NOT_AUTHORIZED,
+            ReasonCode(0)
+        ],
+        "the comma CN has the escaped entry's role (sensor), not admin's"
+    );
+    let mut admin = connected(&dir, port, "admin").await;
+    let ack = admin
+        .subscribe(subscribe(1, &[("#", QoS::AtMostOnce)]))
+        .await;
+    assert_eq!(ack.reasons, vec![ReasonCode(0)], "the real admin");
+}
+
+/// Two `authorizationAttributes` entries for one subject (in another spelling) would make
+/// the attributes depend on an order the configuration does not keep: the broker refuses
+/// to start and names both entries.
+#[tokio::test]
+async fn two_entries_for_one_subject_are_refused_at_start() {
+    let dir = TempDir::new("x509-same-subject");
+    certs(&dir, &[]).await;
+    let attributes = r#"
+        listed-first: {subject: "CN = twice, O = Edgeplane", attributes: {role: first}}
+        also-matching: {subject: "O=Edgeplane, CN=twice", attributes: {role: second}}
+"#;
+    let port = [MANUAL_TLS, "authenticationRef: devices"];
+    let config = [x509_authentication(attributes), listener("mtls", &[&port])].join("---\n");
+    std::fs::write(dir.join("mtls.yaml"), config).expect("write config");
+    let run = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--http",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&*dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("edgeplane exits within 30 s")
+        .expect("run edgeplane");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started with an ambiguous subject: {err}"
+    );
+    assert!(
+        err.contains("authorizationAttributes.also-matching and authorizationAttributes.listed-first name the same subject"),
+        "{err}"
+    );
 }
