@@ -179,7 +179,9 @@ pub(crate) fn string_value(any: &Any<'_>) -> Option<String> {
                 .data
                 .chunks_exact(2)
                 .map(|b| u16::from_be_bytes([b[0], b[1]]));
-            (any.data.len() % 2 == 0)
+            any.data
+                .len()
+                .is_multiple_of(2)
                 .then(|| {
                     char::decode_utf16(units)
                         .collect::<Result<String, _>>()
@@ -192,7 +194,9 @@ pub(crate) fn string_value(any: &Any<'_>) -> Option<String> {
                 .data
                 .chunks_exact(4)
                 .map(|b| char::from_u32(u32::from_be_bytes([b[0], b[1], b[2], b[3]])));
-            (any.data.len() % 4 == 0)
+            any.data
+                .len()
+                .is_multiple_of(4)
                 .then(|| chars.collect::<Option<String>>())
                 .flatten()
         }

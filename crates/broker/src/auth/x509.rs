@@ -157,7 +157,7 @@ mod tests {
         )?;
         let spoof = certificate(&[(CommonName, "admin, O = Edgeplane")]);
         assert_eq!(
-            settings.identify(&[spoof.clone()]).map(|i| i.0),
+            settings.identify(std::slice::from_ref(&spoof)).map(|i| i.0),
             Some("admin, O = Edgeplane".to_owned()),
             "the CN is the user name as it is"
         );
