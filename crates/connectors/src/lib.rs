@@ -9,8 +9,10 @@
 //! - **Health out**: status per device endpoint and per asset, written to the registry in
 //!   words a user can act on.
 //!
-//! [`OpcUaConnector`] runs one OPC UA session ([`edgeplane_opcua::client::Connection`]) per
-//! device endpoint that enabled assets use (see [`plan`]); its datasets' notifications go
+//! [`OpcUaConnector`] runs one [`edgeplane_opcua::client::Connection`] per device endpoint
+//! that enabled assets use (see [`plan`]), its datasets spread over one or more OPC UA
+//! sessions (the endpoint's `sessionCount`, by default one per core up to 4) and reported
+//! as one status; its datasets' notifications go
 //! through [`edgeplane_opcua::payload::DatasetFrames`] (Azure IoT Operations' payload and
 //! CloudEvents properties) to each dataset's destination topic, by default
 //! `<namespace>/data/<asset>`.
