@@ -147,31 +147,59 @@ pub(crate) async fn accept_loop(
         let span = connection_span(&name, peer, protocol, tls.is_some());
         let counted = OpenConnection::new(&counts);
         let name = Arc::clone(&name);
-        let task = async move {
-            let _live = (live, open, counted);
-            match (tls, protocol) {
-                // Served in place, without a wrapper future: every idle connection holds
-                // this task's future.
-                (None, Protocol::Mqtt) => {
-                    connection::serve(tcp, (peer, name), auth, None, ctx).await
-                }
-                (None, Protocol::WebSockets) => {
-                    Box::pin(serve(tcp, protocol, (peer, name), auth, None, ctx)).await
-                }
-                // Boxed: a TLS session is several KB, and the task's future is as large as
-                // its largest state, so plain-TCP connections would pay for it too.
-                (Some(acceptor), _) => {
+        // Held until the connection ends: the listener's liveness, `maxConnections` and the
+        // open-connections gauge.
+        let guard = (live, open, counted);
+        match (tls, protocol) {
+            // Spawned as it is, without a wrapping future: every idle connection holds this
+            // task, and an `async` wrapper would keep a second copy of the arguments.
+            (None, Protocol::Mqtt) => spawn_connection(
+                connection::serve(tcp, origin(peer, name, auth, None), ctx, guard),
+                span,
+            ),
+            (None, Protocol::WebSockets) => spawn_connection(
+                async move {
+                    let _guard = guard;
+                    serve(tcp, protocol, (peer, name), auth, None, ctx).await
+                },
+                span,
+            ),
+            // Boxed: a TLS session is several KB, held once the handshake is done.
+            (Some(acceptor), _) => spawn_connection(
+                async move {
+                    let _guard = guard;
                     Box::pin(serve_tls(acceptor, tcp, protocol, (peer, name), auth, ctx)).await
-                }
-            }
-        };
-        // Without a subscriber for it (no trace export, logs above debug) the task carries
-        // no span at all.
-        if span.is_disabled() {
-            tokio::spawn(task);
-        } else {
-            tokio::spawn(tracing::Instrument::instrument(task, span));
+                },
+                span,
+            ),
         }
+    }
+}
+
+fn origin(
+    peer: SocketAddr,
+    listener: Arc<str>,
+    auth: Arc<ListenerAuth>,
+    certs: Option<ClientCerts>,
+) -> Box<connection::Origin> {
+    Box::new(connection::Origin {
+        peer,
+        listener,
+        auth,
+        certs,
+    })
+}
+
+/// Spawn a connection's task. Without a subscriber for its span (no trace export, logs
+/// above debug) the task carries no span at all.
+fn spawn_connection<F>(task: F, span: tracing::Span)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    if span.is_disabled() {
+        tokio::spawn(task);
+    } else {
+        tokio::spawn(tracing::Instrument::instrument(task, span));
     }
 }
 
@@ -238,12 +266,12 @@ async fn serve<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     match protocol {
-        Protocol::Mqtt => connection::serve(stream, (peer, name), auth, certs, ctx).await,
+        Protocol::Mqtt => connection::serve(stream, origin(peer, name, auth, certs), ctx, ()).await,
         // Boxed for the same reason as TLS: WebSocket framing state would grow every task.
         Protocol::WebSockets => {
             Box::pin(async move {
                 match crate::ws::accept(stream).await {
-                    Ok(ws) => connection::serve(ws, (peer, name), auth, certs, ctx).await,
+                    Ok(ws) => connection::serve(ws, origin(peer, name, auth, certs), ctx, ()).await,
                     Err(e) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
                 }
             })
@@ -257,9 +285,9 @@ mod tests {
     use super::*;
 
     /// The size of the future a function returns, without calling it.
-    fn future_size5<F, A, B, C, D, E, R>(_: F) -> usize
+    fn future_size4<F, A, B, C, D, R>(_: F) -> usize
     where
-        F: FnOnce(A, B, C, D, E) -> R,
+        F: FnOnce(A, B, C, D) -> R,
     {
         std::mem::size_of::<R>()
     }
@@ -270,7 +298,7 @@ mod tests {
     /// arguments held twice, locals that outlive their use).
     #[test]
     fn an_idle_plain_tcp_connection_task_stays_small() {
-        let conn = future_size5(connection::serve::<tokio::net::TcpStream>);
+        let conn = future_size4(connection::serve::<tokio::net::TcpStream, ()>);
         eprintln!("connection::serve future: {conn} B");
         // 1,160 B in a debug build and 1,152 B in a release build of 2026-12-03 (1,928 B
         // the day before); the accept loop's task adds its captures (1,328 B in release).

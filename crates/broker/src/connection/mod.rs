@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
 
 use crate::auth::{ClientCerts, DecisionCache, ListenerAuth, Principal};
-use crate::router::mailbox::{mailbox, MailboxRx, Next, Order};
+use crate::router::mailbox::{mailbox, MailboxRx, MailboxTx, Next, Order};
 use crate::router::{Cmd, ConnSignals, Ending, Outgoing, Router, Ticket};
 use crate::settings::Settings;
 use crate::stats::Stats;
@@ -218,103 +218,56 @@ impl Conn {
     }
 }
 
-/// Serve one client connection until it ends.
+/// Where a connection comes from and what it may do: needed while CONNECT is handled, so it
+/// travels boxed and is freed then (a future keeps the space of what it captured for its
+/// whole life, and every idle connection holds this one).
+pub struct Origin {
+    pub peer: SocketAddr,
+    /// The listener's name.
+    pub listener: Arc<str>,
+    pub auth: Arc<ListenerAuth>,
+    /// The client's certificate chain, verified in the TLS handshake.
+    pub certs: Option<ClientCerts>,
+}
+
+/// Serve one client connection until it ends. `guard` is dropped when it ends (the
+/// listener's counts of open connections), so the listener can spawn this future as it is.
 ///
 /// A plain function returning an `async move` block rather than an `async fn`: an async
 /// function's future keeps its arguments twice (as captured and as moved into locals), and
 /// every idle connection holds this future.
 #[allow(clippy::manual_async_fn)] // deliberately not an `async fn`: see above
-pub fn serve<S>(
+pub fn serve<S, G>(
     mut stream: S,
-    (peer, listener): (SocketAddr, Arc<str>),
-    auth: Arc<ListenerAuth>,
-    certs: Option<ClientCerts>,
+    origin: Box<Origin>,
     ctx: Arc<Context>,
+    guard: G,
 ) -> impl std::future::Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
+    G: Send,
 {
     async move {
+        // Captured (so dropped with this future), never moved: a local would be a copy.
+        let _ = &guard;
         let conn_id = ctx.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
-        // Futures awaited once, or once per wake-up, are boxed so an idle connection's task
-        // stays small (idle connections dominate memory at scale).
-        let connect = match Box::pin(handshake::read_connect(&mut stream, &mut rbuf, &ctx)).await {
-            Ok(c) => c,
-            Err(_) => return,
-        };
         let (tx, mut rx) = mailbox(OUTGOING_CAPACITY);
         let signals = Arc::new(ConnSignals::default());
-        let attachment = handshake::Attachment {
-            conn_id,
-            tx,
-            signals: Arc::clone(&signals),
-            auth: &auth,
-            certs,
-            listener,
-            peer,
+        // Boxed: what only CONNECT needs (the origin, the CONNECT packet, the handshake's
+        // futures) would otherwise keep its place in this future for the connection's life.
+        let Some((mut conn, keep_alive)) = Box::pin(establish(
+            &mut stream,
+            &mut rbuf,
+            origin,
+            (conn_id, tx, Arc::clone(&signals)),
+            &ctx,
+        ))
+        .await
+        else {
+            return;
         };
-        // In a block, so the fields' own storage ends with it: moved-from (or borrowed)
-        // locals keep their place in this future until their scope ends.
-        let (mut conn, keep_alive) = {
-            // Taken apart as it arrives: a `Negotiated` local would keep its storage in
-            // this future, even once every field is moved out of it.
-            let handshake::Negotiated {
-                version,
-                client_id,
-                keep_alive,
-                session_expiry,
-                client_max_packet,
-                client_alias_max,
-                incoming_qos2,
-                persist,
-                principal,
-                auth_method,
-                expiry,
-            } = match Box::pin(handshake::attach(&mut stream, connect, &ctx, attachment)).await {
-                Ok(n) => n,
-                Err(_) => return,
-            };
-            tracing::debug!(%peer, %client_id, ?version, "client connected");
-            let conn = Conn {
-                version,
-                partition: ctx.router.partition_of(&client_id),
-                client_id,
-                conn_id,
-                session_expiry,
-                client_max_packet,
-                client_alias_max,
-                rare: Rare::after_connect(incoming_qos2, auth_method),
-                persist,
-                acks: VecDeque::new(),
-                ack_notify: Arc::new(Notify::new()),
-                store: ctx
-                    .router
-                    .store
-                    .as_ref()
-                    .map(|st| (Arc::clone(st), st.watch_durable())),
-                final_disconnect: None,
-                wbuf: BytesMut::new(),
-                principal,
-                auth,
-                authz_cache: DecisionCache::default(),
-                paused: false,
-                deferred_bytes: 0,
-                over_memory: false,
-                over_disk: false,
-                expiry,
-            };
-            (conn, keep_alive)
-        };
-        // CONNACK goes out before the answer to any packet pipelined behind CONNECT
-        // [MQTT-3.2.0-1]; the partition queues it on this fresh channel right after attaching.
-        while let Some(item) = rx.recv().await {
-            let connack = matches!(&item, Outgoing::Packet(p) if p.name() == "CONNACK");
-            Box::pin(outbound::write_outgoing(&mut conn, item, &ctx)).await;
-            if connack {
-                break;
-            }
-        }
+        Box::pin(write_connack(&mut rx, &mut conn, &ctx)).await;
         let stop = run(
             &mut stream,
             &mut rbuf,
@@ -335,7 +288,7 @@ where
             Stop::Ended(ending) => {
                 let cmd = Cmd::Disconnected {
                     client: Arc::clone(&conn.client_id),
-                    conn: conn_id,
+                    conn: conn.conn_id,
                     ending,
                 };
                 Box::pin(ctx.router.send(conn.partition, cmd)).await;
@@ -355,8 +308,112 @@ where
             let _ = stream.flush().await;
         }
         Box::pin(linger_close(&mut stream)).await;
-        tracing::debug!(%peer, client_id = %conn.client_id, "connection closed");
+        tracing::debug!(client_id = %conn.client_id, "connection closed");
     }
+}
+
+/// Read CONNECT, attach the session, and build the connection's state: `None` if the
+/// client is refused or goes away first (answered and logged by the handshake).
+async fn establish<S>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+    origin: Box<Origin>,
+    (conn_id, tx, signals): (u64, MailboxTx<Outgoing>, Arc<ConnSignals>),
+    ctx: &Context,
+) -> Option<(Conn, Option<std::time::Duration>)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let Origin {
+        peer,
+        listener,
+        auth,
+        certs,
+    } = unbox(origin);
+    // Futures awaited once, or once per wake-up, are boxed so an idle connection's
+    // task stays small (idle connections dominate memory at scale).
+    let connect = match Box::pin(handshake::read_connect(stream, rbuf, ctx)).await {
+        Ok(c) => c,
+        Err(_) => return None,
+    };
+    let attachment = handshake::Attachment {
+        conn_id,
+        tx,
+        signals,
+        auth: &auth,
+        certs,
+        listener,
+        peer,
+    };
+    // Taken apart as it arrives: a `Negotiated` local would keep its storage in
+    // this future, even once every field is moved out of it.
+    let handshake::Negotiated {
+        version,
+        client_id,
+        keep_alive,
+        session_expiry,
+        client_max_packet,
+        client_alias_max,
+        incoming_qos2,
+        persist,
+        principal,
+        auth_method,
+        expiry,
+    } = match Box::pin(handshake::attach(stream, connect, ctx, attachment)).await {
+        Ok(n) => n,
+        Err(_) => return None,
+    };
+    tracing::debug!(%peer, %client_id, ?version, "client connected");
+    let conn = Conn {
+        version,
+        partition: ctx.router.partition_of(&client_id),
+        client_id,
+        conn_id,
+        session_expiry,
+        client_max_packet,
+        client_alias_max,
+        rare: Rare::after_connect(incoming_qos2, auth_method),
+        persist,
+        acks: VecDeque::new(),
+        ack_notify: Arc::new(Notify::new()),
+        store: ctx
+            .router
+            .store
+            .as_ref()
+            .map(|st| (Arc::clone(st), st.watch_durable())),
+        final_disconnect: None,
+        wbuf: BytesMut::new(),
+        principal,
+        auth,
+        authz_cache: DecisionCache::default(),
+        paused: false,
+        deferred_bytes: 0,
+        over_memory: false,
+        over_disk: false,
+        expiry,
+    };
+    Some((conn, keep_alive))
+}
+
+/// CONNACK goes out before the answer to any packet pipelined behind CONNECT
+/// [MQTT-3.2.0-1]; the partition queues it on the fresh mailbox right after attaching.
+/// Boxed by the caller: what this holds across its waits would otherwise take room in every
+/// idle connection's future.
+async fn write_connack(rx: &mut MailboxRx<Outgoing>, conn: &mut Conn, ctx: &Context) {
+    while let Some(item) = rx.recv().await {
+        let connack = matches!(&item, Outgoing::Packet(p) if p.name() == "CONNACK");
+        outbound::write_outgoing(conn, item, ctx).await;
+        if connack {
+            break;
+        }
+    }
+}
+
+/// The value out of its box, the box freed now (moving out of a captured box would keep
+/// the allocation until the future ends).
+#[allow(clippy::boxed_local)] // the point: the box is taken by value and freed here
+fn unbox<T>(b: Box<T>) -> T {
+    *b
 }
 
 /// How long a closing connection keeps reading (and discarding) what the client still sends.

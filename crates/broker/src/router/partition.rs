@@ -461,6 +461,11 @@ impl Partition {
                     }
                 }
             }
+            // Control packets come one or a few at a time (CONNACK, PUBREL, PUBCOMP): an
+            // emptied queue gives its buffer back, as every idle session would hold one.
+            if s.control.capacity() > 0 {
+                s.control = std::collections::VecDeque::new();
+            }
         }
         // The clock is read once per pump, and only if a message that expires comes up.
         let mut now = None;
