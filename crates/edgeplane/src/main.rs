@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use edgeplane_broker::selfcheck::SelfCheckSettings;
 use edgeplane_broker::{Broker, ListenerSpec, Protocol, Settings};
-use edgeplane_portal::{Listen, Portal, Readiness, Services};
+use edgeplane_portal::{Listen, Portal, Readiness, Services, SessionLifetime};
 use logging::LogFormat;
 
 mod certs;
@@ -61,6 +61,9 @@ enum Command {
         /// RUST_LOG, else the Broker resource's diagnostics.logs.level, else info.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// How long a portal session lasts after sign-in, in seconds (1 to 2592000).
+        #[arg(long, value_name = "SECONDS", default_value = "28800")]
+        session_lifetime: SessionLifetime,
     },
     /// Check or repair the durable store of a stopped broker.
     Store {
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
             http,
             metrics,
             log_format,
+            session_lifetime,
         } => {
             // The level may come from the Broker resource; configuration errors themselves
             // are reported by `run` below.
@@ -208,6 +212,7 @@ fn main() -> ExitCode {
                 metrics,
                 log_level,
                 trace_export,
+                session_lifetime,
             ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -269,6 +274,7 @@ fn run(
     metrics: SocketAddr,
     log_level: logging::LevelControl,
     trace_export: Option<(Arc<traces::Spans>, otlp::TraceSettings)>,
+    session_lifetime: SessionLifetime,
 ) -> anyhow::Result<()> {
     let (settings, listeners, prometheus_port, watched, self_check, flows, otlp) = match config_dir
     {
@@ -396,6 +402,7 @@ fn run(
             config_dir: config_dir.map(Path::to_path_buf),
             data_dir: state_data_dir.clone(),
             pki: Some(opcua::portal_pki(state_data_dir.as_deref())),
+            session_lifetime,
         };
         let mut portal = Portal::start_with_services(
             &http,

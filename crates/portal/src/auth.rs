@@ -10,9 +10,17 @@
 //!   `/api/v1/dataflows/dry-run`); every other state-changing request answers 403.
 //! - **Sessions**: `POST /api/v1/login` checks the password on the blocking pool and sets
 //!   the `edgeplane_session` cookie (`HttpOnly; SameSite=Strict; Path=/; Max-Age`), a
-//!   256-bit random token kept in memory with its expiry ([`SESSION_LIFETIME`]); a restart
-//!   signs everyone out. After [`MAX_FAILURES`] wrong passwords for a name within a minute,
-//!   sign-in for that name answers 429 until the minute has passed.
+//!   256-bit random token kept in memory with its expiry. A session lasts its
+//!   [`SessionLifetime`] (`edgeplane run --session-lifetime`, 8 hours by default) from
+//!   sign-in, which is also the cookie's `Max-Age`; after it every request with that
+//!   cookie answers 401. A restart signs everyone out. After [`MAX_FAILURES`] wrong
+//!   passwords for a name within a minute, sign-in for that name answers 429 until the
+//!   minute has passed.
+//! - **The session table** only grows at sign-in, so that is where it is swept: every
+//!   sign-in drops the expired sessions, and a user past [`MAX_SESSIONS_PER_USER`] live
+//!   sessions loses the oldest. A lookup of an expired session drops it too. So the table
+//!   holds at most that many sessions per user, none of them older than the lifetime
+//!   after the last sign-in.
 //! - **CSRF**: each session has its own random token, returned by login and by
 //!   `GET /api/v1/session`; every request other than GET/HEAD must carry it in the
 //!   `X-CSRF-Token` header. The sign-in and set-up calls (no session yet) must be
@@ -38,9 +46,8 @@ use serde_json::{json, Value};
 
 use crate::activity::Activity;
 use crate::api::{json_response, message};
+use crate::lifetime::SessionLifetime;
 
-/// How long a session lasts after sign-in.
-pub const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 /// The session cookie's name.
 pub const COOKIE: &str = "edgeplane_session";
 /// The header carrying the session's CSRF token.
@@ -51,6 +58,9 @@ const MIN_PASSWORD: usize = 8;
 /// until the window has passed (against password guessing).
 const MAX_FAILURES: u32 = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Live sessions one user may hold (browsers, tablets, scripts); signing in once more
+/// ends that user's oldest, so repeated sign-ins cannot grow the table without bound.
+pub const MAX_SESSIONS_PER_USER: usize = 64;
 
 /// Who made a request; inserted by [`require_session`] for the handlers.
 #[derive(Debug, Clone)]
@@ -111,6 +121,7 @@ struct User {
 pub struct Auth {
     inner: Arc<Mutex<Inner>>,
     file: Option<PathBuf>,
+    lifetime: SessionLifetime,
 }
 
 #[derive(Default)]
@@ -123,8 +134,9 @@ struct Inner {
 }
 
 impl Auth {
-    /// Users from `data_dir/portal-users` (when it exists), or none in memory.
-    pub fn open(data_dir: Option<&std::path::Path>) -> Auth {
+    /// Users from `data_dir/portal-users` (when it exists), or none in memory; sessions
+    /// lasting `lifetime`.
+    pub fn open(data_dir: Option<&std::path::Path>, lifetime: SessionLifetime) -> Auth {
         let file = data_dir.map(|d| d.join(USERS_FILE));
         let mut inner = Inner::default();
         if let Some(f) = &file {
@@ -139,6 +151,7 @@ impl Auth {
         Auth {
             inner: Arc::new(Mutex::new(inner)),
             file,
+            lifetime,
         }
     }
 
@@ -302,13 +315,26 @@ impl Auth {
         let mut inner = self.inner.lock();
         let now = Instant::now();
         inner.sessions.retain(|_, s| s.expires > now);
+        // All sessions last the same, so the oldest is the one expiring first.
+        let mut theirs: Vec<(Instant, String)> = inner
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.user == user)
+            .map(|(t, s)| (s.expires, t.clone()))
+            .collect();
+        if theirs.len() >= MAX_SESSIONS_PER_USER {
+            theirs.sort_unstable();
+            for (_, t) in &theirs[..=theirs.len() - MAX_SESSIONS_PER_USER] {
+                inner.sessions.remove(t);
+            }
+        }
         inner.sessions.insert(
             token.clone(),
             Session {
                 user: user.to_owned(),
                 role,
                 csrf: csrf.clone(),
-                expires: now + SESSION_LIFETIME,
+                expires: now + self.lifetime.as_duration(),
             },
         );
         (token, csrf)
@@ -491,7 +517,7 @@ fn signed_in(auth: &Auth, user: &str, role: Role, status: StatusCode) -> Respons
     let (token, csrf) = auth.open_session(user, role);
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        SESSION_LIFETIME.as_secs()
+        auth.lifetime.as_secs()
     );
     let body = json!({ "user": user, "role": role.as_str(), "csrf": csrf });
     let mut resp = json_response(status, &body);
@@ -643,4 +669,49 @@ pub(crate) async fn delete_user(
     s.activity
         .record(&who.0, "deleted", &format!("User/{name}"));
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_sessions_are_refused_and_swept_at_the_next_sign_in() {
+        let auth = Auth::open(None, SessionLifetime(Duration::from_millis(300)));
+        let old: Vec<String> = (0..5)
+            .map(|_| auth.open_session("a", Role::Admin).0)
+            .chain((0..3).map(|_| auth.open_session("b", Role::Viewer).0))
+            .collect();
+        assert!(old.iter().all(|t| auth.session(t).is_some()));
+        assert_eq!(auth.inner.lock().sessions.len(), 8);
+        std::thread::sleep(Duration::from_millis(800));
+
+        // Looking one up after its lifetime refuses and drops it; the rest are dropped by
+        // the next sign-in, whoever it is: the table holds only the live session.
+        assert!(auth.session(&old[0]).is_none());
+        assert_eq!(auth.inner.lock().sessions.len(), 7);
+        let (fresh, _) = auth.open_session("c", Role::Admin);
+        assert_eq!(auth.inner.lock().sessions.len(), 1);
+        assert!(auth.session(&fresh).is_some_and(|s| s.user == "c"));
+        assert!(old.iter().all(|t| auth.session(t).is_none()));
+    }
+
+    #[test]
+    fn signing_in_past_the_per_user_bound_ends_that_users_oldest_sessions() {
+        let auth = Auth::open(None, SessionLifetime::DEFAULT);
+        let other: Vec<String> = (0..2)
+            .map(|_| auth.open_session("b", Role::Admin).0)
+            .collect();
+        let tokens: Vec<String> = (0..MAX_SESSIONS_PER_USER + 10)
+            .map(|_| auth.open_session("a", Role::Admin).0)
+            .collect();
+        assert_eq!(auth.inner.lock().sessions.len(), MAX_SESSIONS_PER_USER + 2);
+        let (ended, live) = tokens.split_at(10);
+        assert!(ended.iter().all(|t| auth.session(t).is_none()));
+        assert!(live.iter().all(|t| auth.session(t).is_some()));
+        assert!(
+            other.iter().all(|t| auth.session(t).is_some()),
+            "another user's sessions stay"
+        );
+    }
 }

@@ -7,9 +7,10 @@
 //!   process serves), `GET /readyz` (200 when every [`Readiness`] check passes, else 503
 //!   naming the failing ones), `GET /metrics`, and, when started with [`Services`]
 //!   ([`Portal::start_with_services`]), the REST API under `/api/v1/` behind sign-in
-//!   (`auth.rs`: devices and assets `api.rs`, dataflows `flows.rs`, broker and topic
-//!   explorer `live.rs`, state store `store.rs`, certificates `certs.rs`, activity log
-//!   `activity.rs`, export `export.rs`) and the single-page app at `/` (`ui.rs`);
+//!   (`auth.rs`, sessions lasting the [`SessionLifetime`] of `lifetime.rs`; devices and
+//!   assets `api.rs`, dataflows `flows.rs`, broker and topic explorer `live.rs`, state
+//!   store `store.rs`, certificates `certs.rs`, activity log `activity.rs`, export
+//!   `export.rs`) and the single-page app at `/` (`ui.rs`);
 //! - the **metrics address** (Azure IoT Operations' `diagnostics.metrics.prometheusPort`,
 //!   9600) answers `GET /metrics` only, so it can be opened to a scraper without exposing
 //!   anything else.
@@ -34,6 +35,7 @@ mod certs;
 mod export;
 mod flows;
 mod health;
+mod lifetime;
 mod live;
 pub mod metrics;
 mod otlp;
@@ -58,9 +60,10 @@ use edgeplane_statestore::StateStoreHandle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use auth::{COOKIE, CSRF_HEADER, SESSION_LIFETIME};
+pub use auth::{COOKIE, CSRF_HEADER, MAX_SESSIONS_PER_USER};
 pub use certs::{Pki, RejectedCertificate};
 pub use health::{Check, Readiness, Report};
+pub use lifetime::{SessionLifetime, SessionLifetimeError};
 pub use otlp::OtlpSettings;
 pub use otlp_http::Collector;
 pub use ui::first_load_bytes;
@@ -80,6 +83,8 @@ pub struct Services {
     /// The data folder: portal users and the activity log are kept there.
     pub data_dir: Option<std::path::PathBuf>,
     pub pki: Option<Pki>,
+    /// How long a portal session lasts after sign-in (`edgeplane run --session-lifetime`).
+    pub session_lifetime: SessionLifetime,
 }
 
 impl Services {
@@ -93,6 +98,7 @@ impl Services {
             config_dir: None,
             data_dir: None,
             pki: None,
+            session_lifetime: SessionLifetime::DEFAULT,
         }
     }
 }
@@ -291,7 +297,7 @@ impl FromRef<AppState> for Readiness {
 
 /// Everything behind sign-in, the sign-in calls themselves, and the portal's files.
 fn api_router(s: Services, live: live::Live) -> Router {
-    let auth = auth::Auth::open(s.data_dir.as_deref());
+    let auth = auth::Auth::open(s.data_dir.as_deref(), s.session_lifetime);
     let activity = activity::Activity::open(s.data_dir.as_deref());
     let flows = flows::Flows {
         config_dir: s.config_dir.clone(),
