@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use common::{
-    client_config, dataset, distinct_values, events, seeded_pki, sim_config, wait_status, WAIT,
+    client_config, dataset, distinct_values, event_arrives, events, seeded_pki, sim_config,
+    wait_status, WAIT,
 };
-use edgeplane_opcua::client::{Connection, EndpointStatus, Notification};
+use edgeplane_opcua::client::{Connection, EndpointStatus};
 use edgeplane_opcua::sim::{Sim, SimHandle};
 use tempfile::TempDir;
 
@@ -88,17 +89,10 @@ async fn restart_on_same_port_is_reported_and_recovered_without_duplicates() -> 
         conn.sessions_created() == 2,
         "one new session after the restart"
     );
-    let event = tokio::time::timeout(WAIT, async {
-        loop {
-            match rx.recv().await {
-                Some(Notification::Event(e)) => return Some(e),
-                Some(_) => {}
-                None => return None,
-            }
-        }
-    })
-    .await?;
-    ensure!(event.is_some(), "events flow again after the restart");
+    ensure!(
+        event_arrives(&mut rx).await?,
+        "events flow again after the restart"
+    );
 
     // A clean shutdown deletes the subscriptions on the server.
     conn.shutdown().await;

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use common::{
-    client_config, dataset, distinct_values, events, seeded_pki, sim_config, wait_status, WAIT,
+    client_config, dataset, distinct_values, event_arrives, events, seeded_pki, sim_config,
+    wait_status, WAIT,
 };
 use edgeplane_opcua::client::{
     rejected_certificates, trust, Auth, Connection, Dataset, EndpointStatus, Notification,
@@ -133,17 +134,10 @@ async fn three_sessions_subscribe_once_and_recover_from_a_restart() -> Result<()
     while rx.try_recv().is_ok() {}
     data_of_every_dataset(&mut rx, 3).await?;
     one_item_per_node(&sim).await?;
-    let event = tokio::time::timeout(WAIT, async {
-        loop {
-            match rx.recv().await {
-                Some(Notification::Event(e)) => return Some(e),
-                Some(_) => {}
-                None => return None,
-            }
-        }
-    })
-    .await?;
-    ensure!(event.is_some(), "events flow again after the restart");
+    ensure!(
+        event_arrives(&mut rx).await?,
+        "events flow again after the restart"
+    );
 
     // A clean shutdown deletes every session's subscriptions on the server.
     conn.shutdown().await;

@@ -196,3 +196,18 @@ pub async fn distinct_values(
     })??;
     Ok(seen)
 }
+
+/// Whether an event notification arrives within [`WAIT`] (data notifications are skipped).
+pub async fn event_arrives(rx: &mut mpsc::Receiver<Notification>) -> Result<bool> {
+    let seen = tokio::time::timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Some(Notification::Event(_)) => return true,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+    })
+    .await?;
+    Ok(seen)
+}
