@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
 # The conformance suite again with the durable store under every broker.
 EDGEPLANE_TEST_DURABLE=1 cargo test --locked -p edgeplane-tests --test conformance "$@"

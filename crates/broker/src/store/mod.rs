@@ -355,6 +355,7 @@ impl Writer {
                 log::frame(&body, &mut buf);
                 self.state.apply(rec);
             }
+            self.state.sweep();
             self.write_durably(&buf);
             self.shared.durable.store(last, Ordering::Release);
             self.shared.durable_tx.send_replace(last);

@@ -26,12 +26,27 @@ pub struct State {
     /// Queue entries of QoS 2 messages whose publisher's receive record has not been seen
     /// yet: (publisher, packet id) → (session, seq).
     uncommitted: HashMap<Origin, Vec<(Arc<str>, u64)>>,
+    /// Messages whose last reference went: removed by [`State::sweep`] once nobody holds
+    /// them, or by [`State::collect_garbage`].
+    unreferenced: Vec<u64>,
 }
 
 #[derive(Debug)]
 pub struct StoredMessage {
     pub msg: Arc<Message>,
     refs: u32,
+}
+
+impl StoredMessage {
+    /// Still needed: a queue entry or the retained index refers to it, or something else in
+    /// the process holds the message. The body is written once, by whichever partition
+    /// first needs it, and the references follow as separate records from every partition
+    /// that routes it; a message with no reference yet, or none left while another
+    /// partition still routes it, gets its reference (after a compaction, too) from a
+    /// holder of the message. Only a message nobody holds and nothing refers to is garbage.
+    fn needed(&self) -> bool {
+        self.refs > 0 || Arc::strong_count(&self.msg) > 1
+    }
 }
 
 #[derive(Debug)]
@@ -193,19 +208,38 @@ impl State {
         }
     }
 
+    /// One reference fewer. A message whose last reference goes stays until it is swept:
+    /// another partition may still refer to it in a record that comes later in the log (its
+    /// delivery to one session acknowledged before another session's entry was written), and
+    /// replay must find it then.
     fn unref(&mut self, id: u64) {
-        let gone = match self.messages.get_mut(&id) {
-            Some(m) => {
-                m.refs = m.refs.saturating_sub(1);
-                m.refs == 0
-            }
-            None => false,
-        };
-        if gone {
-            if let Some(m) = self.messages.remove(&id) {
-                self.live_bytes = self.live_bytes.saturating_sub(message_size(&m.msg));
+        if let Some(m) = self.messages.get_mut(&id) {
+            m.refs = m.refs.saturating_sub(1);
+            if m.refs == 0 {
+                self.unreferenced.push(id);
             }
         }
+    }
+
+    /// Remove the messages that lost their last reference and that nothing else in the
+    /// process holds (so no later record can refer to them); the writer calls this after
+    /// each batch. Those still held are looked at again next time.
+    pub fn sweep(&mut self) {
+        let mut held = Vec::new();
+        for id in std::mem::take(&mut self.unreferenced) {
+            match self.messages.get(&id) {
+                Some(m) if m.refs == 0 && m.needed() => held.push(id),
+                Some(m) if m.refs == 0 => {
+                    let size = message_size(&m.msg);
+                    self.messages.remove(&id);
+                    self.live_bytes = self.live_bytes.saturating_sub(size);
+                }
+                _ => {}
+            }
+        }
+        held.sort_unstable();
+        held.dedup();
+        self.unreferenced = held;
     }
 
     /// The publisher's receive record for `packet_id` arrived: its entries are committed.
@@ -242,12 +276,13 @@ impl State {
         dropped
     }
 
-    /// Drop messages nothing refers to (written, then their only reader vanished).
+    /// Drop messages nothing refers to and nobody holds (written, then their only reader
+    /// vanished).
     pub fn collect_garbage(&mut self) {
         let dead: Vec<u64> = self
             .messages
             .iter()
-            .filter(|(_, m)| m.refs == 0)
+            .filter(|(_, m)| !m.needed())
             .map(|(id, _)| *id)
             .collect();
         for id in dead {
@@ -255,12 +290,13 @@ impl State {
                 self.live_bytes = self.live_bytes.saturating_sub(message_size(&m.msg));
             }
         }
+        self.unreferenced.retain(|id| self.messages.contains_key(id));
     }
 
     /// The records that rebuild this state from nothing, in an order replay accepts.
     pub fn snapshot(&self, mut emit: impl FnMut(&Record)) {
         for (id, m) in &self.messages {
-            if m.refs > 0 {
+            if m.needed() {
                 emit(&Record::Message {
                     id: *id,
                     msg: Arc::clone(&m.msg),
