@@ -241,16 +241,25 @@ fn a_body_outlives_its_first_reader_until_every_reference_is_written() {
         seq: 1,
     });
     state.apply(enqueue(&b, 1, 7));
-    assert_eq!(queued_payloads(&state, "b"), vec![Some(Bytes::from("body"))]);
+    assert_eq!(
+        queued_payloads(&state, "b"),
+        vec![Some(Bytes::from("body"))]
+    );
     state.collect_garbage();
-    assert_eq!(queued_payloads(&state, "b"), vec![Some(Bytes::from("body"))]);
+    assert_eq!(
+        queued_payloads(&state, "b"),
+        vec![Some(Bytes::from("body"))]
+    );
 
     state.apply(Record::Done {
         client: Arc::clone(&b),
         seq: 1,
     });
     state.sweep();
-    assert!(state.messages.is_empty(), "a body nothing refers to or holds is swept");
+    assert!(
+        state.messages.is_empty(),
+        "a body nothing refers to or holds is swept"
+    );
 }
 
 /// While a partition still holds a message whose body is written but whose entry is not

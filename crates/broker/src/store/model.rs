@@ -290,7 +290,8 @@ impl State {
                 self.live_bytes = self.live_bytes.saturating_sub(message_size(&m.msg));
             }
         }
-        self.unreferenced.retain(|id| self.messages.contains_key(id));
+        self.unreferenced
+            .retain(|id| self.messages.contains_key(id));
     }
 
     /// The records that rebuild this state from nothing, in an order replay accepts.
