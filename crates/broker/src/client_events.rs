@@ -1,6 +1,15 @@
 //! Client lifecycle events for in-process services that keep per-client state (the state
 //! store drops a client's KEYNOTIFY registrations when it disconnects).
 //!
+//! An event names the connection that ended, not only the client id: this queue is not
+//! ordered with the messages that connection published (those travel through the router
+//! and the service's session), so a service matches the two by connection id. Ids come
+//! from one broker-wide counter shared by network connections and in-process sessions
+//! ([`crate::LocalClient`]), taken when a connection is accepted: unique, but not in the
+//! order connections attach to their session (a slow CONNECT attaches after a later
+//! connection's). A network client's requests carry the same id in
+//! [`crate::message::Publisher::Client`].
+//!
 //! Partitions call [`ClientEvents::send`] as connections end; each listener from
 //! [`ClientEvents::subscribe`] has its own unbounded queue, so no event is ever lost, however
 //! many clients go at once (a bounded broadcast channel lagged when ~19,000 clients
@@ -15,8 +24,9 @@ use tokio::sync::mpsc;
 /// A change in a client's connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
-    /// The client's connection ended (normally, abnormally, or taken over by a new one).
-    Disconnected { client_id: Arc<str> },
+    /// The client's connection `conn_id` ended (normally, abnormally, or taken over by a
+    /// new one). For an in-process session, `conn_id` is that session's id.
+    Disconnected { client_id: Arc<str>, conn_id: u64 },
 }
 
 /// The listeners of client events; shared by the partitions.
@@ -75,14 +85,18 @@ mod tests {
         let mut b = events.subscribe();
         for i in 0..20_000 {
             let client_id: Arc<str> = format!("c{i}").into();
-            assert_eq!(events.send(ClientEvent::Disconnected { client_id }), 2);
+            let conn_id = i;
+            assert_eq!(
+                events.send(ClientEvent::Disconnected { client_id, conn_id }),
+                2
+            );
         }
         for rx in [&mut a, &mut b] {
             for i in 0..20_000 {
-                let Some(ClientEvent::Disconnected { client_id }) = rx.try_recv() else {
+                let Some(ClientEvent::Disconnected { client_id, conn_id }) = rx.try_recv() else {
                     panic!("event {i} missing");
                 };
-                assert_eq!(&*client_id, format!("c{i}"));
+                assert_eq!((&*client_id, conn_id), (&*format!("c{i}"), i));
             }
             assert!(rx.try_recv().is_none());
         }
@@ -95,6 +109,10 @@ mod tests {
         let _b = events.subscribe();
         drop(a);
         let client_id: Arc<str> = "x".into();
-        assert_eq!(events.send(ClientEvent::Disconnected { client_id }), 1);
+        let event = ClientEvent::Disconnected {
+            client_id,
+            conn_id: 1,
+        };
+        assert_eq!(events.send(event), 1);
     }
 }

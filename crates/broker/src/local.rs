@@ -7,6 +7,13 @@
 //! Deliveries come out of [`LocalClient::recv`] and are acknowledged with
 //! [`LocalClient::ack`] once the service has handled them (QoS 1/2 messages stay in flight,
 //! and are re-sent to a resumed session, until then).
+//!
+//! Each attach takes an id from the counter network connections use, so when it ends,
+//! [`crate::ClientEvent::Disconnected`] names it like any connection. Its messages name no
+//! connection, though: their publisher is [`crate::message::Publisher::Service`], and the
+//! state store ends an in-process client's KEYNOTIFY registrations at any disconnection of
+//! its client id, whichever session made them (our services register through the state
+//! store's typed API, which does the same, not over MQTT).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;

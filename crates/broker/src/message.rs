@@ -35,6 +35,11 @@ pub enum Publisher {
     Client {
         principal: Principal,
         auth: Arc<ListenerAuth>,
+        /// The id of the network connection that sent the PUBLISH (broker-wide unique, the
+        /// `conn_id` that [`crate::ClientEvent::Disconnected`] names when it ends), so a
+        /// service can tell a request from an ended connection from one from its
+        /// successor. `None` for a will: it is published after its connection ended.
+        conn: Option<u64>,
     },
 }
 

@@ -25,7 +25,9 @@ impl<'a> Access<'a> {
     pub(crate) fn of(msg: &'a Message) -> Self {
         match msg.publisher.as_deref() {
             Some(Publisher::Service) => Access::All,
-            Some(Publisher::Client { principal, auth }) => match auth.authorization() {
+            Some(Publisher::Client {
+                principal, auth, ..
+            }) => match auth.authorization() {
                 Some(policy) => Access::Rules(policy, principal),
                 None => Access::All,
             },

@@ -16,7 +16,7 @@ use crate::access::Access;
 use crate::cursor::CursorSeal;
 use crate::hlc::{wall_ms, Hlc};
 use crate::resp::{parse_request, Reply};
-use crate::store::{Condition, SetOptions, Store, StoreError, ValueDeleted, Written};
+use crate::store::{Condition, Requester, SetOptions, Store, StoreError, ValueDeleted, Written};
 
 pub const TIMESTAMP_PROPERTY: &str = "__ts";
 pub const FENCING_TOKEN_PROPERTY: &str = "__ft";
@@ -39,6 +39,8 @@ pub struct Request<'a> {
     pub payload: &'a Bytes,
     /// MQTT client id of the publisher (KEYNOTIFY registrations belong to it).
     pub client_id: Option<&'a Arc<str>>,
+    /// Which connection sent it, for the lifetime of a KEYNOTIFY registration.
+    pub requester: Requester,
     pub user_properties: &'a [(String, String)],
     /// Which keys the publisher may read and write.
     pub access: &'a Access<'a>,
@@ -167,11 +169,13 @@ fn run(
             let reply = match args.get(1) {
                 None => {
                     allowed(KeyAccess::Read, &key)?;
-                    store.watch(&client, key);
+                    // From a connection that has ended, `+OK` registers nothing: the
+                    // answer goes nowhere that connection can read.
+                    store.watch(&client, key, req.requester, now);
                     Reply::Ok
                 }
                 Some(opt) if opt.eq_ignore_ascii_case(b"STOP") => {
-                    if store.unwatch(&client, &key) {
+                    if store.unwatch(&client, &key, req.requester) {
                         Reply::Ok
                     } else {
                         Reply::Int(0)

@@ -292,7 +292,10 @@ impl StateStoreHandle {
         key: impl Into<Bytes>,
     ) -> Result<(), StateStoreError> {
         let (client, key): (std::sync::Arc<str>, Bytes) = (client_id.into(), key.into());
-        self.call(move |s, _| s.watch(&client, key)).await
+        self.call(move |s, now| {
+            s.watch(&client, key, store::Requester::InProcess, now);
+        })
+        .await
     }
 
     /// Every key matching a glob pattern, in key order (fetched page by page so the store

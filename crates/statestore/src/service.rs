@@ -1,7 +1,8 @@
 //! The state store service on the broker: a reader task owns the session subscribed to the
 //! request topic and hands each request to the store task, which owns the [`Store`],
 //! executes requests and in-process calls in arrival order, expires keys on time, drops the
-//! KEYNOTIFY registrations of clients that disconnect, and publishes responses and
+//! KEYNOTIFY registrations of connections that end (by connection id, as the broker reports
+//! them in [`ClientEvent::Disconnected`]), and publishes responses and
 //! notifications through a second session. Work is batched: whatever is ready is executed,
 //! the batch's changes go to the journal (one write and sync, with a data folder), then the
 //! answers go out.
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edgeplane_broker::auth::KeyAccess;
-use edgeplane_broker::message::Message;
+use edgeplane_broker::message::{Message, Publisher};
 use edgeplane_broker::{ClientEvent, ClientEventReceiver, LocalClient};
 use edgeplane_codec::{Properties, Publish, QoS};
 use tokio::sync::mpsc;
@@ -28,7 +29,7 @@ use crate::access::Access;
 use crate::command::{self, Limits, Request, TIMESTAMP_PROPERTY};
 use crate::cursor::CursorSeal;
 use crate::persist::Journal;
-use crate::store::{Change, Notification, Store};
+use crate::store::{Change, Notification, Requester, Store};
 use crate::{notification_topic, CONTENT_TYPE, NOTIFY_TOPIC_PREFIX, REQUEST_TOPIC};
 use crate::{resp, DurableKeys};
 
@@ -101,13 +102,16 @@ impl StoreTask {
 
     fn on_event(&mut self, event: ClientEvent) {
         match event {
-            ClientEvent::Disconnected { client_id } => self.store.drop_client(&client_id),
+            ClientEvent::Disconnected { client_id, conn_id } => {
+                self.store.drop_client(&client_id, conn_id, Instant::now());
+            }
         }
     }
 
     /// Execute what else is waiting, up to a batch, without waiting. Disconnections are
-    /// taken first each round: a client's disconnection is queued before anything it sends
-    /// on a new connection, so a KEYNOTIFY made after reconnecting is never dropped.
+    /// taken first each round, so a registration ends soon after its connection; which
+    /// registrations a disconnection ends is decided by connection id, not by this order
+    /// (a request of the ended connection may still be queued behind it, see `store.rs`).
     fn take_ready(&mut self) {
         for _ in 0..BATCH {
             while let Some(event) = self.events.try_recv() {
@@ -227,6 +231,7 @@ impl StoreTask {
         let request = Request {
             payload: &msg.payload,
             client_id: msg.origin.as_ref(),
+            requester: requester(msg),
             user_properties: &msg.properties.user_properties,
             access: &access,
             cursors: &self.cursors,
@@ -271,6 +276,18 @@ impl StoreTask {
 
     async fn publish(&mut self, topic: String, properties: Properties, payload: Bytes) {
         publish(&self.publisher, topic, properties, payload).await;
+    }
+}
+
+/// Which connection a request came from. A will's connection has ended; so has that of a
+/// message without a publisher (read back from the durable store after a restart).
+fn requester(msg: &Message) -> Requester {
+    match msg.publisher.as_deref() {
+        Some(Publisher::Service) => Requester::InProcess,
+        Some(Publisher::Client {
+            conn: Some(conn), ..
+        }) => Requester::Connection(*conn),
+        Some(Publisher::Client { conn: None, .. }) | None => Requester::Ended,
     }
 }
 

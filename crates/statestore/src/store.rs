@@ -4,12 +4,23 @@
 //! produces to publish them. With a journal, every change is also recorded as a
 //! [`Change`] for [`crate::persist`] to write before the answers go out.
 //!
+//! KEYNOTIFY registrations belong to a client id and remember the connections that made
+//! them ([`Requester`]). The broker reports ended connections separately from requests and
+//! the two are not ordered, so [`Store::drop_client`] drops only what the ended connection
+//! (or an in-process caller) registered, and a request from a connection already reported
+//! ended is answered but registers nothing. For that the store remembers ended connection
+//! ids for [`ENDED_RETENTION`]. Connection ids are unique but follow the order connections
+//! were accepted, not the order they attached to their session (a slow CONNECT attaches
+//! after a later connection's), so they are compared for equality only.
+//!
 //! Invariants: `bytes` is the sum of key and value lengths of `entries`; every entry with an
 //! expiry has a matching `(expires_at, key, version)` in `expiries` (stale heap items, for
-//! keys since rewritten or deleted, are skipped when they come due).
+//! keys since rewritten or deleted, are skipped when they come due); `watchers` and
+//! `watched_by` hold the same (client, key) pairs, each with at least one `Made`; `ended`
+//! holds the ids of `ended_log`.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,6 +111,33 @@ pub struct Notification {
     pub version: Hlc,
 }
 
+/// How long the store remembers that a connection ended. A KEYNOTIFY that reaches the store
+/// later than this after its connection's end was processed registers (and is dropped at
+/// that client id's next disconnection, see [`Store::drop_client`]); requests wait in the
+/// store's queues for milliseconds, so the margin is wide. Memory: one id and one log item
+/// per connection that ended within this time before the latest disconnection or KEYNOTIFY
+/// (older ones are pruned then), however many client ids come and go.
+pub const ENDED_RETENTION: Duration = Duration::from_secs(60);
+
+/// Who asks for a KEYNOTIFY registration, which decides when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requester {
+    /// An in-process caller (the typed API, an in-process session): its registrations end
+    /// at any disconnection of its client id.
+    InProcess,
+    /// The network connection with this id: its registrations end when it ends.
+    Connection(u64),
+    /// A request whose connection has already ended (a will): registers nothing.
+    Ended,
+}
+
+/// Who made a registration (`None`: in-process) and when it last asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Made {
+    by: Option<u64>,
+    at: Instant,
+}
+
 /// Quotas (the memory profile's, in AIO terms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -121,7 +159,13 @@ pub struct Store {
     entries: BTreeMap<Bytes, Entry>,
     expiries: BinaryHeap<Reverse<(Instant, Bytes, Hlc)>>,
     watchers: HashMap<Bytes, BTreeSet<Arc<str>>>,
-    watched_by: HashMap<Arc<str>, HashSet<Bytes>>,
+    /// Each client's registrations, with who made them: usually one connection, more while
+    /// the end of an earlier connection of the client id is still on its way.
+    watched_by: HashMap<Arc<str>, HashMap<Bytes, Vec<Made>>>,
+    /// Connections reported ended within [`ENDED_RETENTION`] (ids are broker-wide unique).
+    ended: HashSet<u64>,
+    /// The same ids in the order they were reported, for pruning.
+    ended_log: VecDeque<(Instant, u64)>,
     bytes: usize,
     limits: Limits,
     clock: Clock,
@@ -154,6 +198,8 @@ impl Store {
             expiries: BinaryHeap::new(),
             watchers: HashMap::new(),
             watched_by: HashMap::new(),
+            ended: HashSet::new(),
+            ended_log: VecDeque::new(),
             bytes: 0,
             limits,
             clock: Clock::new(node_id),
@@ -352,37 +398,102 @@ impl Store {
         Ok(ValueDeleted::Deleted(self.remove(key)))
     }
 
-    /// Register `client_id` for notifications on `key` (idempotent).
-    pub fn watch(&mut self, client_id: &Arc<str>, key: Bytes) {
-        self.watched_by
+    /// Register `client_id` for notifications on `key` (idempotent); false if nothing was
+    /// registered because the requesting connection has ended.
+    pub fn watch(&mut self, client_id: &Arc<str>, key: Bytes, by: Requester, now: Instant) -> bool {
+        self.prune_ended(now);
+        let by = match by {
+            Requester::InProcess => None,
+            Requester::Connection(c) if self.ended.contains(&c) => return false,
+            Requester::Connection(c) => Some(c),
+            Requester::Ended => return false,
+        };
+        let made = self
+            .watched_by
             .entry(Arc::clone(client_id))
             .or_default()
-            .insert(key.clone());
+            .entry(key.clone())
+            .or_default();
+        match made.iter_mut().find(|m| m.by == by) {
+            Some(m) => m.at = now,
+            None => made.push(Made { by, at: now }),
+        }
         self.watchers
             .entry(key)
             .or_default()
             .insert(Arc::clone(client_id));
-    }
-
-    /// Remove a registration; false if there was none.
-    pub fn unwatch(&mut self, client_id: &str, key: &[u8]) -> bool {
-        let Some(keys) = self.watched_by.get_mut(client_id) else {
-            return false;
-        };
-        if !keys.remove(key) {
-            return false;
-        }
-        if keys.is_empty() {
-            self.watched_by.remove(client_id);
-        }
-        self.remove_watcher(key, client_id);
         true
     }
 
-    /// Drop every registration of a client (it disconnected).
-    pub fn drop_client(&mut self, client_id: &str) {
-        for key in self.watched_by.remove(client_id).unwrap_or_default() {
+    /// Remove a registration; false if there was none the requester may end. A connection
+    /// ends what it or an in-process caller registered, not what another connection of the
+    /// client id did (an old connection's late STOP does not undo its successor's
+    /// KEYNOTIFY); an in-process caller ends the whole registration; an ended one nothing.
+    pub fn unwatch(&mut self, client_id: &str, key: &[u8], by: Requester) -> bool {
+        let Some(keys) = self.watched_by.get_mut(client_id) else {
+            return false;
+        };
+        let Some(made) = keys.get_mut(key) else {
+            return false;
+        };
+        let before = made.len();
+        match by {
+            Requester::InProcess => made.clear(),
+            Requester::Connection(c) => made.retain(|m| m.by.is_some_and(|b| b != c)),
+            Requester::Ended => {}
+        }
+        let removed = made.len() < before;
+        if made.is_empty() {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.watched_by.remove(client_id);
+            }
+            self.remove_watcher(key, client_id);
+        }
+        removed
+    }
+
+    /// The client's connection `conn` ended: drop what it and in-process callers registered,
+    /// and remember `conn` for [`ENDED_RETENTION`]. Also dropped: what another connection
+    /// registered more than [`ENDED_RETENTION`] ago. While a connection is attached no other
+    /// of its client id is, so the one attached now registered after `conn` ended, that is
+    /// moments ago; an older registration is one whose request came so late that the end of
+    /// its connection was forgotten, and it ends here rather than never.
+    pub fn drop_client(&mut self, client_id: &str, conn: u64, now: Instant) {
+        self.prune_ended(now);
+        if self.ended.insert(conn) {
+            self.ended_log.push_back((now, conn));
+        }
+        let Some(keys) = self.watched_by.get_mut(client_id) else {
+            return;
+        };
+        let mut gone = Vec::new();
+        keys.retain(|key, made| {
+            made.retain(|m| {
+                m.by.is_some_and(|b| b != conn)
+                    && now.saturating_duration_since(m.at) < ENDED_RETENTION
+            });
+            if made.is_empty() {
+                gone.push(key.clone());
+            }
+            !made.is_empty()
+        });
+        if keys.is_empty() {
+            self.watched_by.remove(client_id);
+        }
+        for key in gone {
             self.remove_watcher(&key, client_id);
+        }
+    }
+
+    /// Forget connections reported ended [`ENDED_RETENTION`] or longer before `now`.
+    fn prune_ended(&mut self, now: Instant) {
+        while let Some(&(at, conn)) = self.ended_log.front() {
+            if now.saturating_duration_since(at) < ENDED_RETENTION {
+                break;
+            }
+            self.ended_log.pop_front();
+            self.ended.remove(&conn);
         }
     }
 

@@ -355,7 +355,8 @@ impl ListenerAuth {
 
     /// Who a will on `topic` is from, for the services that authorize requests by their
     /// publisher (the state store): the client's principal and this port, as for its
-    /// PUBLISH packets. `None` on other topics.
+    /// PUBLISH packets, and no connection: a will is published once its connection has
+    /// ended, so nothing it asks for may outlive that connection. `None` on other topics.
     pub fn will_publisher(
         self: &Arc<Self>,
         principal: &Principal,
@@ -365,6 +366,7 @@ impl ListenerAuth {
             Arc::new(crate::message::Publisher::Client {
                 principal: principal.clone(),
                 auth: Arc::clone(self),
+                conn: None,
             })
         })
     }

@@ -405,6 +405,7 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
                 msg.publisher = Some(Arc::new(crate::message::Publisher::Client {
                     principal: conn.principal.clone(),
                     auth: Arc::clone(&conn.auth),
+                    conn: Some(conn.conn_id),
                 }));
             }
             ctx.router.publish(Arc::new(msg), 0, ticket.clone()).await;

@@ -20,18 +20,17 @@ impl Partition {
         let existing = self.by_id.get(&req.client_id).copied();
         let mut session_present = false;
         if let Some(idx) = existing {
-            let (taken_over, internal) = self.session(idx).map_or((false, false), |s| {
-                (
-                    s.kill_connection(ReasonCode::SESSION_TAKEN_OVER.0),
-                    s.internal,
-                )
+            let (taken_over, internal) = self.session(idx).map_or((None, false), |s| {
+                let id = s.conn.as_ref().map(|c| c.id);
+                s.kill_connection(ReasonCode::SESSION_TAKEN_OVER.0);
+                (id, s.internal)
             });
-            if taken_over {
+            if let Some(conn_id) = taken_over {
                 if !internal {
                     Stats::sub(&stats.clients_connected, 1);
                 }
                 self.set_shared_online(idx, false);
-                self.client_event_disconnected(&req.client_id);
+                self.client_event_disconnected(&req.client_id, conn_id);
             }
             if req.clean_start {
                 self.end_session(idx);
@@ -128,7 +127,10 @@ impl Partition {
         let stats = Arc::clone(&self.router.stats);
         let epoch = self.bump_epoch();
         let Some(s) = self.session(idx) else { return };
-        s.conn = None;
+        // Callers pass an attached session (`attached`); a detached one has nothing to end.
+        let Some(conn_id) = s.conn.take().map(|c| c.id) else {
+            return;
+        };
         s.epoch = epoch;
         s.control.clear();
         let client_id = Arc::clone(&s.client_id);
@@ -149,7 +151,7 @@ impl Partition {
         }
         let expiry = s.expiry;
         let will_delay = s.will.as_ref().map(|w| w.delay.min(expiry));
-        self.client_event_disconnected(&client_id);
+        self.client_event_disconnected(&client_id, conn_id);
         self.set_shared_online(idx, false);
         if expiry == 0 {
             self.end_session(idx);
@@ -177,14 +179,16 @@ impl Partition {
         }
     }
 
-    /// Tell in-process listeners (state store) that a client's connection ended; nobody
-    /// listening is not an error.
-    pub(super) fn client_event_disconnected(&self, client_id: &Arc<str>) {
+    /// Tell in-process listeners (state store) that the client's connection `conn_id` (a
+    /// network connection's or an in-process session's id) ended; nobody listening is not
+    /// an error.
+    pub(super) fn client_event_disconnected(&self, client_id: &Arc<str>, conn_id: u64) {
         let _ = self
             .router
             .events
             .send(super::super::ClientEvent::Disconnected {
                 client_id: Arc::clone(client_id),
+                conn_id,
             });
     }
 
