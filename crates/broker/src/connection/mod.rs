@@ -5,7 +5,10 @@
 
 mod handshake;
 mod inbound;
+mod input;
 mod outbound;
+
+pub use input::Input;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -20,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
 
 use crate::auth::{ClientCerts, DecisionCache, ListenerAuth, Principal};
-use crate::router::mailbox::{mailbox, MailboxRx, MailboxTx, Next, Order};
+use crate::router::mailbox::{mailbox, MailboxRx, MailboxTx, Order};
 use crate::router::{Cmd, ConnSignals, Ending, Outgoing, Router, Ticket};
 use crate::settings::Settings;
 use crate::stats::Stats;
@@ -244,7 +247,7 @@ pub fn serve<S, G>(
     guard: G,
 ) -> impl std::future::Future<Output = ()> + Send
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Input + AsyncWrite + Send,
     G: Send,
 {
     async move {
@@ -436,6 +439,22 @@ async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
+/// What woke the main loop, handed from the `select!` to the code after it. Only plain
+/// values: the `select!`'s own output then ends with it, and no await below keeps it (or a
+/// partly moved mailbox item) in the task's future, whose every byte each idle connection
+/// holds.
+#[derive(Clone, Copy)]
+enum Wake {
+    /// Handled inside the `select!` (acknowledgements flushed, bytes read, pause timer).
+    Handled,
+    /// The mailbox has an item or an order.
+    Mail,
+    /// The credentials expired.
+    Expired,
+    /// The keep-alive timer fired.
+    KeepAlive,
+}
+
 /// The main loop. A plain function returning an `async move` block, like [`serve`], so its
 /// arguments are held once.
 #[allow(clippy::manual_async_fn)] // deliberately not an `async fn`: see above
@@ -449,12 +468,11 @@ fn run<'a, S>(
     keep_alive: Option<std::time::Duration>,
 ) -> impl std::future::Future<Output = Stop> + Send + 'a
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Input + AsyncWrite + Send,
 {
     async move {
         let mut last_read = Instant::now();
-        let far = std::time::Duration::from_secs(86_400 * 365);
-        let ka_timer = tokio::time::sleep(keep_alive.unwrap_or(far));
+        let ka_timer = tokio::time::sleep(keep_alive.unwrap_or(FAR));
         tokio::pin!(ka_timer);
         // Armed at the credentials' expiry; re-armed when re-authentication moves it.
         // Boxed and made only when needed: most connections have no expiry, and every byte of
@@ -465,9 +483,10 @@ where
         let mut armed = None;
         // Bytes that arrived with CONNECT are processed before reading more.
         let mut pending_input = !rbuf.is_empty();
-        let ack_notify = Arc::clone(&conn.ack_notify);
-        let mut durable = conn.store.as_ref().map(|(_, d)| d.clone());
         let mut read_size = READ_BUFFER;
+        if !pending_input {
+            input::release_idle::<S>(rbuf);
+        }
         loop {
             if resume_if_below(conn, ctx) {
                 pending_input = true;
@@ -483,15 +502,18 @@ where
                 if let Some(stop) = Box::pin(inbound::process(rbuf, conn, ctx)).await {
                     return Box::pin(flush_then(stream, conn, stop)).await;
                 }
-                // Reads went back to small ones: so does the buffer.
-                if rbuf.is_empty() && read_size == READ_BUFFER && rbuf.capacity() > 4 * READ_BUFFER
-                {
-                    *rbuf = BytesMut::with_capacity(READ_BUFFER);
+                // Reads went back to small ones: so does the buffer, and a stream that can
+                // wait for input without one gives it back until bytes arrive.
+                if rbuf.is_empty() && read_size == READ_BUFFER {
+                    if rbuf.capacity() > 4 * READ_BUFFER {
+                        *rbuf = BytesMut::with_capacity(READ_BUFFER);
+                    }
+                    input::release_idle::<S>(rbuf);
                 }
             }
             if conn.expiry != armed {
                 armed = conn.expiry;
-                let left = armed.map_or(far, |t| {
+                let left = armed.map_or(FAR, |t| {
                     t.duration_since(std::time::SystemTime::now())
                         .unwrap_or_default()
                 });
@@ -513,72 +535,92 @@ where
             if conn.paused && pause_timer.is_none() {
                 pause_timer = Some(Box::pin(tokio::time::sleep(PAUSE_POLL)));
             }
-            let spare = rbuf.capacity() - rbuf.len();
-            if spare < read_size / 2 {
-                rbuf.reserve(read_size);
-            }
-            let spare = rbuf.capacity() - rbuf.len();
-            tokio::select! {
+            let acks_due = !conn.acks.is_empty();
+            let ack_notify = &conn.ack_notify;
+            let durable = conn.store.as_mut().map(|(_, d)| d);
+            let wake = tokio::select! {
                 biased;
                 // Boxed: only connections waiting for the store to acknowledge need it, and
                 // every byte of this future is held by every idle connection.
-                _ = async { Box::pin(acks_progress(&ack_notify, &mut durable)).await },
-                    if !conn.acks.is_empty() => conn.flush_acks(),
-                next = rx.next() => {
-                    let item = match next {
-                        Next::Item(item) => item,
-                        Next::Closed => return Stop::Ended(Ending::Abnormal),
-                        Next::Order(Order::Shutdown) => return Stop::Shutdown,
-                        Next::Order(Order::Kill) => {
-                            let reason = signals.kill_reason.load(Ordering::Acquire);
-                            conn.disconnect(ReasonCode(reason));
-                            return Box::pin(flush_then(stream, conn, Stop::Detached)).await;
-                        }
-                    };
-                    Box::pin(outbound::write_batch(item, rx, conn, ctx)).await;
-                    if signals.drain.swap(false, Ordering::AcqRel) {
-                        let cmd = Cmd::Drained { client: Arc::clone(&conn.client_id), conn: conn.conn_id };
-                        Box::pin(ctx.router.send(conn.partition, cmd)).await;
-                    }
+                _ = async { Box::pin(acks_progress(ack_notify, durable)).await }, if acks_due => {
+                    conn.flush_acks();
+                    Wake::Handled
                 }
+                () = rx.ready() => Wake::Mail,
                 _ = async {
                     match &mut pause_timer {
                         Some(t) => t.as_mut().await,
                         None => std::future::pending().await,
                     }
-                }, if conn.paused => pause_timer = None,
-                r = stream.read_buf(rbuf), if !conn.paused || conn.deferred_bytes < PAUSED_BUFFER => {
-                    match r {
-                        Ok(0) | Err(_) => return Stop::Ended(Ending::Abnormal),
-                        Ok(n) => {
-                            Stats::add(&ctx.stats.bytes_received, n as u64);
-                            last_read = Instant::now();
-                            pending_input = true;
-                            if n == spare {
-                                read_size = (read_size * 2).min(READ_BUFFER_MAX);
-                            } else if n < read_size / 4 {
-                                read_size = (read_size / 2).max(READ_BUFFER);
-                            }
-                        }
+                }, if conn.paused => {
+                    pause_timer = None;
+                    Wake::Handled
+                }
+                r = input::read(stream, rbuf, read_size), if !conn.paused || conn.deferred_bytes < PAUSED_BUFFER => {
+                    let Ok((n, room)) = r else { return Stop::Ended(Ending::Abnormal) };
+                    if n == 0 {
+                        return Stop::Ended(Ending::Abnormal);
                     }
+                    Stats::add(&ctx.stats.bytes_received, n as u64);
+                    last_read = Instant::now();
+                    pending_input = true;
+                    if n == room {
+                        read_size = (read_size * 2).min(READ_BUFFER_MAX);
+                    } else if n < read_size / 4 {
+                        read_size = (read_size / 2).max(READ_BUFFER);
+                    }
+                    Wake::Handled
                 }
                 _ = async {
                     match &mut expiry_timer {
                         Some(t) => t.as_mut().await,
                         None => std::future::pending().await,
                     }
-                }, if armed.is_some() => {
+                }, if armed.is_some() => Wake::Expired,
+                _ = &mut ka_timer => Wake::KeepAlive,
+            };
+            match wake {
+                Wake::Handled => {}
+                Wake::Mail => {
+                    // Orders first, as `MailboxRx::next` gives them; the item is taken as a
+                    // whole and moved into the boxed batch, so no mailbox item is kept in this
+                    // future across an await (every idle connection would hold its size).
+                    match rx.order() {
+                        Some(Order::Shutdown) => return Stop::Shutdown,
+                        Some(Order::Kill) => {
+                            let reason = signals.kill_reason.load(Ordering::Acquire);
+                            conn.disconnect(ReasonCode(reason));
+                            return Box::pin(flush_then(stream, conn, Stop::Detached)).await;
+                        }
+                        None => {}
+                    }
+                    let Some(item) = rx.try_recv() else {
+                        if rx.is_closed() {
+                            return Stop::Ended(Ending::Abnormal);
+                        }
+                        continue;
+                    };
+                    Box::pin(outbound::write_batch(item, rx, conn, ctx)).await;
+                    if signals.drain.swap(false, Ordering::AcqRel) {
+                        let cmd = Cmd::Drained {
+                            client: Arc::clone(&conn.client_id),
+                            conn: conn.conn_id,
+                        };
+                        Box::pin(ctx.router.send(conn.partition, cmd)).await;
+                    }
+                }
+                Wake::Expired => {
                     tracing::info!(client_id = %conn.client_id, "credentials expired: disconnecting");
                     conn.disconnect(ReasonCode::MAXIMUM_CONNECT_TIME);
                     return Box::pin(flush_then(stream, conn, Stop::Ended(Ending::Abnormal))).await;
                 }
-                _ = &mut ka_timer => {
-                    let limit = keep_alive.unwrap_or(far);
-                    let due = last_read + limit;
+                Wake::KeepAlive => {
+                    let due = last_read + keep_alive.unwrap_or(FAR);
                     if Instant::now() >= due {
                         // No packet within 1.5 times the keep alive [MQTT-3.1.2-22].
                         conn.disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT);
-                        return Box::pin(flush_then(stream, conn, Stop::Ended(Ending::Abnormal))).await;
+                        return Box::pin(flush_then(stream, conn, Stop::Ended(Ending::Abnormal)))
+                            .await;
                     }
                     ka_timer.as_mut().reset(due.into());
                     // A connection that has gone quiet gives back what a burst grew.
@@ -586,11 +628,15 @@ where
                         *rbuf = BytesMut::with_capacity(READ_BUFFER);
                         read_size = READ_BUFFER;
                     }
+                    input::release_idle::<S>(rbuf);
                 }
             }
         }
     }
 }
+
+/// "Never" for timers that are not armed.
+const FAR: std::time::Duration = std::time::Duration::from_secs(86_400 * 365);
 
 /// Pause an MQTT 3.1.1 connection when queued bytes are over `maxQueuedBytes` or the
 /// store over `persistence.maxSize`; `true` when it is paused (now or already).
@@ -617,14 +663,14 @@ fn resume_if_below(conn: &mut Conn, ctx: &Context) -> bool {
 }
 
 /// A ticket completed or the store's durable position moved: acknowledgements may be due.
-async fn acks_progress(notify: &Notify, durable: &mut Option<watch::Receiver<u64>>) {
+async fn acks_progress(notify: &Notify, durable: Option<&mut watch::Receiver<u64>>) {
     tokio::select! {
         _ = notify.notified() => {}
         _ = durable_changed(durable) => {}
     }
 }
 
-async fn durable_changed(rx: &mut Option<watch::Receiver<u64>>) {
+async fn durable_changed(rx: Option<&mut watch::Receiver<u64>>) {
     match rx {
         Some(rx) => {
             if rx.changed().await.is_err() {
@@ -652,7 +698,7 @@ async fn settle_acks(conn: &mut Conn) {
             }
             tokio::select! {
                 _ = notify.notified() => {}
-                _ = durable_changed(&mut durable) => {}
+                _ = durable_changed(durable.as_mut()) => {}
             }
         }
     };

@@ -211,6 +211,33 @@ impl<T> MailboxRx<T> {
         .await
     }
 
+    /// Ready once there is an order, an item, or no sender left (what
+    /// [`MailboxRx::next`] would return without waiting). Nothing is taken, so the caller's
+    /// future holds no item: it asks [`MailboxRx::order`], then [`MailboxRx::try_recv`], then
+    /// [`MailboxRx::is_closed`].
+    pub async fn ready(&mut self) {
+        poll_fn(|cx| {
+            let mut st = self.shared.state.lock();
+            if st.order.is_some() || !st.queue.is_empty() || st.senders == 0 {
+                return Poll::Ready(());
+            }
+            park(&mut st, cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The order to close, if one came (it comes before queued items).
+    pub fn order(&self) -> Option<Order> {
+        self.shared.state.lock().order
+    }
+
+    /// Every sender is gone and nothing is left.
+    pub fn is_closed(&self) -> bool {
+        let st = self.shared.state.lock();
+        st.senders == 0 && st.queue.is_empty()
+    }
+
     /// The next item if one is waiting.
     pub fn try_recv(&mut self) -> Option<T> {
         pop(&mut self.shared.state.lock())
