@@ -196,3 +196,66 @@ async fn untrusted_server_certificate_is_saved_and_trusting_it_connects() -> Res
     sim.shutdown().await;
     Ok(())
 }
+
+/// Points the server refuses, or whose namespace it does not know, sit between good ones:
+/// each refusal names its point, and every good value still lands on its own point (the
+/// callback finds points by client handle), with its position and source timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_points_between_good_ones_keep_every_value_on_its_point() -> Result<()> {
+    let dir = TempDir::new()?;
+    let sim = Sim::start(sim_config(
+        &seeded_pki("sim", &dir.path().join("sim-pki")).await?,
+    ))
+    .await?;
+    let pki = seeded_pki("client", &dir.path().join("client-pki")).await?;
+    let mut cfg = client_config(sim.endpoint_url(), &pki);
+    cfg.security = Security::Require(SecurityMode::None, SecurityPolicy::None);
+    let mut ds = dataset("plc", &["Fast.Counter.0", "Fast.Sine.1", "Fast.Toggle.0"]);
+    let mut missing = ds.data_points[0].clone();
+    missing.name = "missing".into();
+    missing.node_id = "ns=2;s=Fast.Nothing.0".into();
+    let mut elsewhere = ds.data_points[0].clone();
+    elsewhere.name = "elsewhere".into();
+    elsewhere.node_id = "nsu=urn:not-on-this-server;s=X".into();
+    // Order: Counter, missing (refused by the server), Sine, elsewhere (refused before
+    // asking), Toggle.
+    ds.data_points.insert(1, missing);
+    ds.data_points.insert(3, elsewhere);
+    let (conn, mut rx) = Connection::start(cfg, vec![ds], vec![])?;
+    wait_status(&conn, "connected", |s| *s == EndpointStatus::Connected).await?;
+    let good = ["Fast.Counter.0", "Fast.Sine.1", "Fast.Toggle.0"];
+    let mut points = good.to_vec();
+    points.extend(["missing", "elsewhere"]);
+    let seen = distinct_values(&mut rx, &points, 1).await?;
+    for refused in ["missing", "elsewhere"] {
+        let c = &seen[refused][0];
+        ensure!(
+            c.status.symbol() == "BadNodeIdUnknown" && c.value.is_null(),
+            "{refused}: {:?}",
+            c
+        );
+    }
+    ensure!(seen["missing"][0].index == 1 && seen["elsewhere"][0].index == 3);
+    let seen = distinct_values(&mut rx, &good, 2).await?;
+    for (point, index) in good.iter().zip([0u32, 2, 4]) {
+        for c in &seen[*point] {
+            ensure!(c.index == index, "{point} at position {}", c.index);
+            ensure!(c.status.is_good() && c.source_timestamp.is_some(), "{c:?}");
+        }
+    }
+    ensure!(
+        seen["Fast.Counter.0"].iter().all(|c| c.value.is_u64()),
+        "counter values"
+    );
+    ensure!(
+        seen["Fast.Sine.1"].iter().all(|c| c.value.is_f64()),
+        "sine values"
+    );
+    ensure!(
+        seen["Fast.Toggle.0"].iter().all(|c| c.value.is_boolean()),
+        "toggle values"
+    );
+    conn.shutdown().await;
+    sim.shutdown().await;
+    Ok(())
+}

@@ -7,7 +7,7 @@
 //! [`MAX_ITEMS_PER_SUBSCRIPTION`] data points and each event source one subscription.
 //! Items the server refuses are reported once as a [`DataChange`] with the refusal status.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -279,7 +279,12 @@ async fn create_dataset_chunk(
     sink: &Sink,
     next_handle: &mut u32,
 ) -> Result<(), opcua_types::Error> {
-    let mut names: HashMap<u32, (Arc<str>, u32)> = HashMap::new();
+    // Handles of one chunk are taken one after the other, so the callback finds a point by
+    // subtraction instead of hashing every value's handle.
+    let mut points = PointHandles {
+        first: *next_handle,
+        points: Vec::with_capacity(chunk.len()),
+    };
     let mut requests = Vec::new();
     for point in chunk {
         let Some(node_id) = point.node.resolve(namespaces) else {
@@ -287,7 +292,7 @@ async fn create_dataset_chunk(
             continue;
         };
         let handle = take_handle(next_handle);
-        names.insert(handle, (point.name.clone(), point.index));
+        points.points.push((point.name.clone(), point.index));
         requests.push(item_request(
             node_id,
             AttributeId::Value,
@@ -300,21 +305,24 @@ async fn create_dataset_chunk(
     if requests.is_empty() {
         return Ok(());
     }
+    let points = Arc::new(points);
     let callback = DatasetCallback {
         dataset: ds.name.clone(),
-        names: names.clone(),
+        points: points.clone(),
         sink: sink.clone(),
     };
     let sub = session
         .create_subscription(ds.publishing_interval, 60, 10, 0, 0, true, callback)
         .await?;
+    // Only the source timestamp goes into the messages: asking for the server's too would
+    // make the server encode, and the session task decode, a second timestamp per value.
     let results = session
-        .create_monitored_items(sub, TimestampsToReturn::Both, requests)
+        .create_monitored_items(sub, TimestampsToReturn::Source, requests)
         .await?;
     for r in results {
         let status = r.result.status_code;
         if !status.is_good() {
-            if let Some((name, index)) = names.get(&r.requested_parameters.client_handle) {
+            if let Some((name, index)) = points.get(r.requested_parameters.client_handle) {
                 refuse_item(sink, &ds.name, name, *index, status);
             }
         }
@@ -322,12 +330,30 @@ async fn create_dataset_chunk(
     Ok(())
 }
 
+/// The data points of one subscription by client handle: `first` is the first point's
+/// handle, the others follow without gaps (handles count up from 1 on every new session,
+/// so they never wrap).
+struct PointHandles {
+    first: u32,
+    points: Vec<(Arc<str>, u32)>,
+}
+
+impl PointHandles {
+    fn get(&self, handle: u32) -> Option<&(Arc<str>, u32)> {
+        let i = handle.checked_sub(self.first)?;
+        self.points.get(usize::try_from(i).ok()?)
+    }
+}
+
 /// A dataset subscription's callback: each notification message of the server becomes one
 /// [`Notification::Data`], so the connector publishes what the server grouped together and
-/// the channel carries one entry per publishing interval, not one per value.
+/// the channel carries one entry per publishing interval, not one per value. It runs on
+/// the session's task, which decodes every response of the session one after the other,
+/// so it does as little per value as it can: the heavier work (frames, payload) happens
+/// on the dataset's own task.
 struct DatasetCallback {
     dataset: Arc<str>,
-    names: HashMap<u32, (Arc<str>, u32)>,
+    points: Arc<PointHandles>,
     sink: Sink,
 }
 
@@ -349,8 +375,10 @@ impl OnSubscriptionNotificationCore for DatasetCallback {
             let Some(v) = obj.into_inner_as::<DataChangeNotification>() else {
                 continue;
             };
-            for item in v.monitored_items.into_iter().flatten() {
-                if let Some((name, index)) = self.names.get(&item.client_handle) {
+            let items = v.monitored_items.unwrap_or_default();
+            changes.reserve(items.len());
+            for item in items {
+                if let Some((name, index)) = self.points.get(item.client_handle) {
                     changes.push(data_change(&self.dataset, name, *index, item.value));
                 }
             }
