@@ -28,9 +28,7 @@ use tokio::sync::oneshot;
 use crate::connection::Context;
 use crate::message::Message;
 use crate::router::mailbox::{mailbox, MailboxRx, Next};
-use crate::router::{
-    AckKind, Cmd, ConnSignals, ConnectRequest, Delivery, Ending, Outgoing, Ticket,
-};
+use crate::router::{AckKind, Cmd, ConnectRequest, Delivery, Ending, Outgoing, Ticket};
 
 /// Outgoing channel capacity of an in-process client.
 const CAPACITY: usize = 1024;
@@ -100,7 +98,6 @@ pub struct LocalClient {
     conn_id: u64,
     partition: usize,
     rx: MailboxRx<Outgoing>,
-    signals: Arc<ConnSignals>,
     /// Deliveries that arrived while waiting for a SUBACK/UNSUBACK.
     pending: VecDeque<Received>,
     next_packet_id: u16,
@@ -115,7 +112,6 @@ impl LocalClient {
         let client_id: Arc<str> = o.client_id.into();
         let conn_id = ctx.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mailbox(CAPACITY);
-        let signals = Arc::new(ConnSignals::default());
         let (reply, reply_rx) = oneshot::channel();
         let request = ConnectRequest {
             client_id: Arc::clone(&client_id),
@@ -128,7 +124,6 @@ impl LocalClient {
             opted_in: false,
             window: o.receive_maximum.max(1),
             tx,
-            signals: Arc::clone(&signals),
             details: None,
             connack: ConnAck {
                 session_present: false,
@@ -152,7 +147,6 @@ impl LocalClient {
             conn_id,
             partition,
             rx,
-            signals,
             pending: VecDeque::new(),
             next_packet_id: 1,
             closed: false,
@@ -363,7 +357,7 @@ impl LocalClient {
                 return Err(LocalError::Closed);
             }
         };
-        if self.rx.is_empty() && self.signals.drain.swap(false, Ordering::AcqRel) {
+        if self.rx.is_empty() && self.rx.signals().drain.swap(false, Ordering::AcqRel) {
             let cmd = Cmd::Drained {
                 client: Arc::clone(&self.client_id),
                 conn: self.conn_id,

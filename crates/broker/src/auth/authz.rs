@@ -197,7 +197,7 @@ impl Authorization {
 
 impl Principals {
     fn matches(&self, p: &Principal) -> bool {
-        self.client_ids.contains(&p.client_id)
+        self.client_ids.iter().any(|id| **id == *p.client_id)
             || p.username
                 .as_ref()
                 .is_some_and(|u| self.usernames.contains(u))

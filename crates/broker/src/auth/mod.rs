@@ -51,7 +51,8 @@ pub mod code {
 /// Who a connection is, as authorization sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Principal {
-    pub client_id: String,
+    /// Shared with the connection's own client id: one copy per connection.
+    pub client_id: Arc<str>,
     pub username: Option<String>,
     pub attributes: BTreeMap<String, String>,
 }

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::Context;
 use crate::auth::{code, ClientCerts, Credentials, ListenerAuth, Principal, Verdict};
 use crate::router::mailbox::MailboxTx;
-use crate::router::{ClientDetails, Cmd, ConnSignals, ConnectRequest, Outgoing, WillMsg};
+use crate::router::{ClientDetails, Cmd, ConnectRequest, Outgoing, WillMsg};
 use crate::stats::{ConnectOutcomes, Refusal};
 
 /// What the rest of the connection needs after a successful CONNECT.
@@ -110,11 +110,10 @@ fn peek_level(buf: &[u8]) -> Option<u8> {
 }
 
 /// The connection's side of the attachment: its id, the channel the partition writes to,
-/// the shared signals, and what authentication needs to know about the transport.
+/// and what authentication needs to know about the transport.
 pub struct Attachment<'a> {
     pub conn_id: u64,
     pub tx: MailboxTx<Outgoing>,
-    pub signals: Arc<ConnSignals>,
     pub auth: &'a Arc<ListenerAuth>,
     pub certs: Option<ClientCerts>,
     /// The listener's name and the client's address, for the connected-clients snapshot.
@@ -181,7 +180,6 @@ async fn attach_session<S: AsyncWrite + Unpin>(
     let Attachment {
         conn_id,
         tx,
-        signals,
         auth,
         certs,
         listener,
@@ -341,12 +339,13 @@ async fn attach_session<S: AsyncWrite + Unpin>(
             .is_some_and(|st| st.policy.opted_in(&c.properties)),
         window,
         tx,
-        signals,
         details: Some(Arc::new(ClientDetails {
-            username: principal.username.clone(),
+            username: principal.username.as_deref().map(Box::from),
             listener: Arc::clone(&listener),
             remote: peer,
-            connected_at: SystemTime::now(),
+            connected_at_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         })),
         connack: ConnAck {
             session_present: false,
@@ -400,7 +399,7 @@ async fn authenticate(
     outcomes: &ConnectOutcomes,
 ) -> Result<(Principal, Option<SystemTime>), (u8, Refusal)> {
     let mut principal = Principal {
-        client_id: client_id.to_string(),
+        client_id: Arc::clone(client_id),
         username: c.username.clone(),
         attributes: Default::default(),
     };

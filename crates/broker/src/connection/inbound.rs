@@ -224,8 +224,8 @@ async fn reauthenticate(a: edgeplane_codec::Auth, conn: &mut Conn) -> Option<Sto
             conn.expiry = renewal.expiry;
             if let Some(attributes) = renewal.attributes {
                 // Cached decisions were for the old principal.
-                conn.principal.attributes = attributes;
-                conn.authz_cache = crate::auth::DecisionCache::default();
+                Arc::make_mut(&mut conn.principal).attributes = attributes;
+                conn.authz_cache = None;
             }
             let mut ok = edgeplane_codec::Auth {
                 reason: ReasonCode::SUCCESS,
@@ -315,6 +315,7 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
         || conn.auth.authorization().is_some_and(|a| {
             !conn
                 .authz_cache
+                .get_or_insert_with(Default::default)
                 .allows_publish(&a, &conn.principal, &p.topic)
         });
     if conn.over_memory && p.qos == QoS::AtMostOnce && !denied {
@@ -397,13 +398,15 @@ async fn publish(mut p: Publish, conn: &mut Conn, ctx: &Context) -> Option<Stop>
                 // written once every partition has routed it (see `Ticket`).
                 let commit = (qos == QoS::ExactlyOnce && conn.persist).then_some(packet_id);
                 let parts = ctx.router.partitions();
-                ticket = Some(Ticket::new(parts, Arc::clone(&conn.ack_notify), commit));
+                // Made at the first ticket: most connections never wait for one.
+                let notify = conn.ack_notify.get_or_insert_with(Default::default);
+                ticket = Some(Ticket::new(parts, Arc::clone(notify), commit));
             }
             let max_expiry = ctx.settings.clients.max_message_expiry_secs;
             let mut msg = Message::from_publish(p, Some(Arc::clone(&conn.client_id)), max_expiry);
             if crate::message::carries_publisher(&msg.topic) {
                 msg.publisher = Some(Arc::new(crate::message::Publisher::Client {
-                    principal: conn.principal.clone(),
+                    principal: crate::auth::Principal::clone(&conn.principal),
                     auth: Arc::clone(&conn.auth),
                     conn: Some(conn.conn_id),
                 }));

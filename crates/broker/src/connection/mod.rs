@@ -24,7 +24,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::auth::{ClientCerts, DecisionCache, ListenerAuth, Principal};
 use crate::router::mailbox::{mailbox, MailboxRx, MailboxTx, Order};
-use crate::router::{Cmd, ConnSignals, Ending, Outgoing, Router, Ticket};
+use crate::router::{Cmd, Ending, Outgoing, Router, Ticket};
 use crate::settings::Settings;
 use crate::stats::Stats;
 use crate::store::{Record, Store};
@@ -71,8 +71,12 @@ struct Conn {
     conn_id: u64,
     partition: usize,
     session_expiry: u32,
-    client_max_packet: usize,
+    client_max_packet: u32,
     client_alias_max: u16,
+    /// The client must send something within this many milliseconds (1.5 times its keep
+    /// alive); `None`: no limit. Milliseconds in a `u32` (at most 98,302,500): every byte of
+    /// `Conn` is held by every idle connection.
+    keep_alive_ms: Option<std::num::NonZeroU32>,
     /// State most connections never use (topic aliases, QoS 2 receipts, packets held back
     /// while paused, the enhanced-authentication method), made on first use: every idle
     /// connection holds a `Conn`.
@@ -82,18 +86,20 @@ struct Conn {
     /// PUBACK/PUBREC owed to the client, in the order of its PUBLISH packets
     /// [MQTT-4.6.0-2], each going out once its ticket says the message is durable.
     acks: VecDeque<(Option<Arc<Ticket>>, OwedAck)>,
-    /// Woken when a ticket completes.
-    ack_notify: Arc<Notify>,
+    /// Woken when a ticket completes; made with the first ticket.
+    ack_notify: Option<Arc<Notify>>,
     /// The durable store, if any, and its durable LSN.
     store: Option<(Arc<Store>, watch::Receiver<u64>)>,
     /// DISCONNECT to send after the pending acknowledgements.
     final_disconnect: Option<ReasonCode>,
     wbuf: BytesMut,
-    /// Who the client is, for authorization of each PUBLISH and SUBSCRIBE.
-    principal: Principal,
+    /// Who the client is, for authorization of each PUBLISH and SUBSCRIBE (shared: 8 B
+    /// here instead of 72 in every connection's task).
+    principal: Arc<Principal>,
     auth: Arc<ListenerAuth>,
-    /// PUBLISH decisions remembered under the current policy.
-    authz_cache: DecisionCache,
+    /// PUBLISH decisions remembered under the current policy; made at the first PUBLISH
+    /// a policy decides, so subscribers and ports without authorization hold none.
+    authz_cache: Option<Box<DecisionCache>>,
     /// Backpressure on an MQTT 3.1.1 publisher: while queued bytes are over
     /// `maxQueuedBytes`, its PUBLISH (and whatever follows one) is held back unhandled in
     /// `deferred` until they fall below the low-water mark; acknowledgements and pings still
@@ -147,6 +153,12 @@ pub(crate) struct OwedAck {
 }
 
 impl Conn {
+    /// How long the client may stay silent (1.5 times its keep alive), if limited.
+    fn keep_alive(&self) -> Option<std::time::Duration> {
+        self.keep_alive_ms
+            .map(|ms| std::time::Duration::from_millis(u64::from(ms.get())))
+    }
+
     /// The rarely used state, made on first use.
     fn rare(&mut self) -> &mut Rare {
         self.rare.get_or_insert_with(Box::default)
@@ -256,14 +268,13 @@ where
         let conn_id = ctx.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
         let (tx, mut rx) = mailbox(OUTGOING_CAPACITY);
-        let signals = Arc::new(ConnSignals::default());
         // Boxed: what only CONNECT needs (the origin, the CONNECT packet, the handshake's
         // futures) would otherwise keep its place in this future for the connection's life.
-        let Some((mut conn, keep_alive)) = Box::pin(establish(
+        let Some(mut conn) = Box::pin(establish(
             &mut stream,
             &mut rbuf,
             origin,
-            (conn_id, tx, Arc::clone(&signals)),
+            (conn_id, tx),
             &ctx,
         ))
         .await
@@ -271,16 +282,7 @@ where
             return;
         };
         Box::pin(write_connack(&mut rx, &mut conn, &ctx)).await;
-        let stop = run(
-            &mut stream,
-            &mut rbuf,
-            &mut rx,
-            &mut conn,
-            &ctx,
-            &signals,
-            keep_alive,
-        )
-        .await;
+        let stop = run(&mut stream, &mut rbuf, &mut rx, &mut conn, &ctx).await;
         if conn.paused {
             Stats::sub(&ctx.stats.reads_paused_now, 1);
         }
@@ -321,9 +323,9 @@ async fn establish<S>(
     stream: &mut S,
     rbuf: &mut BytesMut,
     origin: Box<Origin>,
-    (conn_id, tx, signals): (u64, MailboxTx<Outgoing>, Arc<ConnSignals>),
+    (conn_id, tx): (u64, MailboxTx<Outgoing>),
     ctx: &Context,
-) -> Option<(Conn, Option<std::time::Duration>)>
+) -> Option<Conn>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -342,7 +344,6 @@ where
     let attachment = handshake::Attachment {
         conn_id,
         tx,
-        signals,
         auth: &auth,
         certs,
         listener,
@@ -373,12 +374,15 @@ where
         client_id,
         conn_id,
         session_expiry,
-        client_max_packet,
+        client_max_packet: u32::try_from(client_max_packet).unwrap_or(u32::MAX),
         client_alias_max,
+        keep_alive_ms: keep_alive.and_then(|d| {
+            std::num::NonZeroU32::new(u32::try_from(d.as_millis()).unwrap_or(u32::MAX))
+        }),
         rare: Rare::after_connect(incoming_qos2, auth_method),
         persist,
         acks: VecDeque::new(),
-        ack_notify: Arc::new(Notify::new()),
+        ack_notify: None,
         store: ctx
             .router
             .store
@@ -386,16 +390,16 @@ where
             .map(|st| (Arc::clone(st), st.watch_durable())),
         final_disconnect: None,
         wbuf: BytesMut::new(),
-        principal,
+        principal: Arc::new(principal),
         auth,
-        authz_cache: DecisionCache::default(),
+        authz_cache: None,
         paused: false,
         deferred_bytes: 0,
         over_memory: false,
         over_disk: false,
         expiry,
     };
-    Some((conn, keep_alive))
+    Some(conn)
 }
 
 /// CONNACK goes out before the answer to any packet pipelined behind CONNECT
@@ -464,15 +468,13 @@ fn run<'a, S>(
     rx: &'a mut MailboxRx<Outgoing>,
     conn: &'a mut Conn,
     ctx: &'a Context,
-    signals: &'a ConnSignals,
-    keep_alive: Option<std::time::Duration>,
 ) -> impl std::future::Future<Output = Stop> + Send + 'a
 where
     S: Input + AsyncWrite + Send,
 {
     async move {
         let mut last_read = Instant::now();
-        let ka_timer = tokio::time::sleep(keep_alive.unwrap_or(FAR));
+        let ka_timer = tokio::time::sleep(conn.keep_alive().unwrap_or(FAR));
         tokio::pin!(ka_timer);
         // Armed at the credentials' expiry; re-armed when re-authentication moves it.
         // Boxed and made only when needed: most connections have no expiry, and every byte of
@@ -536,7 +538,7 @@ where
                 pause_timer = Some(Box::pin(tokio::time::sleep(PAUSE_POLL)));
             }
             let acks_due = !conn.acks.is_empty();
-            let ack_notify = &conn.ack_notify;
+            let ack_notify = conn.ack_notify.as_deref();
             let durable = conn.store.as_mut().map(|(_, d)| d);
             let wake = tokio::select! {
                 biased;
@@ -588,7 +590,7 @@ where
                     match rx.order() {
                         Some(Order::Shutdown) => return Stop::Shutdown,
                         Some(Order::Kill) => {
-                            let reason = signals.kill_reason.load(Ordering::Acquire);
+                            let reason = rx.signals().kill_reason.load(Ordering::Acquire);
                             conn.disconnect(ReasonCode(reason));
                             return Box::pin(flush_then(stream, conn, Stop::Detached)).await;
                         }
@@ -601,7 +603,7 @@ where
                         continue;
                     };
                     Box::pin(outbound::write_batch(item, rx, conn, ctx)).await;
-                    if signals.drain.swap(false, Ordering::AcqRel) {
+                    if rx.signals().drain.swap(false, Ordering::AcqRel) {
                         let cmd = Cmd::Drained {
                             client: Arc::clone(&conn.client_id),
                             conn: conn.conn_id,
@@ -615,7 +617,7 @@ where
                     return Box::pin(flush_then(stream, conn, Stop::Ended(Ending::Abnormal))).await;
                 }
                 Wake::KeepAlive => {
-                    let due = last_read + keep_alive.unwrap_or(FAR);
+                    let due = last_read + conn.keep_alive().unwrap_or(FAR);
                     if Instant::now() >= due {
                         // No packet within 1.5 times the keep alive [MQTT-3.1.2-22].
                         conn.disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT);
@@ -663,10 +665,18 @@ fn resume_if_below(conn: &mut Conn, ctx: &Context) -> bool {
 }
 
 /// A ticket completed or the store's durable position moved: acknowledgements may be due.
-async fn acks_progress(notify: &Notify, durable: Option<&mut watch::Receiver<u64>>) {
+async fn acks_progress(notify: Option<&Notify>, durable: Option<&mut watch::Receiver<u64>>) {
     tokio::select! {
-        _ = notify.notified() => {}
+        _ = notified(notify) => {}
         _ = durable_changed(durable) => {}
+    }
+}
+
+/// A ticket completed (never, for a connection that has made none).
+async fn notified(notify: Option<&Notify>) {
+    match notify {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -688,7 +698,7 @@ const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 /// QoS 2 messages are committed even if their acknowledgement cannot be written any more,
 /// so their deliveries are not held forever; the publisher's re-sent copy is recognised.
 async fn settle_acks(conn: &mut Conn) {
-    let notify = Arc::clone(&conn.ack_notify);
+    let notify = conn.ack_notify.clone();
     let mut durable = conn.store.as_ref().map(|(_, d)| d.clone());
     let settle = async {
         loop {
@@ -697,7 +707,7 @@ async fn settle_acks(conn: &mut Conn) {
                 break;
             }
             tokio::select! {
-                _ = notify.notified() => {}
+                _ = notified(notify.as_deref()) => {}
                 _ = durable_changed(durable.as_mut()) => {}
             }
         }
@@ -724,23 +734,24 @@ async fn flush_then<S: AsyncWrite + Unpin>(stream: &mut S, conn: &mut Conn, stop
 mod tests {
     use super::*;
 
-    fn output_size<F, A, B, C, D, E, G, H, R>(_: F) -> usize
+    fn output_size<F, A, B, C, D, E, R>(_: F) -> usize
     where
-        F: FnOnce(A, B, C, D, E, G, H) -> R,
+        F: FnOnce(A, B, C, D, E) -> R,
     {
         std::mem::size_of::<R>()
     }
 
     /// The main loop's future is held by every idle connection: rarely taken paths (closing,
     /// expiry, paused reads, waiting for the store) are boxed so they cost nothing until
-    /// used, and rarely used state is boxed out of `Conn`. 568 bytes in debug and release
-    /// builds of 2026-12-03 (984 the day before); `Conn` is 320 bytes (512).
+    /// used, the `select!` hands out plain values, and rarely used state is boxed out of
+    /// `Conn`. 432 bytes in a release build of 2026-12-03 (984 the day before); `Conn` is 208
+    /// bytes (512).
     #[test]
     fn the_main_loop_future_stays_small() {
         let run = output_size(run::<tokio::net::TcpStream>);
         let conn = std::mem::size_of::<Conn>();
         eprintln!("run future {run} B, Conn {conn} B");
-        assert!(run <= 608, "the connection main loop future is {run} bytes");
-        assert!(conn <= 352, "Conn is {conn} bytes");
+        assert!(run <= 448, "the connection main loop future is {run} bytes");
+        assert!(conn <= 224, "Conn is {conn} bytes");
     }
 }

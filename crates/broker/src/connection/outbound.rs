@@ -63,7 +63,7 @@ async fn deliver(conn: &mut Conn, d: Delivery, ctx: &Context) {
         payload: &msg.payload,
     };
     let size = edgeplane_codec::publish_view_len(&view, conn.version);
-    if size > conn.client_max_packet {
+    if size > conn.client_max_packet as usize {
         // Too large for the client: discard as if sent [MQTT-3.1.2-25].
         Stats::add(&ctx.stats.dropped_oversize, 1);
         if d.qos != QoS::AtMostOnce {

@@ -20,11 +20,20 @@ use super::{Cmd, Router};
 /// What a connection tells its session about itself when it attaches.
 #[derive(Debug)]
 pub struct ClientDetails {
-    pub username: Option<String>,
+    pub username: Option<Box<str>>,
     /// Name of the listener the client connected through.
     pub listener: Arc<str>,
     pub remote: SocketAddr,
-    pub connected_at: SystemTime,
+    /// When, in milliseconds since the Unix epoch: one of these per connected client, and
+    /// 72 B of fields keep the allocation in a 96 B chunk (a `SystemTime` and a `String`
+    /// made it 112 B).
+    pub connected_at_ms: u64,
+}
+
+impl ClientDetails {
+    pub fn connected_at(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.connected_at_ms)
+    }
 }
 
 /// One connected client as the snapshot shows it.

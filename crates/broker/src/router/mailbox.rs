@@ -29,6 +29,8 @@ use std::task::{Poll, Waker};
 
 use parking_lot::Mutex;
 
+use super::ConnSignals;
+
 /// Queue capacity kept after draining; a queue that grew beyond it for a burst is freed.
 const KEEP: usize = 32;
 
@@ -36,15 +38,19 @@ struct State<T> {
     queue: VecDeque<T>,
     /// The receiver, parked while the queue is empty.
     waker: Option<Waker>,
-    senders: usize,
+    /// `u32`, like `capacity`: the mailbox is allocated per connection, so its size counts.
+    senders: u32,
     receiver_gone: bool,
     /// The order to close, if one came (the first one stands).
     order: Option<Order>,
 }
 
 struct Shared<T> {
-    capacity: usize,
+    capacity: u32,
     state: Mutex<State<T>>,
+    /// Flags both sides read without the lock; here rather than in an `Arc` of their own,
+    /// which every connection would pay for in one more allocation.
+    signals: ConnSignals,
 }
 
 /// Why [`MailboxTx::try_send`] gave the item back.
@@ -88,7 +94,7 @@ pub struct MailboxRx<T> {
 /// A mailbox holding at most `capacity` items (at least one).
 pub fn mailbox<T>(capacity: usize) -> (MailboxTx<T>, MailboxRx<T>) {
     let shared = Arc::new(Shared {
-        capacity: capacity.max(1),
+        capacity: u32::try_from(capacity.max(1)).unwrap_or(u32::MAX),
         state: Mutex::new(State {
             queue: VecDeque::new(),
             waker: None,
@@ -96,6 +102,7 @@ pub fn mailbox<T>(capacity: usize) -> (MailboxTx<T>, MailboxRx<T>) {
             receiver_gone: false,
             order: None,
         }),
+        signals: ConnSignals::default(),
     });
     let tx = MailboxTx {
         shared: Arc::clone(&shared),
@@ -104,6 +111,11 @@ pub fn mailbox<T>(capacity: usize) -> (MailboxTx<T>, MailboxRx<T>) {
 }
 
 impl<T> MailboxTx<T> {
+    /// The flags shared with the receiving connection.
+    pub fn signals(&self) -> &ConnSignals {
+        &self.shared.signals
+    }
+
     /// Queue `item` without waiting, waking the receiver if it is parked.
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
         let waker = {
@@ -111,7 +123,7 @@ impl<T> MailboxTx<T> {
             if st.receiver_gone {
                 return Err(TrySendError::Closed(item));
             }
-            if st.queue.len() >= self.shared.capacity {
+            if st.queue.len() >= self.shared.capacity as usize {
                 return Err(TrySendError::Full(item));
             }
             st.queue.push_back(item);
@@ -176,6 +188,11 @@ impl<T> Drop for MailboxTx<T> {
 }
 
 impl<T> MailboxRx<T> {
+    /// The flags shared with the sending partition.
+    pub fn signals(&self) -> &ConnSignals {
+        &self.shared.signals
+    }
+
     /// The next item, waiting for one; `None` once all senders are gone and nothing is left.
     pub async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| {

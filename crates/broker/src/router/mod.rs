@@ -195,7 +195,6 @@ pub struct ConnectRequest {
     /// How many QoS 1/2 messages we may have in flight towards the client.
     pub window: u16,
     pub tx: mailbox::MailboxTx<Outgoing>,
-    pub signals: Arc<ConnSignals>,
     /// What the connection knows of the client, for the connected-clients snapshot.
     pub details: Option<Arc<ClientDetails>>,
     /// CONNACK to send once the session is attached; the partition fills Session Present.

@@ -2,7 +2,7 @@
 //! messages, QoS 2 receive state, will, expiry. It outlives connections and holds nothing
 //! tied to a socket except the optional handle of the attached connection.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -10,14 +10,13 @@ use edgeplane_codec::{ProtocolVersion, SubOptions};
 
 use super::mailbox::{MailboxTx, TrySendError};
 use super::queue::Queue;
-use super::{ConnSignals, Delivery, Outgoing, WillMsg};
+use super::{Delivery, Outgoing, WillMsg};
 use crate::store::{Record, Store};
 
 /// The connection currently attached to a session.
 pub struct Conn {
     pub id: u64,
     pub tx: MailboxTx<Outgoing>,
-    pub signals: Arc<ConnSignals>,
     pub window: u16,
     /// Who connected, through which listener, from where (none for in-process clients).
     pub details: Option<Arc<super::clients::ClientDetails>>,
@@ -35,7 +34,9 @@ pub struct Session {
     pub conn: Option<Conn>,
     /// Raw filters as subscribed (including `$share/...`), with their options and
     /// subscription identifier (the trie and shared groups hold copies for matching).
-    pub subs: HashMap<String, (SubOptions, Option<u32>)>,
+    /// A `BTreeMap`: 24 B and no allocation when empty (a `HashMap` is 48 B), and a session
+    /// holds few filters.
+    pub subs: BTreeMap<String, (SubOptions, Option<u32>)>,
     /// Control packets and re-sends that must go out before queued messages.
     pub control: VecDeque<Outgoing>,
     /// Messages not yet handed to the connection, their bytes accounted broker-wide.
@@ -124,7 +125,7 @@ impl Session {
             client_id,
             version,
             conn: None,
-            subs: HashMap::new(),
+            subs: BTreeMap::new(),
             control: VecDeque::new(),
             queue,
             inflight: BTreeMap::new(),
@@ -165,7 +166,7 @@ impl Session {
             Ok(()) => Offer::Sent,
             Err(TrySendError::Closed(item)) => Offer::Gone(item),
             Err(TrySendError::Full(item)) => {
-                conn.signals.drain.store(true, Ordering::Release);
+                conn.tx.signals().drain.store(true, Ordering::Release);
                 // The connection may have emptied the channel before seeing the flag: retry
                 // once so that either this succeeds or a `Drained` is guaranteed to follow.
                 match conn.tx.try_send(item) {
@@ -181,7 +182,10 @@ impl Session {
     /// attached until the caller detaches it.
     pub fn signal_kill(&self, reason: u8) {
         if let Some(conn) = &self.conn {
-            conn.signals.kill_reason.store(reason, Ordering::Release);
+            conn.tx
+                .signals()
+                .kill_reason
+                .store(reason, Ordering::Release);
             conn.tx.kill();
         }
     }

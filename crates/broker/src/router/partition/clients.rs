@@ -25,11 +25,11 @@ impl Partition {
             }
             clients.push(ClientInfo {
                 client_id: s.client_id.to_string(),
-                username: details.username.clone(),
+                username: details.username.as_deref().map(str::to_owned),
                 version: s.version,
                 listener: details.listener.to_string(),
                 remote: details.remote,
-                connected_since: details.connected_at,
+                connected_since: details.connected_at(),
                 subscriptions: s.subs.len(),
                 queued_messages: s.queue.len(),
                 queued_bytes: s.queue.bytes(),

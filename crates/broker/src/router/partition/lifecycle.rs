@@ -85,7 +85,6 @@ impl Partition {
         s.conn = Some(Conn {
             id: req.conn_id,
             tx: req.tx,
-            signals: req.signals,
             window: req.window.max(1),
             details: req.details,
         });
@@ -236,7 +235,7 @@ impl Partition {
         if let Some(w) = s.will.take() {
             self.publish_will(&s.client_id, w);
         }
-        for (raw, _) in s.subs.drain() {
+        for (raw, _) in std::mem::take(&mut s.subs) {
             self.remove_subscription(idx, &s.client_id, &raw, s.internal);
         }
     }
