@@ -52,6 +52,7 @@ mod persistence;
 mod resource;
 mod schema;
 mod secret;
+mod watch;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,7 @@ pub use resource::{
     AIO_DEVICE_REGISTRY_API_VERSIONS, CORE_API_VERSION, EDGEPLANE_API_VERSION,
 };
 pub use secret::{SecretData, TLS_CERT_KEY, TLS_KEY_KEY, TLS_SECRET_TYPE};
+pub use watch::FolderWatch;
 
 /// Everything a configuration folder declares, validated and resolved.
 ///

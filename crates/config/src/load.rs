@@ -531,7 +531,7 @@ fn location(r: &ResourceRef) -> String {
     format!("{}:{}", r.file.display(), r.line)
 }
 
-fn is_manifest(path: &Path) -> bool {
+pub(crate) fn is_manifest(path: &Path) -> bool {
     let extension_ok = path
         .extension()
         .and_then(|e| e.to_str())

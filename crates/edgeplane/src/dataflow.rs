@@ -52,10 +52,13 @@ pub fn keep_applied(dir: Option<PathBuf>, data_dir: Option<PathBuf>, mut flows: 
         let mut tick = tokio::time::interval(RELOAD_PERIOD);
         tick.tick().await;
         let mut last_error = String::new();
+        let folder = crate::folder::Folder::new(&dir);
         loop {
             tick.tick().await;
-            let plans = edgeplane_config::load_dir(&dir)
-                .and_then(|config| resources::plans(&config, data_dir.as_deref()));
+            let Some(loaded) = folder.changed().await else {
+                continue;
+            };
+            let plans = loaded.and_then(|config| resources::plans(&config, data_dir.as_deref()));
             match plans {
                 Err(e) => {
                     let text = e.to_string();

@@ -422,11 +422,13 @@ pub fn spawn_reload(dir: PathBuf, mut watched: Watched) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RELOAD_PERIOD);
         tick.tick().await;
+        let folder = crate::folder::Folder::new(&dir);
         loop {
             tick.tick().await;
-            let config = match edgeplane_config::load_dir(&dir) {
-                Ok(c) => c,
-                Err(e) => {
+            let config = match folder.changed().await {
+                None => continue,
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
                     tracing::warn!(dir = %dir.display(), errors = %e, "configuration changed but is invalid; nothing reloaded");
                     continue;
                 }

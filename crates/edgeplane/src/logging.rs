@@ -109,9 +109,10 @@ impl LevelControl {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RELOAD_PERIOD);
             tick.tick().await;
+            let folder = crate::folder::Folder::new(&dir);
             loop {
                 tick.tick().await;
-                if let Ok(config) = edgeplane_config::load_dir(&dir) {
+                if let Some(Ok(config)) = folder.changed().await {
                     self.set(config.broker.log_level.as_deref());
                 }
             }

@@ -16,6 +16,7 @@ use logging::LogFormat;
 
 mod certs;
 mod dataflow;
+mod folder;
 mod listeners;
 mod logging;
 mod opcua;

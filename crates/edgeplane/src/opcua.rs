@@ -269,9 +269,13 @@ pub async fn start(
 /// no longer loads keeps the last good resources (the error is logged once).
 async fn reload(dir: PathBuf, registry: Registry, mut last: edgeplane_config::Config) {
     let mut last_error = None;
+    let folder = crate::folder::Folder::new(&dir);
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        match edgeplane_config::load_dir(&dir) {
+        let Some(loaded) = folder.changed().await else {
+            continue;
+        };
+        match loaded {
             Ok(config) => {
                 last_error = None;
                 let same = config.devices == last.devices
