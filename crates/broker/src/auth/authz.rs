@@ -200,7 +200,7 @@ impl Principals {
         self.client_ids.iter().any(|id| **id == *p.client_id)
             || p.username
                 .as_ref()
-                .is_some_and(|u| self.usernames.contains(u))
+                .is_some_and(|u| self.usernames.iter().any(|n| **n == **u))
             || self.attributes.iter().any(|set| {
                 !set.is_empty() && set.iter().all(|(k, v)| p.attributes.get(k) == Some(v))
             })

@@ -53,7 +53,8 @@ pub mod code {
 pub struct Principal {
     /// Shared with the connection's own client id: one copy per connection.
     pub client_id: Arc<str>,
-    pub username: Option<String>,
+    /// `Box<str>`: 8 B less than a `String` in every connection's principal.
+    pub username: Option<Box<str>>,
     pub attributes: BTreeMap<String, String>,
 }
 

@@ -400,7 +400,7 @@ async fn authenticate(
 ) -> Result<(Principal, Option<SystemTime>), (u8, Refusal)> {
     let mut principal = Principal {
         client_id: Arc::clone(client_id),
-        username: c.username.clone(),
+        username: c.username.as_deref().map(Box::from),
         attributes: Default::default(),
     };
     let mut expiry = None;
@@ -420,7 +420,7 @@ async fn authenticate(
                     return Err((code::NOT_AUTHORIZED, Refusal::Authentication));
                 }
                 outcomes.authn_successes.add(c.protocol);
-                principal.username = grant.username;
+                principal.username = grant.username.map(String::into_boxed_str);
                 principal.attributes = grant.attributes;
                 expiry = grant.expiry;
             }
