@@ -27,6 +27,15 @@ const CONNECTING: usize = 50;
 const SETTLE: Duration = Duration::from_secs(30);
 
 fn keynotify(key: &str, packet_id: u16) -> Publish {
+    request(
+        &[b"KEYNOTIFY", key.as_bytes()],
+        packet_id,
+        "storm/responses",
+    )
+}
+
+/// A QoS 1 state store request answered on `response_topic`.
+fn request(args: &[&[u8]], packet_id: u16, response_topic: &str) -> Publish {
     let ts = Hlc {
         ms: wall_ms(),
         counter: 0,
@@ -39,12 +48,30 @@ fn keynotify(key: &str, packet_id: u16) -> Publish {
         topic: REQUEST_TOPIC.into(),
         packet_id,
         properties: Properties {
-            response_topic: Some("storm/responses".into()),
+            response_topic: Some(response_topic.into()),
             correlation_data: Some(Bytes::from_static(b"1")),
             user_properties: vec![("__ts".into(), ts.to_string())],
             ..Properties::default()
         },
-        payload: encode_request(&[b"KEYNOTIFY", key.as_bytes()]),
+        payload: encode_request(args),
+    }
+}
+
+/// Wait until the store has handled every request routed so far. A PUBACK only says a
+/// request was routed to the store's session; requests reach the store through that one
+/// session in routing order, so the answer to one sent now comes after all of theirs (an
+/// in-process `set` could otherwise overtake a KEYNOTIFY still on its way).
+async fn barrier(b: &TestBroker) -> Result<()> {
+    let mut c = b.client("barrier", V5).await;
+    c.sub("storm/barrier", QoS::AtMostOnce).await;
+    c.publish(request(&[b"GET", b"fence"], 1, "storm/barrier"))
+        .await;
+    loop {
+        match tokio::time::timeout(SETTLE, c.recv()).await {
+            Ok(Some(Packet::Publish(p))) if p.topic == "storm/barrier" => return Ok(()),
+            Ok(Some(_)) => {}
+            other => bail!("no answer to the barrier request: {other:?}"),
+        }
     }
 }
 
@@ -113,6 +140,7 @@ async fn thousands_disconnecting_at_once_lose_their_registrations() -> Result<()
     for t in tasks {
         clients.extend(t.await.context("a connecting task failed")?);
     }
+    barrier(&b).await?;
     assert_eq!(
         storm_notifications(&store, &mut monitor, 0).await?,
         CLIENTS + 1,
