@@ -9,15 +9,15 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use bytes::Bytes;
-use edgeplane_statestore::hlc::{wall_ms, Hlc};
-use edgeplane_statestore::resp::encode_request;
 use edgeplane_statestore::{
     notification_topic, SetOptions, StateStore, StateStoreHandle, StateStoreSettings,
-    NOTIFY_TOPIC_PREFIX, REQUEST_TOPIC,
+    NOTIFY_TOPIC_PREFIX,
 };
-use edgeplane_tests::codec::{Packet, Properties, Publish, QoS};
+use edgeplane_tests::codec::{Packet, Publish, QoS};
 use edgeplane_tests::{Client, TestBroker, V5};
+
+mod common;
+use common::request;
 
 /// More than the 4096 events the old broadcast held.
 const CLIENTS: usize = 5_000;
@@ -32,29 +32,6 @@ fn keynotify(key: &str, packet_id: u16) -> Publish {
         packet_id,
         "storm/responses",
     )
-}
-
-/// A QoS 1 state store request answered on `response_topic`.
-fn request(args: &[&[u8]], packet_id: u16, response_topic: &str) -> Publish {
-    let ts = Hlc {
-        ms: wall_ms(),
-        counter: 0,
-        node: "storm".into(),
-    };
-    Publish {
-        dup: false,
-        qos: QoS::AtLeastOnce,
-        retain: false,
-        topic: REQUEST_TOPIC.into(),
-        packet_id,
-        properties: Properties {
-            response_topic: Some(response_topic.into()),
-            correlation_data: Some(Bytes::from_static(b"1")),
-            user_properties: vec![("__ts".into(), ts.to_string())],
-            ..Properties::default()
-        },
-        payload: encode_request(args),
-    }
 }
 
 /// Wait until the store has handled every request routed so far. A PUBACK only says a

@@ -12,13 +12,14 @@
 
 use anyhow::{bail, Result};
 use bytes::Bytes;
-use edgeplane_statestore::hlc::{wall_ms, Hlc};
-use edgeplane_statestore::resp::encode_request;
 use edgeplane_statestore::{
-    notification_topic, StateStore, StateStoreSettings, NOTIFY_TOPIC_PREFIX, REQUEST_TOPIC,
+    notification_topic, StateStore, StateStoreSettings, NOTIFY_TOPIC_PREFIX,
 };
-use edgeplane_tests::codec::{Packet, Properties, Publish, QoS};
+use edgeplane_tests::codec::{Packet, QoS};
 use edgeplane_tests::{Client, TestBroker, V5};
+
+mod common;
+use common::request;
 
 /// Connections that send a KEYNOTIFY and drop.
 const ROUNDS: u16 = 30;
@@ -26,29 +27,6 @@ const ROUNDS: u16 = 30;
 const BACKLOG: u16 = 600;
 /// Backlog requests sent before their PUBACKs are read.
 const CHUNK: u16 = 100;
-
-/// A QoS 1 request with a current `__ts`, answered on `response_topic`.
-fn request(args: &[&[u8]], packet_id: u16, response_topic: &str) -> Publish {
-    let ts = Hlc {
-        ms: wall_ms(),
-        counter: 0,
-        node: "race".into(),
-    };
-    Publish {
-        dup: false,
-        qos: QoS::AtLeastOnce,
-        retain: false,
-        topic: REQUEST_TOPIC.into(),
-        packet_id,
-        properties: Properties {
-            response_topic: Some(response_topic.into()),
-            correlation_data: Some(Bytes::from(packet_id.to_be_bytes().to_vec())),
-            user_properties: vec![("__ts".into(), ts.to_string())],
-            ..Properties::default()
-        },
-        payload: encode_request(args),
-    }
-}
 
 /// Queue `BACKLOG` GETs (answered to a topic nobody reads); returns once all are routed.
 async fn backlog(loader: &mut Client) {
