@@ -222,6 +222,7 @@ async fn reauthenticate(a: edgeplane_codec::Auth, conn: &mut Conn) -> Option<Sto
     match result {
         Ok(renewal) => {
             conn.expiry = renewal.expiry;
+            conn.expiry_moved = true;
             if let Some(attributes) = renewal.attributes {
                 // Cached decisions were for the old principal.
                 Arc::make_mut(&mut conn.principal).attributes = attributes;

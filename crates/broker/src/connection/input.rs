@@ -42,24 +42,33 @@ impl<S: AsyncRead + tokio::io::AsyncWrite + Unpin> Input for crate::ws::WsStream
 
 /// Read into `buf`, first waiting for input if `buf` has no room (it was released while
 /// idle), then reserving `size` bytes. Returns the bytes read and the room there was.
+#[cfg(test)]
 pub(super) async fn read<S: Input>(
     stream: &mut S,
     buf: &mut BytesMut,
     size: usize,
 ) -> io::Result<(usize, usize)> {
-    std::future::poll_fn(|cx| {
-        if buf.capacity() == buf.len() && S::WAITS_UNBUFFERED {
-            std::task::ready!(stream.poll_input_ready(cx))?;
-        }
-        if buf.capacity() - buf.len() < size / 2 {
-            buf.reserve(size);
-        }
-        let room = buf.capacity() - buf.len();
-        let read = stream.read_buf(buf);
-        tokio::pin!(read);
-        read.poll(cx).map_ok(|n| (n, room))
-    })
-    .await
+    std::future::poll_fn(|cx| poll_read(stream, buf, size, cx)).await
+}
+
+/// [`read`] as a poll: it keeps no state between polls, so the main loop can poll it
+/// beside its other sources without storing a future.
+pub(super) fn poll_read<S: Input>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    size: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<(usize, usize)>> {
+    if buf.capacity() == buf.len() && S::WAITS_UNBUFFERED {
+        std::task::ready!(stream.poll_input_ready(cx))?;
+    }
+    if buf.capacity() - buf.len() < size / 2 {
+        buf.reserve(size);
+    }
+    let room = buf.capacity() - buf.len();
+    let read = stream.read_buf(buf);
+    tokio::pin!(read);
+    read.poll(cx).map_ok(|n| (n, room))
 }
 
 /// Give `buf` back while the connection waits, if the stream can wait without it and

@@ -232,16 +232,13 @@ impl<T> MailboxRx<T> {
     /// [`MailboxRx::next`] would return without waiting). Nothing is taken, so the caller's
     /// future holds no item: it asks [`MailboxRx::order`], then [`MailboxRx::try_recv`], then
     /// [`MailboxRx::is_closed`].
-    pub async fn ready(&mut self) {
-        poll_fn(|cx| {
-            let mut st = self.shared.state.lock();
-            if st.order.is_some() || !st.queue.is_empty() || st.senders == 0 {
-                return Poll::Ready(());
-            }
-            park(&mut st, cx.waker());
-            Poll::Pending
-        })
-        .await
+    pub fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let mut st = self.shared.state.lock();
+        if st.order.is_some() || !st.queue.is_empty() || st.senders == 0 {
+            return Poll::Ready(());
+        }
+        park(&mut st, cx.waker());
+        Poll::Pending
     }
 
     /// The order to close, if one came (it comes before queued items).
