@@ -183,3 +183,41 @@ async fn keep_alive_cap_does_not_apply_to_v311() {
         "still connected after 2.2 s idle"
     );
 }
+
+/// [MQTT-3.1.2-22] The keep alive is the attached connection's: after a takeover, the old
+/// connection's deadline does not close the new one. The new connection (keep alive 2 s,
+/// resuming the session) must outlive the old one's 1.5 s, and time out on its own
+/// 1.5 x 2 s, counted from its CONNECT.
+#[tokio::test]
+async fn keep_alive_follows_the_connection_that_took_over() {
+    let b = TestBroker::start().await;
+    for v in [V311, V5] {
+        let id = format!("takeover-ka-{v:?}");
+        let mut first = keep_alive(&id, v, 1);
+        first.clean_start = false;
+        first.properties.session_expiry_interval = (v == V5).then_some(60);
+        let mut old = connected(&b, first).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let mut second = keep_alive(&id, v, 2);
+        second.clean_start = false;
+        second.properties.session_expiry_interval = (v == V5).then_some(60);
+        let started = Instant::now();
+        let mut new = connected(&b, second).await;
+        let expected = (v == V5).then_some(ReasonCode::SESSION_TAKEN_OVER);
+        assert_eq!(old.expect_closed().await, expected, "{v:?}: taken over");
+        // Past the old connection's deadline (1.5 s after its CONNECT).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            new.observe(QUIET).await,
+            Observed::Silent,
+            "{v:?}: the new connection is not closed at the old one's deadline"
+        );
+        let expected = (v == V5).then_some(ReasonCode::KEEP_ALIVE_TIMEOUT);
+        assert_eq!(new.expect_closed().await, expected, "{v:?}");
+        let after = started.elapsed();
+        assert!(
+            after >= Duration::from_millis(2800) && after < Duration::from_millis(4500),
+            "{v:?}: closed after {after:?}, expected about 3 s (1.5 x 2 s)"
+        );
+    }
+}

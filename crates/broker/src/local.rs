@@ -123,6 +123,7 @@ impl LocalClient {
             will: None,
             opted_in: false,
             window: o.receive_maximum.max(1),
+            keep_alive_ms: None,
             tx,
             details: None,
             connack: ConnAck {

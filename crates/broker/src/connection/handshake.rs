@@ -3,7 +3,7 @@
 //! topic aliases), and attach the session in its partition, which sends CONNACK.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::BytesMut;
 use edgeplane_codec::{
@@ -22,7 +22,6 @@ use crate::stats::{ConnectOutcomes, Refusal};
 pub struct Negotiated {
     pub version: ProtocolVersion,
     pub client_id: Arc<str>,
-    pub keep_alive: Option<Duration>,
     pub session_expiry: u32,
     pub client_max_packet: usize,
     pub client_alias_max: u16,
@@ -338,6 +337,8 @@ async fn attach_session<S: AsyncWrite + Unpin>(
             .as_ref()
             .is_some_and(|st| st.policy.opted_in(&c.properties)),
         window,
+        // 1.5 times the keep alive, which the partition enforces [MQTT-3.1.2-22].
+        keep_alive_ms: std::num::NonZeroU32::new(u32::from(keep_alive) * 1500),
         tx,
         details: Some(Arc::new(ClientDetails {
             username: principal.username.as_deref().map(Box::from),
@@ -374,7 +375,6 @@ async fn attach_session<S: AsyncWrite + Unpin>(
     Ok(Negotiated {
         version: c.protocol,
         client_id,
-        keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
         session_expiry,
         client_max_packet: c
             .properties

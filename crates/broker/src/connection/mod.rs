@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use edgeplane_codec::{AckType, Disconnect, Packet, ProtocolVersion, ReasonCode};
@@ -26,7 +26,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::auth::{ClientCerts, DecisionCache, ListenerAuth, Principal};
 use crate::router::mailbox::{mailbox, MailboxRx, MailboxTx, Order};
-use crate::router::{Cmd, Ending, Outgoing, Router, Ticket};
+use crate::router::{clock_instant, clock_ms, Cmd, Ending, Outgoing, Router, Ticket};
 use crate::settings::Settings;
 use crate::stats::Stats;
 use crate::store::{Record, Store};
@@ -75,10 +75,6 @@ struct Conn {
     session_expiry: u32,
     client_max_packet: u32,
     client_alias_max: u16,
-    /// The client must send something within this many milliseconds (1.5 times its keep
-    /// alive); `None`: no limit. Milliseconds in a `u32` (at most 98,302,500): every byte of
-    /// `Conn` is held by every idle connection.
-    keep_alive_ms: Option<std::num::NonZeroU32>,
     /// State most connections never use (topic aliases, QoS 2 receipts, packets held back
     /// while paused, the enhanced-authentication method), made on first use: every idle
     /// connection holds a `Conn`.
@@ -157,12 +153,6 @@ pub(crate) struct OwedAck {
 }
 
 impl Conn {
-    /// How long the client may stay silent (1.5 times its keep alive), if limited.
-    fn keep_alive(&self) -> Option<std::time::Duration> {
-        self.keep_alive_ms
-            .map(|ms| std::time::Duration::from_millis(u64::from(ms.get())))
-    }
-
     /// The rarely used state, made on first use.
     fn rare(&mut self) -> &mut Rare {
         self.rare.get_or_insert_with(Box::default)
@@ -358,7 +348,6 @@ where
     let handshake::Negotiated {
         version,
         client_id,
-        keep_alive,
         session_expiry,
         client_max_packet,
         client_alias_max,
@@ -380,9 +369,6 @@ where
         session_expiry,
         client_max_packet: u32::try_from(client_max_packet).unwrap_or(u32::MAX),
         client_alias_max,
-        keep_alive_ms: keep_alive.and_then(|d| {
-            std::num::NonZeroU32::new(u32::try_from(d.as_millis()).unwrap_or(u32::MAX))
-        }),
         rare: Rare::after_connect(incoming_qos2, auth_method),
         persist,
         acks: VecDeque::new(),
@@ -459,7 +445,8 @@ enum Polled {
     /// Bytes read and the room there was, or the read's error.
     Read(std::io::Result<(usize, usize)>),
     Expired,
-    KeepAlive,
+    /// The quiet timer fired: the read buffer may have to shrink.
+    Quiet,
 }
 
 /// What is left to do after the wait: only plain values, so no await below keeps the read's
@@ -467,14 +454,12 @@ enum Polled {
 /// connection holds.
 #[derive(Clone, Copy)]
 enum Wake {
-    /// Handled right after the wait (acknowledgements flushed, bytes read, pause timer).
+    /// Handled right after the wait (acknowledgements flushed, bytes read, a timer).
     Handled,
     /// The mailbox has an item or an order.
     Mail,
     /// The credentials expired.
     Expired,
-    /// The keep-alive timer fired.
-    KeepAlive,
 }
 
 /// The main loop. A plain function returning an `async move` block, like [`serve`], so its
@@ -491,16 +476,16 @@ where
     S: Input + AsyncWrite + Send,
 {
     async move {
-        // Milliseconds since [`epoch`] (8 bytes where an `Instant` takes 16).
-        let mut last_read = since_epoch();
-        let ka_timer = tokio::time::sleep(conn.keep_alive().unwrap_or(FAR));
-        tokio::pin!(ka_timer);
+        // The keep alive is the partition's to enforce, from the time of the last input
+        // this loop writes into the mailbox's signals: no timer here.
         // Armed at the credentials' expiry; re-armed when re-authentication moves it.
         // Boxed and made only when needed: most connections have no expiry, and every byte of
         // this future is held by every idle connection.
         let mut expiry_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
         // While reads are paused: when to look again whether they may resume.
         let mut pause_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        // While a buffer grown for a burst is held: when to look whether input went quiet.
+        let mut quiet_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
         // Bytes that arrived with CONNECT are processed before reading more.
         let mut pending_input = !rbuf.is_empty();
         let mut read_size = READ_BUFFER;
@@ -515,7 +500,7 @@ where
             }
             if conn.paused {
                 // The client is not silent, we are not listening.
-                last_read = since_epoch();
+                note_input(rx);
             }
             if pending_input {
                 pending_input = false;
@@ -529,6 +514,8 @@ where
                         *rbuf = BytesMut::with_capacity(READ_BUFFER);
                     }
                     input::release_idle::<S>(rbuf);
+                } else if quiet_timer.is_none() {
+                    quiet_timer = Some(Box::pin(tokio::time::sleep(QUIET)));
                 }
             }
             if conn.expiry_moved {
@@ -564,11 +551,11 @@ where
                 let paused = conn.paused;
                 let reading = !conn.paused || conn.deferred_bytes < PAUSED_BUFFER;
                 let (mail, input, buf) = (&mut *rx, &mut *stream, &mut *rbuf);
-                let (pause, expiry, mut keep_alive) =
-                    (&mut pause_timer, &mut expiry_timer, ka_timer.as_mut());
+                let (pause, expiry, quiet) =
+                    (&mut pause_timer, &mut expiry_timer, &mut quiet_timer);
                 let size = read_size;
                 // Polled by hand, in this order (acknowledgements, mail, the pause timer,
-                // input, expiry, keep alive), by a closure that owns what it uses: a
+                // input, expiry, the quiet timer), by a closure that owns what it uses: a
                 // `select!` would store a future per source, and every byte of this future
                 // is held by every idle connection.
                 let polled = std::future::poll_fn(move |cx| {
@@ -595,10 +582,12 @@ where
                             return Poll::Ready(Polled::Expired);
                         }
                     }
-                    match keep_alive.as_mut().poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(Polled::KeepAlive),
-                        Poll::Pending => Poll::Pending,
+                    if let Some(t) = &mut *quiet {
+                        if t.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Polled::Quiet);
+                        }
                     }
+                    Poll::Pending
                 })
                 .await;
                 match polled {
@@ -619,7 +608,7 @@ where
                             return Stop::Ended(Ending::Abnormal);
                         }
                         Stats::add(&ctx.stats.bytes_received, n as u64);
-                        last_read = since_epoch();
+                        note_input(rx);
                         pending_input = true;
                         if n == room {
                             read_size = (read_size * 2).min(READ_BUFFER_MAX);
@@ -629,7 +618,24 @@ where
                         Wake::Handled
                     }
                     Polled::Expired => Wake::Expired,
-                    Polled::KeepAlive => Wake::KeepAlive,
+                    Polled::Quiet => {
+                        let last = rx.signals().last_input_ms.load(Ordering::Relaxed);
+                        let quiet_since = last + QUIET_MS;
+                        if let (false, Some(t)) = (clock_ms() >= quiet_since, &mut quiet_timer) {
+                            t.as_mut().reset(clock_instant(quiet_since).into());
+                        } else {
+                            // A connection that has gone quiet gives back what a burst grew.
+                            quiet_timer = None;
+                            if rbuf.is_empty() {
+                                if rbuf.capacity() > READ_BUFFER {
+                                    *rbuf = BytesMut::with_capacity(READ_BUFFER);
+                                }
+                                read_size = READ_BUFFER;
+                                input::release_idle::<S>(rbuf);
+                            }
+                        }
+                        Wake::Handled
+                    }
                 }
             };
             match wake {
@@ -667,40 +673,22 @@ where
                     conn.disconnect(ReasonCode::MAXIMUM_CONNECT_TIME);
                     return Box::pin(flush_then(stream, conn, Stop::Ended(Ending::Abnormal))).await;
                 }
-                Wake::KeepAlive => {
-                    let due = epoch()
-                        + Duration::from_millis(last_read)
-                        + conn.keep_alive().unwrap_or(FAR);
-                    if Instant::now() >= due {
-                        // No packet within 1.5 times the keep alive [MQTT-3.1.2-22].
-                        conn.disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT);
-                        return Box::pin(flush_then(stream, conn, Stop::Ended(Ending::Abnormal)))
-                            .await;
-                    }
-                    ka_timer.as_mut().reset(due.into());
-                    // A connection that has gone quiet gives back what a burst grew.
-                    if rbuf.is_empty() && rbuf.capacity() > READ_BUFFER {
-                        *rbuf = BytesMut::with_capacity(READ_BUFFER);
-                        read_size = READ_BUFFER;
-                    }
-                    input::release_idle::<S>(rbuf);
-                }
             }
         }
     }
 }
 
-/// The instant the main loops measure silence from.
-fn epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+/// Input arrived (or reads are paused, which is not the client's silence): the partition's
+/// keep-alive check counts from now.
+fn note_input(rx: &MailboxRx<Outgoing>) {
+    rx.signals()
+        .last_input_ms
+        .store(clock_ms(), Ordering::Relaxed);
 }
 
-/// Milliseconds since [`epoch`].
-fn since_epoch() -> u64 {
-    // Rounded up: a deadline measured from it is never early.
-    u64::try_from(epoch().elapsed().as_millis() + 1).unwrap_or(u64::MAX)
-}
+/// After this long without input a connection gives back the read buffer a burst grew.
+const QUIET_MS: u64 = 10_000;
+const QUIET: Duration = Duration::from_millis(QUIET_MS);
 
 /// "Never" for timers that are not armed.
 const FAR: std::time::Duration = std::time::Duration::from_secs(86_400 * 365);
@@ -809,15 +797,16 @@ mod tests {
     /// The main loop's future is held by every idle connection: rarely taken paths (closing,
     /// expiry, paused reads, waiting for the store) are boxed so they cost nothing until
     /// used, the wait polls its sources by hand instead of storing a `select!`'s futures,
-    /// and rarely used state is boxed out of `Conn`. 272 bytes in a release build of
-    /// 2026-12-03 evening (432 that morning with a `select!`, 984 the day before); `Conn` is
-    /// 208 bytes (512).
+    /// the keep alive is the partition's to enforce (no timer here), and rarely used state is
+    /// boxed out of `Conn`. 152 bytes in a release build of 2026-12-03 evening (432 that
+    /// morning with a `select!` and a keep-alive timer, 984 the day before); `Conn` is 208
+    /// bytes (512).
     #[test]
     fn the_main_loop_future_stays_small() {
         let run = output_size(run::<tokio::net::TcpStream>);
         let conn = std::mem::size_of::<Conn>();
         eprintln!("run future {run} B, Conn {conn} B");
-        assert!(run <= 288, "the connection main loop future is {run} bytes");
+        assert!(run <= 168, "the connection main loop future is {run} bytes");
         assert!(conn <= 224, "Conn is {conn} bytes");
     }
 }

@@ -46,6 +46,10 @@ pub(super) struct Partition {
     groups: Vec<Option<Group>>,
     group_ids: HashMap<(String, String), u32>,
     pub(super) timers: BinaryHeap<Reverse<(Instant, u32, u64, TimerKind)>>,
+    /// Keep-alive checks of attached connections: (due on [`super::clock_ms`]'s clock,
+    /// session, low 32 bits of its epoch). 16 B per connection, where a tokio timer in each
+    /// connection's task took 112 B of every idle connection's future.
+    keep_alive: BinaryHeap<Reverse<(u64, u32, u32)>>,
     next_epoch: u64,
     /// Sessions with output held back until the store catches up.
     waiting: Vec<u32>,
@@ -75,6 +79,7 @@ impl Partition {
             groups: Vec::new(),
             group_ids: HashMap::new(),
             timers: BinaryHeap::new(),
+            keep_alive: BinaryHeap::new(),
             next_epoch: 1,
             waiting: Vec::new(),
             hits: Vec::new(),
@@ -98,7 +103,15 @@ impl Partition {
         let mut cmds = Vec::with_capacity(BATCH);
         let mut inters = Vec::with_capacity(BATCH);
         loop {
-            let deadline = self.timers.peek().map(|Reverse((at, ..))| *at);
+            let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
+            let check = self
+                .keep_alive
+                .peek()
+                .map(|Reverse((due, ..))| super::clock_instant(*due));
+            let deadline = match (timer, check) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 biased;
                 n = inter.recv_many(&mut inters, BATCH) => {

@@ -18,6 +18,8 @@ pub struct Conn {
     pub id: u64,
     pub tx: MailboxTx<Outgoing>,
     pub window: u16,
+    /// 1.5 times the client's keep alive, in milliseconds (see [`super::ConnSignals`]).
+    pub keep_alive_ms: Option<std::num::NonZeroU32>,
     /// Who connected, through which listener, from where (none for in-process clients).
     pub details: Option<Arc<super::clients::ClientDetails>>,
 }

@@ -2,13 +2,14 @@
 //! messages, session expiry, and what of it the store keeps.
 
 use std::cmp::Reverse;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use edgeplane_codec::{Ack, Packet, ReasonCode};
 
 use super::super::session::{Conn, Session};
-use super::super::{ConnectReply, ConnectRequest, Ending, Inter, Outgoing, Routed};
+use super::super::{clock_ms, ConnectReply, ConnectRequest, Ending, Inter, Outgoing, Routed};
 use super::{secs, Partition, TimerKind};
 use crate::message::Message;
 use crate::stats::Stats;
@@ -86,7 +87,18 @@ impl Partition {
             id: req.conn_id,
             tx: req.tx,
             window: req.window.max(1),
+            keep_alive_ms: req.keep_alive_ms,
             details: req.details,
+        });
+        let keep_alive_check = req.keep_alive_ms.map(|ka| {
+            // CONNECT was the client's last input: silence is counted from now.
+            let now = clock_ms();
+            if let Some(c) = &s.conn {
+                c.tx.signals()
+                    .last_input_ms
+                    .fetch_max(now, Ordering::Relaxed);
+            }
+            Reverse((now + u64::from(ka.get()), idx, epoch as u32))
         });
         if shutting_down {
             if let Some(c) = s.conn.as_ref().filter(|c| c.details.is_some()) {
@@ -117,6 +129,9 @@ impl Partition {
         });
         if !req.internal {
             stats.client_connected();
+        }
+        if let Some(check) = keep_alive_check {
+            self.keep_alive.push(check);
         }
         self.set_shared_online(idx, true);
         self.pump(idx);
@@ -213,6 +228,41 @@ impl Partition {
                 }
                 TimerKind::Expire => self.end_session(idx),
             }
+        }
+        self.check_keep_alives();
+    }
+
+    /// Disconnect the clients whose keep-alive checks are due and that stayed silent for
+    /// 1.5 times their keep alive [MQTT-3.1.2-22] (MQTT 5: DISCONNECT 0x8D), as if the
+    /// network had failed: the will is published. A check finding input since then is
+    /// moved to the new deadline; one for a connection that has gone is dropped.
+    fn check_keep_alives(&mut self) {
+        let now = clock_ms();
+        while let Some(&Reverse((due, idx, epoch))) = self.keep_alive.peek() {
+            if due > now {
+                break;
+            }
+            self.keep_alive.pop();
+            let Some(s) = self.session(idx) else { continue };
+            // The epoch only tells this attachment's check from a stale one (the slot may
+            // hold a newer connection, which has a check of its own): the check itself reads
+            // whatever connection is attached now, so a truncated epoch cannot mislead it.
+            let Some((c, ka)) = s
+                .conn
+                .as_ref()
+                .and_then(|c| Some((c, c.keep_alive_ms?)))
+                .filter(|_| s.epoch as u32 == epoch)
+            else {
+                continue;
+            };
+            let due = c.tx.signals().last_input_ms.load(Ordering::Relaxed) + u64::from(ka.get());
+            if due > now {
+                self.keep_alive.push(Reverse((due, idx, epoch)));
+                continue;
+            }
+            tracing::debug!(client_id = %s.client_id, "keep alive timed out: disconnecting");
+            s.signal_kill(ReasonCode::KEEP_ALIVE_TIMEOUT.0);
+            self.on_disconnected(idx, Ending::Abnormal);
         }
     }
 
