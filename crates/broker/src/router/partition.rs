@@ -102,16 +102,28 @@ impl Partition {
     ) {
         let mut cmds = Vec::with_capacity(BATCH);
         let mut inters = Vec::with_capacity(BATCH);
+        // One timer for the whole loop, moved only when the earliest deadline changes: every
+        // connection with a keep alive has a check, so there nearly always is a deadline,
+        // and a fresh `Sleep` per batch registered and removed a timer at every wake-up.
+        let timer = tokio::time::sleep(Duration::from_secs(86_400));
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
-            let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
+            let next = self.timers.peek().map(|Reverse((at, ..))| *at);
             let check = self
                 .keep_alive
                 .peek()
                 .map(|Reverse((due, ..))| super::clock_instant(*due));
-            let deadline = match (timer, check) {
+            let deadline = match (next, check) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            if deadline != armed {
+                armed = deadline;
+                if let Some(at) = deadline {
+                    timer.as_mut().reset(at.into());
+                }
+            }
             tokio::select! {
                 biased;
                 n = inter.recv_many(&mut inters, BATCH) => {
@@ -124,7 +136,11 @@ impl Partition {
                     self.over_memory = self.router.over_memory();
                     for c in cmds.drain(..) { self.on_cmd(c); }
                 }
-                _ = sleep_until(deadline) => self.fire_timers(),
+                () = &mut timer, if armed.is_some() => {
+                    // Fired: re-armed at the next deadline, if any, before it is polled again.
+                    armed = None;
+                    self.fire_timers();
+                }
             }
         }
     }
@@ -655,11 +671,4 @@ fn make_room(s: &mut Session, limit: &QueueLimit, qos: QoS, w: u64, router: &Rou
 
 pub(super) fn secs(s: u32) -> Duration {
     Duration::from_secs(u64::from(s))
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
 }
