@@ -45,13 +45,31 @@ async fn backlog(loader: &mut Client) {
 }
 
 /// Send a request from `c` and return its response payload (`c` is subscribed to its
-/// response topic, and the response is the next packet due).
+/// response topic). Responses to the rounds' KEYNOTIFYs share that topic and may still be
+/// on their way (the store answers a request of an ended connection, after the backlog),
+/// before or after this request's PUBACK: only the one carrying this request's correlation
+/// data counts.
 async fn call(c: &mut Client, args: &[&[u8]], packet_id: u16) -> Result<Bytes> {
-    c.publish(request(args, packet_id, "racer/responses")).await;
-    match c.recv().await {
-        Some(Packet::Publish(p)) if p.topic == "racer/responses" => Ok(p.payload),
-        other => bail!("expected a response, got {other:?}"),
+    c.send(&Packet::Publish(request(
+        args,
+        packet_id,
+        "racer/responses",
+    )))
+    .await;
+    let correlation = packet_id.to_be_bytes();
+    let (mut acked, mut response) = (false, None);
+    while !acked || response.is_none() {
+        match c.recv().await {
+            Some(Packet::PubAck(a)) if a.packet_id == packet_id => acked = true,
+            Some(Packet::Publish(p)) if p.topic == "racer/responses" => {
+                if p.properties.correlation_data.as_deref() == Some(&correlation[..]) {
+                    response = Some(p.payload);
+                }
+            }
+            other => bail!("expected a PUBACK or a response, got {other:?}"),
+        }
     }
+    response.ok_or_else(|| anyhow::anyhow!("no response"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,6 +94,8 @@ async fn a_keynotify_overtaken_by_its_connections_end_registers_nothing() -> Res
 
     // A new connection of the same client id that never asked for `race`. Its requests
     // are routed after every KEYNOTIFY above, and the store executes requests in order.
+    // Its packet ids (from 1001) are not the rounds' (1..=ROUNDS), so their correlation
+    // data tells its responses from the rounds' late ones.
     let mut fresh = b.client("racer", V5).await;
     fresh.sub("racer/responses", QoS::AtMostOnce).await;
     let hex_racer: String = "racer".bytes().map(|b| format!("{b:02X}")).collect();
@@ -86,14 +106,14 @@ async fn a_keynotify_overtaken_by_its_connections_end_registers_nothing() -> Res
         )
         .await;
     assert_eq!(
-        &call(&mut fresh, &[b"KEYNOTIFY", b"fence"], 1).await?[..],
+        &call(&mut fresh, &[b"KEYNOTIFY", b"fence"], 1001).await?[..],
         b"+OK\r\n"
     );
     assert_eq!(
-        &call(&mut fresh, &[b"SET", b"race", b"v"], 2).await?[..],
+        &call(&mut fresh, &[b"SET", b"race", b"v"], 1002).await?[..],
         b"+OK\r\n"
     );
-    let fence_set = request(&[b"SET", b"fence", b"v"], 3, "racer/responses");
+    let fence_set = request(&[b"SET", b"fence", b"v"], 1003, "racer/responses");
     fresh.send(&Packet::Publish(fence_set)).await;
     // Notifications leave the store in order: any for `race` comes before the fence's.
     let (race, fence) = (
@@ -106,7 +126,7 @@ async fn a_keynotify_overtaken_by_its_connections_end_registers_nothing() -> Res
             Some(Packet::Publish(p)) if p.topic == fence => break,
             Some(Packet::Publish(p)) if p.topic == race => leaked += 1,
             Some(Packet::Publish(p)) if p.topic == "racer/responses" => {}
-            Some(Packet::PubAck(a)) if a.packet_id == 3 => {}
+            Some(Packet::PubAck(a)) if a.packet_id == 1003 => {}
             other => bail!("expected the fence notification, got {other:?}"),
         }
     }
