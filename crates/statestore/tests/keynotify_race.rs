@@ -97,7 +97,8 @@ async fn a_keynotify_overtaken_by_its_connections_end_registers_nothing() -> Res
     // Its packet ids (from 1001) are not the rounds' (1..=ROUNDS), so their correlation
     // data tells its responses from the rounds' late ones.
     let mut fresh = b.client("racer", V5).await;
-    fresh.sub("racer/responses", QoS::AtMostOnce).await;
+    // The response topic last: once subscribed, late responses to the rounds' requests
+    // may arrive at any time, and `sub` wants its SUBACK to be the next packet.
     let hex_racer: String = "racer".bytes().map(|b| format!("{b:02X}")).collect();
     fresh
         .sub(
@@ -105,6 +106,7 @@ async fn a_keynotify_overtaken_by_its_connections_end_registers_nothing() -> Res
             QoS::AtMostOnce,
         )
         .await;
+    fresh.sub("racer/responses", QoS::AtMostOnce).await;
     assert_eq!(
         &call(&mut fresh, &[b"KEYNOTIFY", b"fence"], 1001).await?[..],
         b"+OK\r\n"
