@@ -3,6 +3,7 @@
 # Usage: scripts/bench/idle-connections.sh [CONNECTIONS]   (default 10000)
 # Each broker is one process, so CONNECTIONS is bounded by the open-file hard limit
 # (`ulimit -Hn`; 20,000 on the build machine, which this container cannot raise).
+# Beyond that limit: scripts/bench/idle-connections-vm.sh (the same measurement in a VM).
 # rumqttd is measured too when scripts/bench/compare-brokers.sh has installed it.
 # Prints a Markdown table row per broker: RSS before, after, and per connection.
 set -euo pipefail
