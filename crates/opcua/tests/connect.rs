@@ -5,7 +5,8 @@ mod common;
 
 use anyhow::{ensure, Context, Result};
 use common::{
-    client_config, dataset, distinct_values, events, seeded_pki, sim_config, wait_status, WAIT,
+    client_config, dataset, distinct_values, events, seeded_pki, seeded_sim, sim_config,
+    wait_status, WAIT,
 };
 use edgeplane_opcua::client::{
     rejected_certificates, trust, Auth, Connection, EndpointStatus, Notification, Security,
@@ -162,9 +163,7 @@ async fn wrong_password_and_anonymous_give_clear_statuses() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_server_certificate_is_saved_and_trusting_it_connects() -> Result<()> {
     let dir = TempDir::new()?;
-    let sim_pki = seeded_pki("sim", &dir.path().join("sim-pki")).await?;
-    let sim = Sim::start(sim_config(&sim_pki)).await?;
-    let pki = seeded_pki("client", &dir.path().join("client-pki")).await?;
+    let (sim, pki) = seeded_sim(dir.path()).await?;
     let cfg = client_config(sim.endpoint_url(), &pki);
     let (conn, mut rx) = Connection::start(cfg, vec![dataset("plc", &KINDS[..1])], vec![])?;
 
@@ -203,11 +202,7 @@ async fn untrusted_server_certificate_is_saved_and_trusting_it_connects() -> Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_points_between_good_ones_keep_every_value_on_its_point() -> Result<()> {
     let dir = TempDir::new()?;
-    let sim = Sim::start(sim_config(
-        &seeded_pki("sim", &dir.path().join("sim-pki")).await?,
-    ))
-    .await?;
-    let pki = seeded_pki("client", &dir.path().join("client-pki")).await?;
+    let (sim, pki) = seeded_sim(dir.path()).await?;
     let mut cfg = client_config(sim.endpoint_url(), &pki);
     cfg.security = Security::Require(SecurityMode::None, SecurityPolicy::None);
     let mut ds = dataset("plc", &["Fast.Counter.0", "Fast.Sine.1", "Fast.Toggle.0"]);

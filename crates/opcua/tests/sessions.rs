@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use common::{
-    client_config, dataset, distinct_values, event_arrives, events, seeded_pki, sim_config,
-    wait_status, WAIT,
+    client_config, dataset, distinct_values, event_arrives, events, seeded_pki, seeded_sim,
+    sim_config, wait_status, WAIT,
 };
 use edgeplane_opcua::client::{
     rejected_certificates, trust, Auth, Connection, Dataset, EndpointStatus, Notification,
@@ -204,11 +204,7 @@ async fn a_wrong_password_on_several_sessions_is_one_clear_error() -> Result<()>
 async fn an_untrusted_certificate_on_several_sessions_is_saved_once_and_trusting_it_connects_all(
 ) -> Result<()> {
     let dir = TempDir::new()?;
-    let sim = Sim::start(sim_config(
-        &seeded_pki("sim", &dir.path().join("sim-pki")).await?,
-    ))
-    .await?;
-    let pki = seeded_pki("client", &dir.path().join("client-pki")).await?;
+    let (sim, pki) = seeded_sim(dir.path()).await?;
     let mut cfg = client_config(sim.endpoint_url(), &pki);
     cfg.sessions = 2;
     let (conn, mut rx) = Connection::start(cfg, datasets(), vec![])?;

@@ -24,7 +24,7 @@ pub(super) async fn process(rbuf: &mut BytesMut, conn: &mut Conn, ctx: &Context)
             conn.deferred_bytes = 0;
             break;
         };
-        if matches!(packet, Packet::Publish(_)) && super::pause_if_over(conn, ctx) {
+        if matches!(packet, Packet::Publish(_)) && super::main_loop::pause_if_over(conn, ctx) {
             // Over the bound again: back to waiting, in order.
             conn.rare().deferred.push_front(packet);
             break;
@@ -42,7 +42,7 @@ pub(super) async fn process(rbuf: &mut BytesMut, conn: &mut Conn, ctx: &Context)
             Ok(Some(packet)) => {
                 // Checked per PUBLISH, not only per read: one read can carry many.
                 let publish = matches!(packet, Packet::Publish(_));
-                if (publish && super::pause_if_over(conn, ctx))
+                if (publish && super::main_loop::pause_if_over(conn, ctx))
                     || (conn.paused && !passes_pause(&packet))
                 {
                     conn.deferred_bytes += before - rbuf.len();

@@ -12,7 +12,7 @@ use edgeplane_opcua::client::{
     Backoff, Connection, DataChange, DataPoint, Dataset, EndpointConfig, EndpointStatus,
     EventSource, Notification,
 };
-use edgeplane_opcua::sim::{NodeRate, Sim, SimConfig, SimSecurity};
+use edgeplane_opcua::sim::{NodeRate, Sim, SimConfig, SimHandle, SimSecurity};
 use tokio::sync::{mpsc, OnceCell};
 
 /// Upper bound for any single wait in these tests.
@@ -68,6 +68,14 @@ pub async fn seeded_pki(which: &str, dst: &Path) -> Result<PathBuf> {
         }
     }
     Ok(dst.to_path_buf())
+}
+
+/// A simulator with the seeded server certificate, and the seeded client PKI folder, both
+/// under `dir`.
+pub async fn seeded_sim(dir: &Path) -> Result<(SimHandle, PathBuf)> {
+    let sim = Sim::start(sim_config(&seeded_pki("sim", &dir.join("sim-pki")).await?)).await?;
+    let pki = seeded_pki("client", &dir.join("client-pki")).await?;
+    Ok((sim, pki))
 }
 
 /// A simulator on an ephemeral localhost port, values changing every 100 ms.
